@@ -1,0 +1,201 @@
+"""Training inputs: synthetic tasks, scikit-learn's digits, and user files.
+
+`make_inputs` returns inputs and (where the kind has them) labels, deterministic for a seed.
+Targets that need the model (teacher, self) are made by `make_targets` once the model exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DataConfig, resolve_path
+from .errors import InputError
+
+DEFAULT_N = 64
+DEFAULT_DIM = {"gaussian": 8, "parity": 6, "sine": 1}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    x: np.ndarray  # (k, dim) float64
+    labels: np.ndarray | None  # (k,) int classes, or (k, t) float regression values, or None
+    n_classes: int  # 0 when labels are real-valued or absent
+    duplicate_of: dict[int, int] = field(default_factory=dict)  # appended index -> original index
+    description: str = ""
+
+
+def make_inputs(cfg: DataConfig, seed: int, source_dir: str = "") -> Inputs:
+    rng = np.random.default_rng(seed)
+    kind = cfg.kind
+    n = cfg.n if cfg.n is not None else DEFAULT_N
+    dim = cfg.dim if cfg.dim is not None else DEFAULT_DIM.get(kind, 2)
+    labels: np.ndarray | None = None
+    n_classes = 0
+    if kind == "gaussian":
+        r = cfg.rank if cfg.rank is not None else min(n, dim)
+        z = rng.standard_normal((n, r))
+        basis = np.linalg.qr(rng.standard_normal((dim, r)))[0].T  # (r, dim), orthonormal rows
+        x = z @ basis
+        desc = f"{n} Gaussian inputs in R^{dim} spanning a {min(r, n, dim)}-dimensional subspace"
+    elif kind == "xor":
+        corners = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+        x = corners[np.arange(n) % 4].copy()
+        if n > 4:
+            x[4:] += 0.1 * rng.standard_normal((n - 4, 2))
+        labels = (x[:, 0] * x[:, 1] < 0).astype(np.int64)
+        n_classes = 2
+        desc = f"XOR: {n} points around the corners of [-1, 1]^2 (noise 0.1 beyond the first 4)"
+    elif kind in ("moons", "circles"):
+        from sklearn.datasets import make_circles, make_moons
+
+        maker = make_moons if kind == "moons" else make_circles
+        kwargs = {"noise": 0.1} if kind == "moons" else {"noise": 0.05, "factor": 0.5}
+        x, labels = maker(n_samples=n, random_state=seed, **kwargs)
+        labels = labels.astype(np.int64)
+        n_classes = 2
+        desc = f"{kind}: {n} points in R^2, two classes"
+    elif kind == "parity":
+        if n > 2**dim:
+            raise InputError("data.n", f"parity on {dim} bits has only {2**dim} distinct inputs, asked for {n}")
+        codes = rng.choice(2**dim, size=n, replace=False)
+        bits = (codes[:, None] >> np.arange(dim)[None, :]) & 1
+        x = bits.astype(np.float64) * 2 - 1
+        labels = (bits.sum(axis=1) % 2).astype(np.int64)
+        n_classes = 2
+        desc = f"parity of {dim} bits (inputs ±1): {n} distinct bit strings"
+    elif kind == "sine":
+        x = rng.uniform(-np.pi, np.pi, size=(n, dim))
+        labels = np.sin(x.sum(axis=1, keepdims=True))
+        desc = f"sine: y = sin(sum x), {n} inputs uniform in [-pi, pi]^{dim}"
+    elif kind == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        if n > len(digits.target):
+            raise InputError("data.n", f"digits has {len(digits.target)} images, asked for {n}")
+        idx = np.sort(rng.choice(len(digits.target), size=n, replace=False))
+        x = digits.data[idx].astype(np.float64) / 16.0
+        labels = digits.target[idx].astype(np.int64)
+        n_classes = 10
+        desc = f"scikit-learn digits: {n} of {len(digits.target)} 8x8 images (pixels / 16), 10 classes"
+    elif kind == "file":
+        x, labels, n_classes = _load_file(resolve_path(cfg.path, source_dir))
+        if cfg.n is not None:
+            if cfg.n > len(x):
+                raise InputError("data.n", f"{cfg.path} has {len(x)} rows, asked for {cfg.n}")
+            x, labels = x[: cfg.n], labels[: cfg.n]
+        desc = f"file {cfg.path}: {len(x)} rows, {x.shape[1]} features"
+    else:  # pragma: no cover - config validation rejects it
+        raise InputError("data.kind", f"unknown kind {kind!r}")
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    duplicate_of: dict[int, int] = {}
+    if cfg.duplicates:
+        src = rng.integers(0, len(x), size=cfg.duplicates)
+        duplicate_of = {len(x) + j: int(s) for j, s in enumerate(src)}
+        x = np.concatenate([x, x[src]], axis=0)
+        if labels is not None:
+            labels = np.concatenate([labels, labels[src]], axis=0)
+        desc += f", plus {cfg.duplicates} exact duplicates"
+    return Inputs(x=x, labels=labels, n_classes=n_classes, duplicate_of=duplicate_of, description=desc)
+
+
+def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path) as z:
+                if "x" not in z or "y" not in z:
+                    raise InputError("data.path", f"{path} must hold arrays named x and y (found {list(z.keys())})")
+                x, y = np.asarray(z["x"]), np.asarray(z["y"])
+        else:
+            table = np.genfromtxt(path, delimiter=",", dtype=np.float64)
+            if table.ndim == 1:
+                table = table[:, None] if table.size else table.reshape(0, 0)
+            if np.isnan(table[0]).all():  # a header row
+                table = table[1:]
+            if table.ndim != 2 or table.shape[1] < 2:
+                raise InputError("data.path", f"{path} needs at least two columns (features, then y last)")
+            x, y = table[:, :-1], table[:, -1]
+    except (OSError, ValueError) as exc:
+        raise InputError("data.path", f"cannot read {path}: {exc}") from None
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or len(x) == 0:
+        raise InputError("data.path", f"{path}: x must be a non-empty 2-D array, got shape {x.shape}")
+    if len(y) != len(x):
+        raise InputError("data.path", f"{path}: x has {len(x)} rows but y has {len(y)}")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise InputError("data.path", f"{path}: x contains NaN or infinite values")
+    y = np.asarray(y)
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0) and len(np.unique(y)) <= 50
+    )
+    if y.ndim == 1 and integral:
+        classes = np.unique(y)
+        labels = np.searchsorted(classes, y).astype(np.int64)
+        return x, labels, int(len(classes))
+    y = y.astype(np.float64)
+    return x, (y[:, None] if y.ndim == 1 else y), 0
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the loss compares the outputs with. `y` has the shape the loss needs:
+    mse (k, d) float; bce (k, d) float in [0, 1]; ce (k,) int classes or (k, d) probabilities."""
+
+    y: np.ndarray
+    out_dim: int
+    kind: str
+
+
+def out_dim_for(cfg: DataConfig, loss: str, inputs: Inputs) -> int:
+    """The network's output dimension d: from the labels when the targets are labels."""
+    if cfg.targets != "labels":
+        return cfg.out_dim
+    if inputs.n_classes:
+        if loss == "ce" or (loss == "mse" and inputs.n_classes > 2):
+            return inputs.n_classes
+        return 1
+    return int(inputs.labels.shape[1])
+
+
+def labels_to_targets(inputs: Inputs, loss: str, d: int) -> np.ndarray:
+    lab = inputs.labels
+    if inputs.n_classes:
+        if loss == "ce":
+            return lab.astype(np.int64)
+        if loss == "bce":
+            if inputs.n_classes != 2:
+                raise InputError("train.loss", f"bce needs two classes, the data has {inputs.n_classes}")
+            return lab.astype(np.float64)[:, None]
+        if d == 1:
+            return lab.astype(np.float64)[:, None]
+        return np.eye(d)[lab]
+    if loss != "mse":
+        raise InputError("train.loss", f"{loss} needs class labels; these labels are real numbers (use mse)")
+    return lab.astype(np.float64)
+
+
+def outputs_to_targets(out: np.ndarray, loss: str, soft: bool) -> np.ndarray:
+    """Targets from network outputs (teacher or self). `soft` keeps probabilities (self: zero residual)."""
+    if loss == "mse":
+        return out.astype(np.float64)
+    if loss == "bce":
+        p = 1.0 / (1.0 + np.exp(-out))
+        return p if soft else (p > 0.5).astype(np.float64)
+    z = out - out.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return p if soft else p.argmax(axis=1).astype(np.int64)
+
+
+def random_targets(k: int, d: int, loss: str, rng: np.random.Generator) -> np.ndarray:
+    if loss == "mse":
+        return rng.standard_normal((k, d))
+    if loss == "bce":
+        return rng.integers(0, 2, size=(k, d)).astype(np.float64)
+    if d < 2:
+        raise InputError("data.out_dim", "ce needs at least 2 outputs (classes)")
+    return rng.integers(0, d, size=k).astype(np.int64)

@@ -1,0 +1,211 @@
+"""Models: the MLP builder, user factories, and the bookkeeping of parameters and blocks.
+
+Parameters are flattened in `named_parameters()` order, so every block owns a contiguous slice
+of θ (and of the rows of G). A block of an `nn.Sequential` is one module with parameters together
+with the parameter-free modules after it; any other model is one block.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .errors import InputError
+
+ACTIVATION_MODULES = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def build_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str, bias: bool) -> nn.Sequential:
+    """Linear → act → … → Linear. `hidden = ()` gives a linear model; `activation = 'linear'` none."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers.append(nn.Linear(width, h, bias=bias))
+        if activation != "linear":
+            layers.append(ACTIVATION_MODULES[activation]())
+        width = h
+    layers.append(nn.Linear(width, out_dim, bias=bias))
+    return nn.Sequential(*layers)
+
+
+def load_factory(spec: str, source_dir: str):
+    """'module:function', the module looked up in the preset's own folder first, then on sys.path."""
+    mod_name, _, fn_name = spec.partition(":")
+    module = None
+    if source_dir:
+        candidate = Path(source_dir) / (mod_name.replace(".", "/") + ".py")
+        if candidate.is_file():
+            unique = f"basintui_user_{abs(hash(str(candidate.resolve())))}_{mod_name.replace('.', '_')}"
+            loader_spec = importlib.util.spec_from_file_location(unique, candidate)
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[unique] = module
+            try:
+                loader_spec.loader.exec_module(module)
+            except Exception as exc:  # user code: report it in words
+                sys.modules.pop(unique, None)
+                raise InputError("model.factory", f"importing {candidate} failed: {type(exc).__name__}: {exc}")
+    if module is None:
+        try:
+            module = importlib.import_module(mod_name)
+        except ImportError as exc:
+            where = f" (looked in {source_dir} and on sys.path)" if source_dir else ""
+            raise InputError("model.factory", f"cannot import module {mod_name!r}{where}: {exc}") from None
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise InputError("model.factory", f"module {mod_name!r} has no function {fn_name!r}")
+    return fn
+
+
+def make_model(cfg: ModelConfig, in_dim: int, out_dim: int, source_dir: str) -> nn.Module:
+    if cfg.kind == "mlp":
+        return build_mlp(in_dim, cfg.hidden, out_dim, cfg.activation, cfg.bias)
+    fn = load_factory(cfg.factory, source_dir)
+    try:
+        model = fn(in_dim=in_dim, out_dim=out_dim)
+    except Exception as exc:
+        raise InputError("model.factory", f"{cfg.factory}(in_dim={in_dim}, out_dim={out_dim}) raised "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise InputError("model.factory", f"{cfg.factory} returned {type(model).__name__}, not a torch.nn.Module")
+    if sum(p.numel() for p in model.parameters() if p.requires_grad) == 0:
+        raise InputError("model.factory", f"{cfg.factory} returned a model with no trainable parameters")
+    return model
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Block:
+    """One analysis block: modules [first, last] of a Sequential (or the whole model)."""
+
+    index: int  # 1-based position in the network
+    name: str  # e.g. "1: Linear(8→16) + ReLU"
+    modules: tuple[int, ...]  # indices into the Sequential ((), for a whole-model block)
+    start: int  # first row of θ / G owned by the block
+    stop: int  # one past the last row
+
+    @property
+    def n_params(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Layout:
+    params: tuple[ParamInfo, ...]
+    blocks: tuple[Block, ...]
+    sequential: bool  # per-block analysis is available only for an nn.Sequential
+    why_not_sequential: str = ""
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.size for p in self.params)
+
+
+def _describe(m: nn.Module) -> str:
+    if isinstance(m, nn.Linear):
+        return f"Linear({m.in_features}→{m.out_features}{'' if m.bias is not None else ', no bias'})"
+    return type(m).__name__
+
+
+def layout_of(model: nn.Module) -> Layout:
+    params = []
+    offset = 0
+    owner: dict[str, str] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        params.append(ParamInfo(name, tuple(p.shape), offset, p.numel()))
+        offset += p.numel()
+        owner[name] = name.split(".", 1)[0]
+    if not isinstance(model, nn.Sequential):
+        block = Block(1, f"1: {type(model).__name__} (whole model)", (), 0, offset)
+        return Layout(tuple(params), (block,), False,
+                      f"{type(model).__name__} is not an nn.Sequential, so its blocks cannot be told apart")
+    children = list(model.children())
+    groups: list[list[int]] = []
+    for i, m in enumerate(children):
+        has_params = any(p.requires_grad for p in m.parameters())
+        if has_params or not groups:
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    blocks = []
+    for bi, grp in enumerate(groups, start=1):
+        names = {str(i) for i in grp}
+        rows = [p for p in params if owner[p.name] in names]
+        start = rows[0].offset if rows else (blocks[-1].stop if blocks else 0)
+        stop = rows[-1].offset + rows[-1].size if rows else start
+        label = " + ".join(_describe(children[i]) for i in grp)
+        blocks.append(Block(bi, f"{bi}: {label}", tuple(grp), start, stop))
+    # Parameters must be contiguous per block for the row slices to mean anything.
+    ordered = all(blocks[i].stop <= blocks[i + 1].start for i in range(len(blocks) - 1))
+    if not ordered:  # pragma: no cover - Sequential registers children in order
+        block = Block(1, "1: model (whole)", (), 0, offset)
+        return Layout(tuple(params), (block,), False, "parameters are not ordered by block")
+    return Layout(tuple(params), tuple(blocks), True)
+
+
+def flat_params(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
+
+
+def set_flat_params(model: nn.Module, theta: torch.Tensor) -> None:
+    offset = 0
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.requires_grad:
+                continue
+            n = p.numel()
+            p.copy_(theta[offset: offset + n].view_as(p))
+            offset += n
+
+
+def check_batch_independent(model: nn.Module, x: torch.Tensor, n_check: int = 8) -> None:
+    """Per-sample gradients mean nothing when a forward pass mixes inputs (BatchNorm in train
+    mode, attention over the batch, …): compare a batch's outputs with the same inputs one at a time."""
+    n = min(n_check, x.shape[0])
+    if n < 2:
+        return
+    with torch.no_grad():
+        together = model(x[:n])
+        try:
+            alone = torch.cat([model(x[i: i + 1]) for i in range(n)], dim=0)
+        except (RuntimeError, ValueError) as exc:  # e.g. BatchNorm refusing a batch of one
+            alone = None
+            failure = str(exc).splitlines()[0]
+    if alone is None:
+        raise InputError(
+            "model",
+            f"the model cannot run on one input at a time ({failure}); per-sample behavioural gradients "
+            "need a model whose output for an input does not depend on the rest of the batch "
+            "(BatchNorm in train mode couples the batch).",
+        )
+    scale = together.abs().max().item() + 1e-300
+    diff = (together - alone).abs().max().item()
+    if not diff <= 1e-9 * scale + 1e-12:
+        raise InputError(
+            "model",
+            "the model's output for an input depends on the other inputs in the batch "
+            f"(batch vs one-at-a-time outputs differ by {diff:.3g}; BatchNorm in train mode or other "
+            "batch coupling). Per-sample behavioural gradients are meaningless for such a model: "
+            "remove the coupling or put those layers in eval mode.",
+        )

@@ -1,0 +1,251 @@
+"""The result of a run, its JSON form (schema basintui.report/1) and atomic JSON/NPZ writers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .events import RankProbe
+from .spectrum import Spectrum
+
+SCHEMA = "basintui.report/1"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    n_params: int
+    kind: str
+    description: str
+    blocks: list[dict[str, Any]]
+    params: list[dict[str, Any]]
+    sequential: bool
+    why_not_sequential: str
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    n_train: int
+    out_dim: int
+    in_dim: int
+    description: str
+    targets: str
+    duplicate_of: dict[int, int]
+
+
+@dataclass
+class TrainingInfo:
+    final_loss: float
+    steps: int
+    status: str
+    message: str
+    losses: list[float]
+    seconds: float
+    reduction: str
+    rank_history: list[RankProbe] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    config: dict[str, Any]
+    device: str
+    model: ModelInfo
+    data: DataInfo
+    training: TrainingInfo
+    G: Spectrum | None = None
+    G_route: str = ""
+    G_on: str = "outputs"
+    hessian: Any = None  # object with to_dict(), or None when off / not computed
+    layers: Any = None  # list of per-block results with to_dict(), or None
+    dependent_inputs: Any = None
+    levelset: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    error: dict[str, str] | None = None
+    theta: np.ndarray | None = None  # the analysed parameters (float64)
+    extras: dict[str, Any] = field(default_factory=dict)  # further sections, each JSON-ready
+
+    @property
+    def status(self) -> str:
+        return self.training.status
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema": SCHEMA,
+            "config": self.config,
+            "device": self.device,
+            "model": {
+                "n_params": self.model.n_params,
+                "kind": self.model.kind,
+                "description": self.model.description,
+                "blocks": self.model.blocks,
+                "params": self.model.params,
+                "sequential": self.model.sequential,
+                "why_not_sequential": self.model.why_not_sequential or None,
+            },
+            "data": {
+                "n_train": self.data.n_train,
+                "out_dim": self.data.out_dim,
+                "in_dim": self.data.in_dim,
+                "description": self.data.description,
+                "targets": self.data.targets,
+                "duplicate_of": {str(k): v for k, v in self.data.duplicate_of.items()},
+            },
+            "training": {
+                "final_loss": self.training.final_loss,
+                "steps": self.training.steps,
+                "status": self.training.status,
+                "message": self.training.message,
+                "reduction": self.training.reduction,
+                "seconds": self.training.seconds,
+                "losses": self.training.losses,
+                "rank_history": [
+                    {"step": p.step, "rank": p.rank, "sigma_max": p.sigma_max, "sigma_min": p.sigma_min,
+                     "tolerance": p.tolerance}
+                    for p in self.training.rank_history
+                ],
+            },
+            "G": spectrum_dict(self.G, self.G_route, self.G_on) if self.G is not None else None,
+            "hessian": _maybe(self.hessian),
+            "layers": _maybe(self.layers),
+            "dependent_inputs": _maybe(self.dependent_inputs),
+            "levelset": _maybe(self.levelset),
+            "timings": dict(self.timings),
+            "notes": list(self.notes),
+            "error": self.error,
+        }
+        for key, value in self.extras.items():
+            out.setdefault(key, _maybe(value))
+        return _clean(out)
+
+
+def spectrum_dict(s: Spectrum, route: str, on: str) -> dict[str, Any]:
+    gap = s.largest_gap
+    return {
+        "singular_values": s.singular_values.tolist(),
+        "tolerance": s.tolerance,
+        "tolerance_rule": s.tolerance_rule,
+        "rank": s.rank,
+        "rank_at_rtol": dict(s.rank_at_rtol),
+        "largest_gap": None if gap is None else {
+            "decades": gap.decades, "after": gap.after, "above": gap.above, "below": gap.below},
+        "effective_rank": s.effective_rank,
+        "regime": s.regime,
+        "submersion": s.submersion,
+        "kernel_dim": s.kernel_dim,
+        "generic_dim": s.generic_dim,
+        "rank_deficiency": s.rank_deficiency,
+        "n_params": s.n_params,
+        "n_outputs": s.n_outputs,
+        "method": f"{route} + {s.method}" if route else s.method,
+        "on": on,
+        "meaning": interpret(s),
+    }
+
+
+def interpret(s: Spectrum) -> list[str]:
+    """What the rank means, in words (DESIGN §1), with the caveats the critique insists on."""
+    N, kd, r = s.n_params, s.n_outputs, s.rank
+    lines = [f"rank(G) = {r} of at most min(N, kd) = {min(N, kd)} (N = {N} parameters, kd = {kd} outputs)."]
+    if s.regime == "under":
+        lines.append(
+            f"Under-parameterised (N < kd): F is never a submersion. rank(G) = {r} is the local dimension "
+            f"of the image of parameter space in behaviour space R^{kd}.")
+    else:
+        lines.append(
+            f"Kernel dimension N − r = {s.kernel_dim}: an upper bound on the dimension of any smooth piece of "
+            f"the set of parameters with the same behaviour on the training set (Claim 2). It equals that "
+            f"dimension only where the rank is locally constant (constant-rank theorem).")
+        if s.submersion:
+            lines.append(f"Full rank: F is a submersion here, so the behaviour level set is a manifold of the "
+                         f"generic dimension N − kd = {s.generic_dim} near θ.")
+        else:
+            lines.append(f"Rank-deficient by {s.rank_deficiency}: the behavioural gradients are linearly dependent; "
+                         f"the bound {s.kernel_dim} exceeds the generic dimension N − kd = {s.generic_dim}.")
+    at = s.rank_at_rtol
+    if len(set(at.values()) | {r}) > 1:
+        lines.append("The rank depends on the tolerance: " + ", ".join(f"{v} at rtol {k}" for k, v in at.items())
+                     + f"; {r} at the tolerance used ({s.tolerance:.3g}).")
+    return lines
+
+
+def _maybe(x: Any) -> Any:
+    if x is None:
+        return None
+    if hasattr(x, "to_dict"):
+        return x.to_dict()
+    if isinstance(x, (list, tuple)):
+        return [_maybe(v) for v in x]
+    return x
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, non-finite floats to strings JSON can carry."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def _atomic(path: str | os.PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_json(report: Report, path: str | os.PathLike) -> Path:
+    data = json.dumps(report.to_dict(), indent=1).encode()
+    return _atomic(path, lambda fh: fh.write(data))
+
+
+def write_npz(report: Report, path: str | os.PathLike) -> Path:
+    arrays: dict[str, np.ndarray] = {
+        "losses": np.asarray(report.training.losses, dtype=np.float64),
+        "rank_history": np.asarray([[p.step, p.rank, p.sigma_max, p.sigma_min]
+                                    for p in report.training.rank_history], dtype=np.float64).reshape(-1, 4),
+    }
+    if report.G is not None:
+        arrays["singular_values"] = report.G.singular_values
+    if report.theta is not None:
+        arrays["theta"] = report.theta
+    hess = report.hessian
+    if hess is not None and getattr(hess, "eigenvalues", None) is not None:
+        arrays["hessian_eigenvalues"] = np.asarray(hess.eigenvalues, dtype=np.float64)
+    return _atomic(path, lambda fh: np.savez(fh, **arrays))
+
+
+def load_json(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,96 @@
+"""Memory estimates made before any large allocation, and the guard that refuses what won't fit."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import Preset
+from .errors import ResourceError
+
+DENSE_HESSIAN_MAX_PARAMS = 6000  # auto: a dense N×N Hessian (three of them, H, GGN, H − GGN) up to here
+SAFETY = 0.8  # use at most this fraction of the memory available
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory free for this process now: MemAvailable on Linux, free GPU memory on CUDA."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 2**40
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def hessian_bytes(n_params: int) -> int:
+    """Dense Hessian analysis: H, GGN and H − GGN in float64, plus eigh's workspace (~one more)."""
+    return 4 * 8 * n_params * n_params
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    n_params: int
+    n_train: int
+    out_dim: int
+    g_bytes: int  # G itself, float64
+    peak_bytes: int  # the largest working set of the G + spectrum stages
+    available: int
+    g_method: str
+    hessian_mode: str  # dense | lanczos | off
+    hessian_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torch.device) -> ResourcePlan:
+    kd = n_train * out_dim
+    g = 8 * n_params * kd
+    small = min(n_params, kd)
+    # G, a copy for the tall orientation / SVD input, the SVD's own workspace, and the small Gram.
+    peak = 2 * g + 8 * small * small + 8 * small * max(n_params, kd) // 4
+    notes = []
+    mode = preset.analysis.hessian
+    hb = hessian_bytes(n_params)
+    if mode == "auto":
+        mode = "dense" if n_params <= DENSE_HESSIAN_MAX_PARAMS else "lanczos"
+        notes.append(f"hessian = auto: {mode} (N = {n_params}; dense up to {DENSE_HESSIAN_MAX_PARAMS}, "
+                     f"which would need {fmt_bytes(hb)})")
+    avail = available_bytes(device)
+    return ResourcePlan(n_params, n_train, out_dim, g, peak, avail, "auto", mode,
+                        hb if mode == "dense" else 0, notes)
+
+
+def guard(p: ResourcePlan) -> None:
+    """Refuse, with the estimate and the way out, a run whose G stage would not fit."""
+    if p.peak_bytes > SAFETY * p.available:
+        raise ResourceError(
+            "data.n",
+            f"G is {p.n_params} × {p.n_train * p.out_dim} (N × kd) and its spectrum needs about "
+            f"{fmt_bytes(p.peak_bytes)}, but only {fmt_bytes(p.available)} is available. Use fewer training "
+            f"inputs (data.n) or a smaller model (model.hidden).",
+            p.peak_bytes,
+        )
+    if p.hessian_mode == "dense" and p.hessian_bytes > SAFETY * p.available - p.peak_bytes:
+        raise ResourceError(
+            "analysis.hessian",
+            f"a dense Hessian for N = {p.n_params} needs about {fmt_bytes(p.hessian_bytes)}, but only "
+            f"{fmt_bytes(p.available)} is available; use analysis.hessian = \"lanczos\" (or \"off\").",
+            p.hessian_bytes,
+        )

@@ -1,0 +1,257 @@
+"""One run: data → model → train → analyse. `run(preset, on_event, cancel) -> Report`.
+
+Config is inert; all work happens in `run`, which emits events (engine/events.py) and returns a
+Report. Whatever was computed is kept: a cancelled or diverged run, or a failing analysis stage,
+still returns a report whose `training.status` / `error` say what happened.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import Preset
+from . import data as data_mod
+from . import jacobian, resources, spectrum
+from .cancel import CancelToken
+from .errors import Cancelled, EngineError, InputError
+from .events import Finished, Note, Plan, RankProbe, Stage
+from .models import Layout, check_batch_independent, flat_params, layout_of, make_model
+from .report import DataInfo, ModelInfo, Report, TrainingInfo
+from .train import TrainResult, train
+
+Emit = Callable[[object], None]
+
+
+@dataclass
+class Context:
+    """Everything an analysis stage reads: the trained model as a float64 copy, the data, G."""
+
+    preset: Preset
+    device: torch.device
+    model: nn.Module  # float64 copy at the analysed parameters
+    layout: Layout
+    x: torch.Tensor  # (k, dim) float64
+    y: torch.Tensor  # targets, float64 (or int64 classes for ce)
+    loss: str
+    out_dim: int
+    G: torch.Tensor | None = None
+    spectrum: spectrum.Spectrum | None = None
+    transform: Any = None  # applied to outputs before G (ce on probabilities)
+    cancel: CancelToken = field(default_factory=CancelToken)
+    emit: Emit = lambda e: None
+    inputs: data_mod.Inputs | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise InputError("device", "'cuda' was asked for but no CUDA device is available to torch "
+                             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'}); "
+                             "use --device cpu or auto")
+        # Rank decisions need full float64/float32 precision: no TF32 shortcuts.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _targets(preset: Preset, inputs: data_mod.Inputs, model: nn.Module, d: int, x: torch.Tensor) -> np.ndarray:
+    cfg, loss = preset.data, preset.train.loss
+    if cfg.targets == "labels":
+        return data_mod.labels_to_targets(inputs, loss, d)
+    if cfg.targets == "random":
+        if loss == "ce" and d < 2:
+            raise InputError("data.out_dim", "ce with random targets needs out_dim >= 2 (the number of classes)")
+        return data_mod.random_targets(len(inputs.x), d, loss, np.random.default_rng(preset.seed + 7))
+    if cfg.targets == "self":
+        with torch.no_grad():
+            out = model(x).double().cpu().numpy()
+        return data_mod.outputs_to_targets(out, loss, soft=True)
+    # teacher: a random net of the same shape, drawn from its own seed
+    torch.manual_seed(preset.seed + 1_000_003)
+    teacher = make_model(preset.model, inputs.x.shape[1], d, preset.source_dir).to(x.device, x.dtype)
+    with torch.no_grad():
+        out = teacher(x).double().cpu().numpy()
+    if loss == "ce" and d < 2:
+        raise InputError("data.out_dim", "ce needs out_dim >= 2 (the number of classes)")
+    return data_mod.outputs_to_targets(out, loss, soft=False)
+
+
+def _y_tensor(y: np.ndarray, loss: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if loss == "ce" and y.ndim == 1:
+        return torch.as_tensor(y, dtype=torch.long, device=device)
+    return torch.as_tensor(y, dtype=dtype, device=device)
+
+
+def _transform(preset: Preset):
+    if preset.train.loss == "ce" and preset.analysis.ce_output == "probabilities":
+        return lambda out: torch.softmax(out, dim=-1)
+    return None
+
+
+def _auto_probe_every(preset: Preset, n_params: int, kd: int) -> int:
+    a, steps = preset.analysis, preset.train.steps
+    if a.rank_every == -1 or steps == 0:
+        return 0
+    if a.rank_every > 0:
+        return a.rank_every
+    # Automatic: about 20 probes, only where one probe is cheap (G of at most 4M entries).
+    if n_params * kd > 4_000_000:
+        return 0
+    return max(1, steps // 20)
+
+
+def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None = None) -> Report:
+    emit = on_event or (lambda e: None)
+    cancel = cancel or CancelToken()
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    def note(text: str, level: str = "info") -> None:
+        notes.append(text)
+        emit(Note(text, level))
+
+    device = resolve_device(preset.device)
+    train_dtype = torch.float64 if preset.dtype == "float64" else torch.float32
+
+    # ---- data and model
+    emit(Stage("data"))
+    t0 = time.perf_counter()
+    inputs = data_mod.make_inputs(preset.data, preset.seed, preset.source_dir)
+    d = data_mod.out_dim_for(preset.data, preset.train.loss, inputs)
+    if preset.train.loss == "ce" and d < 2:
+        raise InputError("data.out_dim", f"ce needs at least 2 outputs (classes), got {d}")
+    torch.manual_seed(preset.seed)
+    model = make_model(preset.model, inputs.x.shape[1], d, preset.source_dir).to(device, train_dtype)
+    layout = layout_of(model)
+    x_train = torch.as_tensor(inputs.x, dtype=train_dtype, device=device)
+    check_batch_independent(model, x_train)
+    y_np = _targets(preset, inputs, model, d, x_train)
+    y_train = _y_tensor(y_np, preset.train.loss, train_dtype, device)
+    k, N = len(inputs.x), layout.n_params
+    timings["data"] = time.perf_counter() - t0
+    emit(Stage("data", done=True, seconds=timings["data"], detail=inputs.description))
+
+    plan = resources.plan(preset, N, k, d, device)
+    emit(Plan(N, k, d, plan.g_bytes, plan.g_method, plan.hessian_mode, plan.hessian_bytes))
+    for text in plan.notes:
+        note(text)
+    resources.guard(plan)
+
+    model_info = ModelInfo(
+        n_params=N,
+        kind=preset.model.kind,
+        description=str(model).replace("\n", " ")[:400],
+        blocks=[{"index": b.index, "name": b.name, "start": b.start, "stop": b.stop, "n_params": b.n_params}
+                for b in layout.blocks],
+        params=[{"name": p.name, "shape": list(p.shape), "offset": p.offset} for p in layout.params],
+        sequential=layout.sequential,
+        why_not_sequential=layout.why_not_sequential,
+    )
+    data_info = DataInfo(n_train=k, out_dim=d, in_dim=int(inputs.x.shape[1]), description=inputs.description,
+                         targets=preset.data.targets, duplicate_of=inputs.duplicate_of)
+    transform = _transform(preset)
+    x64 = x_train.to(torch.float64)
+
+    # ---- training (with live rank probes)
+    rank_history: list[RankProbe] = []
+
+    def probe(step: int) -> None:
+        m64 = copy.deepcopy(model).to(torch.float64)
+        G, _ = jacobian.compute_G(m64, layout, x64, transform=transform, cancel=cancel)
+        spec = spectrum.spectrum_of(G, rtol=preset.analysis.rtol, cancel=cancel)
+        sv = spec.singular_values
+        event = RankProbe(step, spec.rank, float(sv[0]) if len(sv) else 0.0,
+                          float(sv[-1]) if len(sv) else 0.0, spec.tolerance)
+        rank_history.append(event)
+        emit(event)
+
+    emit(Stage("train", detail=f"{preset.train.steps} steps of {preset.train.optimizer}"))
+    t0 = time.perf_counter()
+    try:
+        result = train(model, x_train, y_train, preset.train, seed=preset.seed, on_event=emit, cancel=cancel,
+                       probe=probe, probe_every=_auto_probe_every(preset, N, k * d))
+    except Cancelled:
+        result = TrainResult(status="cancelled", message="cancelled during a rank probe")
+        with torch.no_grad():
+            from .train import mean_loss
+            result.final_loss = mean_loss(model, x_train, y_train, preset.train.loss).item()
+    timings["train"] = time.perf_counter() - t0
+    emit(Stage("train", done=True, seconds=timings["train"], detail=result.message))
+    if result.status == "diverged":
+        note(result.message, "warn")
+    training = TrainingInfo(final_loss=result.final_loss, steps=result.steps, status=result.status,
+                            message=result.message, losses=result.losses, seconds=result.seconds,
+                            reduction="mean over training inputs of the per-input loss", rank_history=rank_history)
+    report = Report(config=preset.to_dict(), device=str(device), model=model_info, data=data_info,
+                    training=training, timings=timings, notes=notes,
+                    G_on=("probabilities" if transform is not None else
+                          "logits" if preset.train.loss in ("ce", "bce") else "outputs"))
+    model64 = copy.deepcopy(model).to(torch.float64)
+    report.theta = flat_params(model64).cpu().numpy()
+    if result.status == "cancelled":
+        return _finish(report, t_start, emit)
+
+    ctx = Context(preset=preset, device=device, model=model64, layout=layout, x=x64,
+                  y=_y_tensor(y_np, preset.train.loss, torch.float64, device), loss=preset.train.loss,
+                  out_dim=d, transform=transform, cancel=cancel, emit=emit, inputs=inputs)
+    try:
+        _analyse(ctx, report, timings)
+    except Cancelled:
+        report.training.status = "cancelled"
+        report.training.message += "; cancelled during the analysis (what was computed is kept)"
+    except InputError as exc:
+        report.error = {"kind": "input", "key": exc.key, "message": str(exc)}
+    except (EngineError, RuntimeError, ValueError, MemoryError, np.linalg.LinAlgError) as exc:
+        report.error = {"kind": "runtime", "message": f"{type(exc).__name__}: {exc}"}
+    return _finish(report, t_start, emit)
+
+
+def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str = ""):
+    ctx.cancel.check()
+    ctx.emit(Stage(name, detail=detail))
+    t0 = time.perf_counter()
+    out = fn()
+    timings[name] = time.perf_counter() - t0
+    ctx.emit(Stage(name, done=True, seconds=timings[name]))
+    return out
+
+
+def _analyse(ctx: Context, report: Report, timings: dict[str, float]) -> None:
+    G, route = _stage("jacobian", ctx, timings,
+                      lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
+                                                 cancel=ctx.cancel))
+    ctx.G = G
+    report.G_route = route
+    spec = _stage("spectrum", ctx, timings,
+                  lambda: spectrum.spectrum_of(G, rtol=ctx.preset.analysis.rtol, cancel=ctx.cancel))
+    ctx.spectrum = spec
+    report.G = spec
+    for name, fn in analysis_stages(ctx.preset):
+        setattr(report, name, None)
+        value = _stage(name, ctx, timings, lambda fn=fn: fn(ctx, report))
+        if value is not None:
+            setattr(report, name, value)
+
+
+def analysis_stages(preset: Preset) -> list[tuple[str, Callable[[Context, Report], Any]]]:
+    """The stages after G's spectrum, in order; each returns the report section it fills."""
+    stages: list[tuple[str, Callable[[Context, Report], Any]]] = []
+    return stages
+
+
+def _finish(report: Report, t_start: float, emit: Emit) -> Report:
+    report.timings["total"] = time.perf_counter() - t_start
+    emit(Finished(report))
+    return report

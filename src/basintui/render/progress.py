@@ -1,0 +1,66 @@
+"""Progress of a headless run on stderr: a rich progress bar on a terminal, nothing but notes otherwise."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..engine.events import Note, Plan, RankProbe, Stage, TrainStep
+from ..engine.resources import fmt_bytes
+
+
+class RunProgress:
+    """Context manager; pass `on_event` to session.run."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.live,
+            transient=False,
+        )
+        self.train_task = None
+        self.stage_task = None
+
+    def __enter__(self) -> "RunProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def _print(self, text: str) -> None:
+        if self.live:
+            self.progress.console.print(text)
+        else:
+            self.console.print(text, markup=False, highlight=False)
+
+    def on_event(self, event: object) -> None:
+        if isinstance(event, Note):
+            style = "yellow" if event.level == "warn" else "dim"
+            if self.live:
+                self.progress.console.print(f"[{style}]{event.text}[/]")
+            elif event.level == "warn":
+                self._print(f"warning: {event.text}")
+        elif isinstance(event, Plan) and self.live:
+            self.progress.console.print(
+                f"[dim]N = {event.n_params} parameters, k = {event.n_train} inputs, d = {event.out_dim}: "
+                f"G is {event.n_params} × {event.n_train * event.out_dim} ({fmt_bytes(event.g_bytes)})[/]")
+        elif isinstance(event, TrainStep):
+            if self.train_task is None:
+                self.train_task = self.progress.add_task("train", total=max(event.total, 1), info="")
+            self.progress.update(self.train_task, completed=event.step, info=f"loss {event.loss:.4g}")
+        elif isinstance(event, RankProbe) and self.live:
+            self.progress.console.print(f"[dim]step {event.step}: rank(G) = {event.rank}[/]")
+        elif isinstance(event, Stage) and event.name != "train":
+            if not event.done:
+                self.stage_task = self.progress.add_task(event.name, total=1, info="")
+            elif self.stage_task is not None:
+                self.progress.update(self.stage_task, completed=1, info=f"{event.seconds:.2f} s")

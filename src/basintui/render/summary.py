@@ -1,0 +1,90 @@
+"""The summary a headless run prints at the end, built from the report's JSON form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    if v is None:
+        return "—"
+    return str(v)
+
+
+def run_table(r: dict[str, Any]) -> Table:
+    t = Table(title="Run", show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    cfg, tr = r["config"], r["training"]
+    t.add_row("preset", f"{cfg['name']} on {r['device']}")
+    t.add_row("data", r["data"]["description"])
+    t.add_row("sizes", f"N = {r['model']['n_params']} parameters, k = {r['data']['n_train']} inputs, "
+                       f"d = {r['data']['out_dim']} outputs")
+    t.add_row("training", f"{tr['status']}: {tr['steps']} steps, final loss {_fmt(tr['final_loss'])} "
+                          f"({cfg['train']['loss']}, {tr['reduction']})")
+    if tr.get("message"):
+        t.add_row("", tr["message"])
+    return t
+
+
+def g_table(r: dict[str, Any]) -> RenderableType | None:
+    g = r.get("G")
+    if g is None:
+        return None
+    t = Table(title="Spectrum of G", show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    kd = g["n_outputs"]
+    t.add_row("rank(G)", Text(f"rank(G) = {g['rank']}", style="bold green"))
+    t.add_row("shape", f"N = {g['n_params']} × kd = {kd} (G on the {g['on']})")
+    t.add_row("tolerance", f"{g['tolerance']:.3g} = {g['tolerance_rule']}")
+    t.add_row("rank at rtol", ", ".join(f"{k}: {v}" for k, v in g["rank_at_rtol"].items()))
+    gap = g.get("largest_gap")
+    if gap:
+        t.add_row("largest gap", f"{gap['decades']:.2f} decades after σ_{gap['after']} "
+                                 f"({gap['above']:.3g} → {gap['below']:.3g})")
+    sv = g["singular_values"]
+    if sv:
+        t.add_row("σ range", f"σ₁ = {sv[0]:.4g}, σ_min = {sv[-1]:.3g}")
+    t.add_row("effective rank", f"{g['effective_rank']:.2f}")
+    t.add_row("regime", {"over": "over-parameterised (N > kd)", "under": "under-parameterised (N < kd)",
+                         "square": "square (N = kd)"}[g["regime"]])
+    t.add_row("kernel dim", f"N − r = {g['kernel_dim']} (upper bound on the behaviour level set's dimension)")
+    t.add_row("generic dim", "—" if g["generic_dim"] is None else f"N − kd = {g['generic_dim']}")
+    t.add_row("submersion", "yes" if g["submersion"] else "no")
+    t.add_row("method", g["method"])
+    meaning = Text("\n".join(g["meaning"]), style="italic")
+    return Group(t, meaning)
+
+
+def timings_line(r: dict[str, Any]) -> Text:
+    parts = [f"{k} {v:.2f} s" for k, v in r["timings"].items()]
+    return Text("timings: " + ", ".join(parts), style="dim")
+
+
+def section_views() -> list:
+    """Views of the report sections after G, in the order they are printed."""
+    return []
+
+
+def summary(r: dict[str, Any]) -> Group:
+    parts: list[RenderableType] = [run_table(r), Text("")]
+    g = g_table(r)
+    if g is not None:
+        parts += [g, Text("")]
+    for view in section_views():
+        out = view(r)
+        if out is not None:
+            parts += [out, Text("")]
+    for n in r.get("notes", []):
+        parts.append(Text(f"note: {n}", style="dim"))
+    if r.get("error"):
+        parts.append(Text(f"error: {r['error']['message']}", style="bold red"))
+    parts.append(timings_line(r))
+    return Group(*parts)
