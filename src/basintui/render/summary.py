@@ -70,7 +70,11 @@ def timings_line(r: dict[str, Any]) -> Text:
 
 def section_views() -> list:
     """Views of the report sections after G, in the order they are printed."""
-    return []
+    views: list = []
+    # hessian view (issue 4) goes here
+    # layers view (issue 5) goes here
+    # levelset view (issue 4) goes here
+    return views
 
 
 def summary(r: dict[str, Any]) -> Group:

@@ -1,0 +1,37 @@
+"""Shared helpers: small presets built in code, and a CLI runner in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from basintui.config import Preset, from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_preset(**sections) -> Preset:
+    """A validated preset from keyword sections: make_preset(data={"n": 8}, train={"steps": 0})."""
+    raw = {"name": "test", "seed": 0, "device": "cpu"}
+    for key, value in sections.items():
+        raw[key] = value
+    return from_dict(raw, source_dir=sections.pop("source_dir", "") if "source_dir" in sections else "")
+
+
+def run_cli(*args: str, timeout: float = 300, cwd: str | os.PathLike | None = None, env: dict | None = None):
+    """Run `python -m basintui.cli ARGS` and return the CompletedProcess (text mode)."""
+    full_env = dict(os.environ)
+    full_env.update({"COLUMNS": "120", "NO_COLOR": "1"})
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "basintui.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or ROOT, env=full_env)
+
+
+@pytest.fixture
+def preset_factory():
+    return make_preset
