@@ -16,10 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_preset(**sections) -> Preset:
     """A validated preset from keyword sections: make_preset(data={"n": 8}, train={"steps": 0})."""
-    raw = {"name": "test", "seed": 0, "device": "cpu"}
-    for key, value in sections.items():
-        raw[key] = value
-    return from_dict(raw, source_dir=sections.pop("source_dir", "") if "source_dir" in sections else "")
+    source_dir = str(sections.pop("source_dir", ""))
+    raw = {"name": "test", "seed": 0, "device": "cpu", **sections}
+    return from_dict(raw, source_dir=source_dir)
 
 
 def run_cli(*args: str, timeout: float = 300, cwd: str | os.PathLike | None = None, env: dict | None = None):
