@@ -1,0 +1,77 @@
+"""Singular values, ranks at tolerances, gaps and effective rank against constructed matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from basintui.engine.report import interpret
+from basintui.engine.spectrum import EPS, analyse, singular_values, spectrum_of
+
+
+def _with_singular_values(n: int, m: int, sv: np.ndarray, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((n, len(sv))))[0]
+    V = np.linalg.qr(rng.standard_normal((m, len(sv))))[0]
+    return torch.as_tensor((U * sv) @ V.T)
+
+
+def test_rank_deficient_tall_G_is_confirmed_by_svd_not_counted_from_the_gram():
+    # 2000 × 200 of rank 17: the Gram route alone over-counts (FIELD-NOTES), the SVD must decide.
+    rng = np.random.default_rng(0)
+    G = torch.as_tensor(rng.standard_normal((2000, 17)) @ rng.standard_normal((17, 200)))
+    sv, method = singular_values(G)
+    assert "confirmed by SVD" in method
+    s = analyse(sv, 2000, 200, method=method)
+    assert s.rank == 17
+    assert len(s.singular_values) == 200
+    assert s.rank_deficiency == 200 - 17
+    assert s.largest_gap.after == 17 and s.largest_gap.decades > 10
+
+
+def test_gram_route_agrees_with_svd_when_well_conditioned():
+    sv_true = np.geomspace(10.0, 0.5, 60)
+    G = _with_singular_values(600, 60, sv_true)
+    sv_gram, method = singular_values(G, "gram")
+    sv_svd, _ = singular_values(G, "svd")
+    assert method == "gram-eigh"
+    assert np.allclose(sv_gram, sv_true, rtol=1e-12)
+    assert np.allclose(sv_svd, sv_true, rtol=1e-12)
+
+
+def test_wide_G_uses_the_tall_orientation_and_returns_min_side_values():
+    sv_true = np.array([5.0, 4.0, 3.0, 1e-3, 1e-7])
+    G = _with_singular_values(5, 40, sv_true)  # N = 5 < kd = 40
+    s = spectrum_of(G)
+    assert np.allclose(s.singular_values, sv_true, rtol=1e-9)
+    assert s.regime == "under" and s.generic_dim is None and s.rank == 5 and not s.submersion
+
+
+def test_default_tolerance_is_the_numpy_rule_and_rtol_replaces_it():
+    sv = np.array([1.0, 1e-4, 1e-8, 1e-11, 1e-15])
+    s = analyse(sv, 100, 5)
+    assert s.tolerance == pytest.approx(100 * EPS)
+    assert s.rank == 4  # 1e-11 > 2.2e-14 > 1e-15
+    assert s.rank_at_rtol == {"1e-3": 1, "1e-6": 2, "1e-9": 3}
+    assert analyse(sv, 100, 5, rtol=1e-6).rank == 2
+    assert "depends on the tolerance" in " ".join(interpret(s))
+
+
+def test_effective_rank_and_gap_of_known_values():
+    s = analyse(np.array([2.0, 2.0, 2.0, 2.0]), 10, 4)
+    assert s.effective_rank == pytest.approx(4.0)
+    s = analyse(np.array([3.0, 1.0, 1e-3, 5e-4]), 10, 4)
+    p = np.array([3.0, 1.0, 1e-3, 5e-4]) / 4.0015
+    assert s.effective_rank == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+    assert s.largest_gap.after == 2 and s.largest_gap.decades == pytest.approx(3.0)
+
+
+def test_zero_G_has_rank_zero_and_full_kernel():
+    s = spectrum_of(torch.zeros(2, 1, dtype=torch.float64))
+    assert s.rank == 0 and s.kernel_dim == 2 and s.effective_rank == 0.0 and s.largest_gap is None
+
+
+def test_exact_zero_singular_values_do_not_break_the_gap():
+    s = analyse(np.array([1.0, 0.5, 0.0, 0.0]), 4, 4)
+    assert s.rank == 2 and s.largest_gap.after == 2 and np.isfinite(s.largest_gap.decades)
