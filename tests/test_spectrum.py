@@ -17,17 +17,45 @@ def _with_singular_values(n: int, m: int, sv: np.ndarray, seed: int = 0) -> torc
     return torch.as_tensor((U * sv) @ V.T)
 
 
-def test_rank_deficient_tall_G_is_confirmed_by_svd_not_counted_from_the_gram():
-    # 2000 × 200 of rank 17: the Gram route alone over-counts (FIELD-NOTES), the SVD must decide.
+def test_rank_deficient_tall_G_gets_the_true_rank_not_the_gram_count():
+    # 2000 × 200 of rank 17: √λ of the Gram alone over-counts (FIELD-NOTES); the Ritz tail must not.
     rng = np.random.default_rng(0)
     G = torch.as_tensor(rng.standard_normal((2000, 17)) @ rng.standard_normal((17, 200)))
     sv, method = singular_values(G)
-    assert "confirmed by SVD" in method
+    assert "Ritz" in method or "svd" in method
+    lam_only = np.sqrt(np.maximum(np.linalg.eigvalsh(G.numpy().T @ G.numpy()), 0))
     s = analyse(sv, 2000, 200, method=method)
+    assert np.count_nonzero(lam_only > s.tolerance) > 17  # the trap the route avoids
     assert s.rank == 17
     assert len(s.singular_values) == 200
     assert s.rank_deficiency == 200 - 17
     assert s.largest_gap.after == 17 and s.largest_gap.decades > 10
+    ref = np.linalg.svd(G.numpy(), compute_uv=False)
+    assert np.max(np.abs(sv - ref)) <= 1e-13 * ref[0]
+
+
+TAILS = {
+    "rank-deficient": lambda r: np.concatenate([np.geomspace(1, 1e-2, 30), np.zeros(50)]),
+    "clustered-tiny": lambda r: np.concatenate([np.geomspace(1, 2e-3, 40), 1e-9 * (1 + r.random(40))]),
+    "slow-decay": lambda r: np.geomspace(1, 1e-10, 80),
+    "near-tolerance": lambda r: np.concatenate([np.ones(40), np.full(40, 600 * 2.2e-16)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAILS))
+def test_every_gram_outcome_matches_the_dense_svd(name):
+    rng = np.random.default_rng(1)
+    G = _with_singular_values(600, 80, TAILS[name](rng), seed=2)
+    sv, method = singular_values(G, "gram")
+    ref = np.linalg.svd(G.numpy(), compute_uv=False)
+    s, s_ref = analyse(sv, 600, 80, method=method), analyse(ref, 600, 80)
+    assert s.rank == s_ref.rank
+    assert s.rank_at_rtol == s_ref.rank_at_rtol
+    assert np.max(np.abs(sv - ref)) <= 1e-13 * ref[0]
+    big = ref >= 1e-4 * ref[0]
+    assert np.max(np.abs(sv[big] - ref[big]) / ref[big]) <= 1e-8
+    if name == "near-tolerance":  # values at the tolerance: the decision must go to a full SVD
+        assert method.startswith("svd")
 
 
 def test_gram_route_agrees_with_svd_when_well_conditioned():

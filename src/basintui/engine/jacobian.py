@@ -56,7 +56,9 @@ def outputs_at(model: nn.Module, layout: Layout, theta: torch.Tensor, x: torch.T
 
 
 def _alloc(n_rows: int, n_cols: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.empty((n_rows, n_cols), dtype=torch.float64, device=like.device)
+    """G as the transpose of a row-major J (kd × N): every per-sample gradient is a contiguous row
+    of J, and G itself is column-major, the layout LAPACK wants for the tall orientation."""
+    return torch.empty((n_cols, n_rows), dtype=torch.float64, device=like.device).T
 
 
 def jacobian_linear(model: nn.Sequential, layout: Layout, x: torch.Tensor, *, transform: Transform = None,
@@ -78,21 +80,25 @@ def jacobian_linear(model: nn.Sequential, layout: Layout, x: torch.Tensor, *, tr
     out = transform(h) if transform is not None else h
     k, d = out.shape
     G = _alloc(layout.n_params, k * d, x)
+    J = G.T  # (kd, N), row-major: row i·d + c is ∇θ f_c(θ, x_i)
     ones = torch.ones(k, dtype=out.dtype, device=out.device)
     for c in range(d):
         if cancel is not None:
             cancel.check()
         grads = torch.autograd.grad(out[:, c], pre, grad_outputs=ones, retain_graph=c < d - 1, allow_unused=True)
+        rows = J[c::d]  # (k, N) view
         for a, b, j in zip(inputs, grads, linear_idx):
             lin = children[j]
             if b is None:
                 b = torch.zeros(k, lin.out_features, dtype=x.dtype, device=x.device)
             w0 = offsets[f"{j}.weight"]
             nw = lin.out_features * lin.in_features
-            G[w0: w0 + nw, c::d] = (b[:, :, None] * a[:, None, :]).reshape(k, nw).T
+            # per-sample weight gradient b_i a_iᵀ, written straight into J's rows (one pass, no copy)
+            torch.mul(b[:, :, None], a[:, None, :],
+                      out=rows[:, w0: w0 + nw].view(k, lin.out_features, lin.in_features))
             if lin.bias is not None:
                 b0 = offsets[f"{j}.bias"]
-                G[b0: b0 + lin.out_features, c::d] = b.T
+                rows[:, b0: b0 + lin.out_features] = b
     return G
 
 
@@ -123,8 +129,12 @@ def jacobian_functorch(model: nn.Module, layout: Layout, x: torch.Tensor, *, tra
         xc = x[i0: i0 + chunk]
         b = xc.shape[0]
         jac = jac_fn(params, xc)
-        block = torch.cat([jac[name].reshape(b, d, -1) for name in names], dim=2)
-        G[:, i0 * d: (i0 + b) * d] = block.reshape(b * d, n).T
+        J = G.T
+        offset = 0
+        for name in names:
+            size = jac[name][0].numel() // d
+            J[i0 * d: (i0 + b) * d, offset: offset + size] = jac[name].reshape(b * d, size)
+            offset += size
     return G
 
 

@@ -17,7 +17,9 @@ from .cancel import CancelToken
 
 EPS = float(np.finfo(np.float64).eps)
 RTOLS = ("1e-3", "1e-6", "1e-9")
-GRAM_TRUST = np.sqrt(EPS)  # Gram eigenvalues below this fraction of λ₁ are not trusted
+GRAM_TRUST_FACTOR = 1e3  # trust the Gram alone when λ_min ≥ 1e3·m·ε·λ₁ (σ error ≤ 5e-4 relative, bound)
+TAIL_FRACTION = 1e-6  # eigenvalues below 1e-6·λ₁ (σ < 1e-3·σ₁) form the tail refined by Ritz
+TAIL_BAND = 30.0  # a refined σ within 30× of the tolerance sends the decision to a full SVD
 
 
 @dataclass(frozen=True)
@@ -103,22 +105,48 @@ def svdvals(G: torch.Tensor) -> np.ndarray:
     return sv.cpu().numpy()
 
 
-def gram_eigvals(G: torch.Tensor) -> np.ndarray:
-    """Eigenvalues (descending) of the smaller Gram matrix, GᵀG or GGᵀ."""
-    if G.is_cuda:
-        K = G.T @ G if G.shape[0] >= G.shape[1] else G @ G.T
-        return torch.linalg.eigvalsh(K).flip(0).cpu().numpy()
-    A = G.numpy()
-    K = A.T @ A if A.shape[0] >= A.shape[1] else A @ A.T  # numpy uses syrk here: half the flops
-    return np.linalg.eigvalsh(K)[::-1].copy()
+def _tall(G: torch.Tensor) -> torch.Tensor:
+    return G if G.shape[0] >= G.shape[1] else G.T
 
 
-def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken | None = None) -> tuple[np.ndarray, str]:
+def gram_eigh(A: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """Eigenvalues (descending) and eigenvectors of AᵀA for a tall A (large × small)."""
+    if A.is_cuda:
+        lam, V = torch.linalg.eigh(A.T @ A)
+        return lam.flip(0).cpu().numpy(), V.flip(1)
+    a = A.numpy()
+    K = a.T @ a  # numpy runs syrk for this product: half the flops of a general GEMM
+    lam, V = np.linalg.eigh(K)
+    return lam[::-1].copy(), torch.from_numpy(np.ascontiguousarray(V[:, ::-1]))
+
+
+def _ritz_tail(A: torch.Tensor, lam: np.ndarray, V: torch.Tensor, tol: float) -> np.ndarray | None:
+    """Refine the small singular values of A from the Gram's eigenvectors.
+
+    The eigenvectors of the computed Gram span the small singular subspace accurately even where
+    the eigenvalues themselves are noise, so the singular values of B = A·V_tail (one GEMM and a
+    small SVD) recover the tail to about ε·σ₁. Returns None when a refined value lies within a
+    factor TAIL_BAND of the tolerance: that rank decision is then left to a full SVD.
+    """
+    tail = lam < TAIL_FRACTION * lam[0]
+    s = int(tail.sum())
+    B = A @ V[:, lam.size - s:].to(A.device)
+    sv_tail = svdvals(B)
+    near = (sv_tail > tol / TAIL_BAND) & (sv_tail < tol * TAIL_BAND)
+    if near.any():
+        return None
+    head = np.sqrt(np.maximum(lam[: lam.size - s], 0.0))
+    return np.concatenate([head, np.sort(sv_tail)[::-1]])
+
+
+def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken | None = None,
+                    rtol: float = 0.0) -> tuple[np.ndarray, str]:
     """All min(N, kd) singular values of G and the route that produced them.
 
-    auto: the Gram route when G is at least 4× longer than wide (eigh of the small Gram runs at
-    DGEMM speed); if any Gram eigenvalue falls below √ε·λ₁ it cannot be trusted to set a rank,
-    so the SVD of G itself confirms (and supplies) the values.
+    auto: the Gram route when G is at least 4× longer than wide, else an SVD. The Gram's
+    eigenvalues are exact enough only down to about m·ε·λ₁; when the smallest falls below
+    GRAM_TRUST_FACTOR·m·ε·λ₁, the tail (σ < 1e-3·σ₁) is refined by a Rayleigh-Ritz SVD of
+    G·V_tail, and where a refined value sits near the tolerance a full SVD of G decides.
     """
     n, m = G.shape
     small, large = min(n, m), max(n, m)
@@ -126,18 +154,26 @@ def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken |
         return np.zeros(0), "empty"
     if method == "auto":
         method = "gram" if large >= 4 * small else "svd"
-    if method == "gram":
-        lam = gram_eigvals(G)
-        if lam[0] > 0 and lam[-1] >= GRAM_TRUST * lam[0]:
-            return np.sqrt(np.maximum(lam, 0.0)), "gram-eigh"
-        if lam[0] <= 0:
-            return np.zeros(small), "gram-eigh"
-        if cancel is not None:
-            cancel.check()
-        return svdvals(G), "svd (gram-eigh below √ε·λ₁, confirmed by SVD)"
     if method == "svd":
         return svdvals(G), "svd"
-    raise ValueError(f"unknown spectrum method {method!r}")
+    if method != "gram":
+        raise ValueError(f"unknown spectrum method {method!r}")
+    A = _tall(G)
+    lam, V = gram_eigh(A)
+    if lam[0] <= 0:
+        return np.zeros(small), "gram-eigh"
+    if lam[-1] >= GRAM_TRUST_FACTOR * small * EPS * lam[0]:
+        return np.sqrt(lam), "gram-eigh"
+    if cancel is not None:
+        cancel.check()
+    sigma1 = float(np.sqrt(lam[0]))
+    tol = default_tolerance(sigma1, (n, m), rtol)[0]
+    refined = _ritz_tail(A, lam, V, tol)
+    if refined is not None:
+        return refined, "gram-eigh + Ritz tail (σ < 1e-3·σ₁ refined by SVD of G·V)"
+    if cancel is not None:
+        cancel.check()
+    return svdvals(G), "svd (a Ritz value sat near the tolerance, so a full SVD decided)"
 
 
 def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0, method: str = "") -> Spectrum:
@@ -162,5 +198,5 @@ def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0,
 
 def spectrum_of(G: torch.Tensor, *, rtol: float = 0.0, method: str = "auto",
                 cancel: CancelToken | None = None) -> Spectrum:
-    sv, used = singular_values(G, method, cancel)
+    sv, used = singular_values(G, method, cancel, rtol=rtol)
     return analyse(sv, G.shape[0], G.shape[1], rtol=rtol, method=used)
