@@ -63,43 +63,10 @@ def _alloc(n_rows: int, n_cols: int, like: torch.Tensor) -> torch.Tensor:
 
 def jacobian_linear(model: nn.Sequential, layout: Layout, x: torch.Tensor, *, transform: Transform = None,
                     cancel: CancelToken | None = None) -> torch.Tensor:
-    children = list(model.children())
-    offsets = {p.name: p.offset for p in layout.params}
-    inputs: list[torch.Tensor] = []
-    pre: list[torch.Tensor] = []
-    linear_idx: list[int] = []
-    h = x
-    for j, m in enumerate(children):
-        if isinstance(m, nn.Linear):
-            inputs.append(h.detach())
-            h = m(h)
-            pre.append(h)
-            linear_idx.append(j)
-        else:
-            h = m(h)
-    out = transform(h) if transform is not None else h
-    k, d = out.shape
-    G = _alloc(layout.n_params, k * d, x)
-    J = G.T  # (kd, N), row-major: row i·d + c is ∇θ f_c(θ, x_i)
-    ones = torch.ones(k, dtype=out.dtype, device=out.device)
-    for c in range(d):
-        if cancel is not None:
-            cancel.check()
-        grads = torch.autograd.grad(out[:, c], pre, grad_outputs=ones, retain_graph=c < d - 1, allow_unused=True)
-        rows = J[c::d]  # (k, N) view
-        for a, b, j in zip(inputs, grads, linear_idx):
-            lin = children[j]
-            if b is None:
-                b = torch.zeros(k, lin.out_features, dtype=x.dtype, device=x.device)
-            w0 = offsets[f"{j}.weight"]
-            nw = lin.out_features * lin.in_features
-            # per-sample weight gradient b_i a_iᵀ, written straight into J's rows (one pass, no copy)
-            torch.mul(b[:, :, None], a[:, None, :],
-                      out=rows[:, w0: w0 + nw].view(k, lin.out_features, lin.in_features))
-            if lin.bias is not None:
-                b0 = offsets[f"{j}.bias"]
-                rows[:, b0: b0 + lin.out_features] = b
-    return G
+    """Per-sample outer products b_i a_iᵀ of the Linear layers' output gradients and inputs."""
+    from .gram import linear_factors
+
+    return linear_factors(model, layout, x, transform=transform, cancel=cancel).materialize()
 
 
 def jacobian_functorch(model: nn.Module, layout: Layout, x: torch.Tensor, *, transform: Transform = None,

@@ -8,6 +8,7 @@ dependence on the tolerance is visible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,34 +121,41 @@ def gram_eigh(A: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
     return lam[::-1].copy(), torch.from_numpy(np.ascontiguousarray(V[:, ::-1]))
 
 
-def _ritz_tail(A: torch.Tensor, lam: np.ndarray, V: torch.Tensor, tol: float) -> np.ndarray | None:
-    """Refine the small singular values of A from the Gram's eigenvectors.
+def _from_gram(lam: np.ndarray, V: torch.Tensor, apply: Callable[[torch.Tensor], torch.Tensor],
+               full_svd: Callable[[], np.ndarray], shape: tuple[int, int], rtol: float,
+               cancel: CancelToken | None) -> tuple[np.ndarray, str]:
+    """Singular values from the Gram's eigenpairs (λ descending), refined where they can't be trusted.
 
-    The eigenvectors of the computed Gram span the small singular subspace accurately even where
-    the eigenvalues themselves are noise, so the singular values of B = A·V_tail (one GEMM and a
-    small SVD) recover the tail to about ε·σ₁. Returns None when a refined value lies within a
-    factor TAIL_BAND of the tolerance: that rank decision is then left to a full SVD.
+    The eigenvalues are exact enough only down to about m·ε·λ₁. When the smallest is below
+    GRAM_TRUST_FACTOR·m·ε·λ₁, the tail (λ < 1e-6·λ₁, σ < 1e-3·σ₁) is refined by Rayleigh-Ritz:
+    the Gram's eigenvectors span the small singular subspace accurately even where their
+    eigenvalues are noise, so the singular values of A·V_tail (`apply`, one product and a small
+    SVD) recover the tail to about ε·σ₁. A refined value within TAIL_BAND of the tolerance
+    sends the decision to a full SVD (`full_svd`).
     """
-    tail = lam < TAIL_FRACTION * lam[0]
-    s = int(tail.sum())
-    B = A @ V[:, lam.size - s:].to(A.device)
-    sv_tail = svdvals(B)
-    near = (sv_tail > tol / TAIL_BAND) & (sv_tail < tol * TAIL_BAND)
-    if near.any():
-        return None
-    head = np.sqrt(np.maximum(lam[: lam.size - s], 0.0))
-    return np.concatenate([head, np.sort(sv_tail)[::-1]])
+    small = lam.size
+    if lam[0] <= 0:
+        return np.zeros(small), "gram-eigh"
+    if lam[-1] >= GRAM_TRUST_FACTOR * small * EPS * lam[0]:
+        return np.sqrt(lam), "gram-eigh"
+    if cancel is not None:
+        cancel.check()
+    tol = default_tolerance(float(np.sqrt(lam[0])), shape, rtol)[0]
+    s = int(np.count_nonzero(lam < TAIL_FRACTION * lam[0]))
+    sv_tail = svdvals(apply(V[:, small - s:]))
+    if not ((sv_tail > tol / TAIL_BAND) & (sv_tail < tol * TAIL_BAND)).any():
+        head = np.sqrt(np.maximum(lam[: small - s], 0.0))
+        return np.concatenate([head, np.sort(sv_tail)[::-1]]), \
+            "gram-eigh + Ritz tail (σ < 1e-3·σ₁ refined by an SVD of G·V)"
+    if cancel is not None:
+        cancel.check()
+    return full_svd(), "svd (a Ritz value sat near the tolerance, so a full SVD decided)"
 
 
 def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken | None = None,
                     rtol: float = 0.0) -> tuple[np.ndarray, str]:
-    """All min(N, kd) singular values of G and the route that produced them.
-
-    auto: the Gram route when G is at least 4× longer than wide, else an SVD. The Gram's
-    eigenvalues are exact enough only down to about m·ε·λ₁; when the smallest falls below
-    GRAM_TRUST_FACTOR·m·ε·λ₁, the tail (σ < 1e-3·σ₁) is refined by a Rayleigh-Ritz SVD of
-    G·V_tail, and where a refined value sits near the tolerance a full SVD of G decides.
-    """
+    """All min(N, kd) singular values of G and the route that produced them: the Gram route
+    (see `_from_gram`) when G is at least 4× longer than wide, else an SVD."""
     n, m = G.shape
     small, large = min(n, m), max(n, m)
     if small == 0:
@@ -160,20 +168,19 @@ def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken |
         raise ValueError(f"unknown spectrum method {method!r}")
     A = _tall(G)
     lam, V = gram_eigh(A)
-    if lam[0] <= 0:
-        return np.zeros(small), "gram-eigh"
-    if lam[-1] >= GRAM_TRUST_FACTOR * small * EPS * lam[0]:
-        return np.sqrt(lam), "gram-eigh"
-    if cancel is not None:
-        cancel.check()
-    sigma1 = float(np.sqrt(lam[0]))
-    tol = default_tolerance(sigma1, (n, m), rtol)[0]
-    refined = _ritz_tail(A, lam, V, tol)
-    if refined is not None:
-        return refined, "gram-eigh + Ritz tail (σ < 1e-3·σ₁ refined by SVD of G·V)"
-    if cancel is not None:
-        cancel.check()
-    return svdvals(G), "svd (a Ritz value sat near the tolerance, so a full SVD decided)"
+    return _from_gram(lam, V, lambda Vs: A @ Vs.to(A.device), lambda: svdvals(G), (n, m), rtol, cancel)
+
+
+def factored_singular_values(factors, cancel: CancelToken | None = None, rtol: float = 0.0) -> tuple[np.ndarray, str]:
+    """The same rule on K = GᵀG built from per-layer factors (engine/gram.py); G is formed only if a
+    full SVD must decide. Needs kd ≤ N (the Gram is kd × kd)."""
+    K = factors.gram(cancel)
+    lam, V = torch.linalg.eigh(K)
+    lam = lam.flip(0).cpu().numpy()
+    V = V.flip(1)
+    sv, route = _from_gram(lam, V, factors.g_times, lambda: svdvals(factors.materialize()),
+                           (factors.n_params, factors.n_outputs), rtol, cancel)
+    return sv, "factored " + route
 
 
 def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0, method: str = "") -> Spectrum:
