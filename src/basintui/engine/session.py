@@ -42,12 +42,27 @@ class Context:
     y: torch.Tensor  # targets, float64 (or int64 classes for ce)
     loss: str
     out_dim: int
-    G: torch.Tensor | None = None
     spectrum: spectrum.Spectrum | None = None
     transform: Any = None  # applied to outputs before G (ce on probabilities)
     cancel: CancelToken = field(default_factory=CancelToken)
     emit: Emit = lambda e: None
     inputs: data_mod.Inputs | None = None
+    factors: Any = None  # gram.LinearFactors when the factored route computed the spectrum
+    g_source: Callable[[], torch.Tensor] | None = None  # builds G on first use (factored route)
+    _G: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def G(self) -> torch.Tensor:
+        """G (N × kd, float64). After the factored route it is formed on first use only."""
+        if self._G is None:
+            if self.g_source is None:
+                raise EngineError("G is not available before the jacobian stage")
+            self._G = self.g_source()
+        return self._G
+
+    @G.setter
+    def G(self, value: torch.Tensor) -> None:
+        self._G = value
 
 
 def resolve_device(name: str) -> torch.device:
@@ -228,14 +243,34 @@ def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str =
     return out
 
 
+def use_factored_route(model: nn.Module, n_params: int, n_outputs: int) -> bool:
+    """The factored Gram (engine/gram.py) serves networks of Linear layers whose Gram GᵀG is the
+    small side (kd ≤ N/4): the spectrum then never needs G itself."""
+    return jacobian.linear_path_ok(model) and 4 * n_outputs <= n_params
+
+
 def _analyse(ctx: Context, report: Report, timings: dict[str, float]) -> None:
-    G, route = _stage("jacobian", ctx, timings,
-                      lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
-                                                 cancel=ctx.cancel))
-    ctx.G = G
-    report.G_route = route
-    spec = _stage("spectrum", ctx, timings,
-                  lambda: spectrum.spectrum_of(G, rtol=ctx.preset.analysis.rtol, cancel=ctx.cancel))
+    rtol = ctx.preset.analysis.rtol
+    kd = ctx.x.shape[0] * ctx.out_dim
+    if use_factored_route(ctx.model, ctx.layout.n_params, kd):
+        from .gram import linear_factors
+
+        factors = _stage("jacobian", ctx, timings,
+                         lambda: linear_factors(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
+                                                cancel=ctx.cancel))
+        ctx.factors = factors
+        ctx.g_source = factors.materialize
+        report.G_route = "factored linear"
+        sv, method = _stage("spectrum", ctx, timings,
+                            lambda: spectrum.factored_singular_values(factors, ctx.cancel, rtol))
+        spec = spectrum.analyse(sv, ctx.layout.n_params, kd, rtol=rtol, method=method)
+    else:
+        G, route = _stage("jacobian", ctx, timings,
+                          lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
+                                                     cancel=ctx.cancel))
+        ctx.G = G
+        report.G_route = route
+        spec = _stage("spectrum", ctx, timings, lambda: spectrum.spectrum_of(G, rtol=rtol, cancel=ctx.cancel))
     ctx.spectrum = spec
     report.G = spec
     for name, fn in analysis_stages(ctx.preset):
