@@ -66,15 +66,29 @@ def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torc
     # G, a copy for the tall orientation / SVD input, the SVD's own workspace, and the small Gram.
     peak = 2 * g + 8 * small * small + 8 * small * max(n_params, kd) // 4
     notes = []
-    mode = preset.analysis.hessian
     hb = hessian_bytes(n_params)
-    if mode == "auto":
-        mode = "dense" if n_params <= DENSE_HESSIAN_MAX_PARAMS else "lanczos"
-        notes.append(f"hessian = auto: {mode} (N = {n_params}; dense up to {DENSE_HESSIAN_MAX_PARAMS}, "
-                     f"which would need {fmt_bytes(hb)})")
     avail = available_bytes(device)
+    mode, why = choose_hessian_mode(preset.analysis.hessian, n_params, avail, peak)
+    if why:
+        notes.append(why)
     return ResourcePlan(n_params, n_train, out_dim, g, peak, avail, "auto", mode,
                         hb if mode == "dense" else 0, notes)
+
+
+def choose_hessian_mode(mode: str, n_params: int, available: int, peak: int = 0) -> tuple[str, str]:
+    """`auto` → dense for N ≤ DENSE_HESSIAN_MAX_PARAMS when it fits in memory, else lanczos; the
+    second value says which was picked and why ("" when the mode was asked for explicitly)."""
+    if mode != "auto":
+        return mode, ""
+    hb = hessian_bytes(n_params)
+    if n_params > DENSE_HESSIAN_MAX_PARAMS:
+        return "lanczos", (f"hessian = auto: lanczos (N = {n_params} > {DENSE_HESSIAN_MAX_PARAMS}; a dense "
+                           f"Hessian would need {fmt_bytes(hb)})")
+    if hb > SAFETY * available - peak:
+        return "lanczos", (f"hessian = auto: lanczos, because a dense Hessian for N = {n_params} needs about "
+                           f"{fmt_bytes(hb)} and only {fmt_bytes(available)} is available")
+    return "dense", (f"hessian = auto: dense (N = {n_params} ≤ {DENSE_HESSIAN_MAX_PARAMS}; needs about "
+                     f"{fmt_bytes(hb)})")
 
 
 def guard(p: ResourcePlan) -> None:
@@ -90,7 +104,10 @@ def guard(p: ResourcePlan) -> None:
     if p.hessian_mode == "dense" and p.hessian_bytes > SAFETY * p.available - p.peak_bytes:
         raise ResourceError(
             "analysis.hessian",
-            f"a dense Hessian for N = {p.n_params} needs about {fmt_bytes(p.hessian_bytes)}, but only "
-            f"{fmt_bytes(p.available)} is available; use analysis.hessian = \"lanczos\" (or \"off\").",
+            f"a dense Hessian for N = {p.n_params} needs about {fmt_bytes(p.hessian_bytes)} "
+            f"({p.hessian_bytes} bytes: H, GGN and H − GGN in float64 plus eigh's workspace, 32·N² bytes), "
+            f"but only {fmt_bytes(p.available)} is available; use analysis.hessian = \"lanczos\" (extreme "
+            f"eigenvalues and a spectral density from Hessian-vector products) or \"off\". Nothing was "
+            f"computed yet.",
             p.hessian_bytes,
         )

@@ -283,9 +283,15 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float]) -> None:
 def analysis_stages(preset: Preset) -> list[tuple[str, Callable[[Context, Report], Any]]]:
     """The stages after G's spectrum, in order; each returns the report section it fills."""
     stages: list[tuple[str, Callable[[Context, Report], Any]]] = []
-    # hessian stage (issue 4) goes here
+    if preset.analysis.hessian != "off":
+        from . import hessian
+
+        stages.append(("hessian", hessian.analyse))
     # layers stage (issue 5) goes here
-    # levelset stage (issue 4) goes here
+    if preset.analysis.levelset:
+        from . import levelset
+
+        stages.append(("levelset", levelset.analyse))
     return stages
 
 

@@ -71,9 +71,11 @@ def timings_line(r: dict[str, Any]) -> Text:
 def section_views() -> list:
     """Views of the report sections after G, in the order they are printed."""
     views: list = []
-    # hessian view (issue 4) goes here
+    from .hessian import hessian_view, levelset_view
+
+    views.append(hessian_view)
     # layers view (issue 5) goes here
-    # levelset view (issue 4) goes here
+    views.append(levelset_view)
     return views
 
 
