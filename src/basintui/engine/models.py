@@ -179,6 +179,25 @@ def set_flat_params(model: nn.Module, theta: torch.Tensor) -> None:
             offset += n
 
 
+def activation_numel(model: nn.Module, x_small: torch.Tensor) -> int:
+    """Numbers every leaf module outputs per input (a forward pass on a couple of inputs): the
+    memory a full-batch forward and backward pass keeps is about 3× this per input."""
+    total = [0]
+
+    def hook(_m, _inp, out):
+        if isinstance(out, torch.Tensor):
+            total[0] += out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(x_small)
+    finally:
+        for h in handles:
+            h.remove()
+    return max(1, total[0] // max(1, x_small.shape[0]))
+
+
 def check_batch_independent(model: nn.Module, x: torch.Tensor, n_check: int = 8) -> None:
     """Per-sample gradients mean nothing when a forward pass mixes inputs (BatchNorm in train
     mode, attention over the batch, …): compare a batch's outputs with the same inputs one at a time."""

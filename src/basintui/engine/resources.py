@@ -57,22 +57,36 @@ class ResourcePlan:
     hessian_mode: str  # dense | lanczos | off
     hessian_bytes: int
     notes: list[str] = field(default_factory=list)
+    forward_bytes: int = 0  # a full-batch forward + backward pass (targets, training, G's factors)
 
 
-def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torch.device) -> ResourcePlan:
+def spectrum_peak_bytes(n_params: int, kd: int, factored: bool, width_sum: int = 0) -> int:
+    """The largest working set of the G + spectrum stages for the route the session will take."""
+    small = min(n_params, kd)
+    if factored:
+        # layer inputs and output gradients, the kd × kd Gram, its eigenvectors and eigh's workspace
+        return 8 * kd * max(width_sum, 1) * 2 + 4 * 8 * kd * kd
+    # G, a copy for the tall orientation / SVD input, the SVD's own workspace, and the small Gram.
+    g = 8 * n_params * kd
+    return 2 * g + 8 * small * small + 8 * small * max(n_params, kd) // 4
+
+
+def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torch.device,
+         factored: bool = False, width_sum: int = 0, forward_bytes: int = 0) -> ResourcePlan:
     kd = n_train * out_dim
     g = 8 * n_params * kd
-    small = min(n_params, kd)
-    # G, a copy for the tall orientation / SVD input, the SVD's own workspace, and the small Gram.
-    peak = 2 * g + 8 * small * small + 8 * small * max(n_params, kd) // 4
+    peak = spectrum_peak_bytes(n_params, kd, factored, width_sum)
     notes = []
+    if factored:
+        notes.append(f"spectrum by the factored Gram (kd × kd = {kd} × {kd}, about {fmt_bytes(peak)}); "
+                     f"G itself ({fmt_bytes(g)}) is formed only for the stages that need it")
     hb = hessian_bytes(n_params)
     avail = available_bytes(device)
     mode, why = choose_hessian_mode(preset.analysis.hessian, n_params, avail, peak)
     if why:
         notes.append(why)
-    return ResourcePlan(n_params, n_train, out_dim, g, peak, avail, "auto", mode,
-                        hb if mode == "dense" else 0, notes)
+    return ResourcePlan(n_params, n_train, out_dim, g, peak, avail, "factored" if factored else "explicit", mode,
+                        hb if mode == "dense" else 0, notes, forward_bytes)
 
 
 def choose_hessian_mode(mode: str, n_params: int, available: int, peak: int = 0) -> tuple[str, str]:
@@ -91,8 +105,24 @@ def choose_hessian_mode(mode: str, n_params: int, available: int, peak: int = 0)
                      f"{fmt_bytes(hb)})")
 
 
+def check_fits(key: str, what: str, n_bytes: int, device: torch.device, way_out: str) -> None:
+    """Refuse an allocation of `n_bytes` that would not fit, naming the estimate and the way out."""
+    avail = available_bytes(device)
+    if n_bytes > SAFETY * avail:
+        raise ResourceError(key, f"{what} needs about {fmt_bytes(n_bytes)} but only {fmt_bytes(avail)} is "
+                                 f"available on {device.type}; {way_out}", n_bytes)
+
+
 def guard(p: ResourcePlan) -> None:
-    """Refuse, with the estimate and the way out, a run whose G stage would not fit."""
+    """Refuse, with the estimate and the way out, a run whose forward pass or G stage would not fit."""
+    if p.forward_bytes > SAFETY * p.available:
+        raise ResourceError(
+            "data.n",
+            f"a forward and backward pass over the k = {p.n_train} training inputs needs about "
+            f"{fmt_bytes(p.forward_bytes)}, but only {fmt_bytes(p.available)} is available. Use fewer training "
+            f"inputs (data.n) or a narrower model (model.hidden).",
+            p.forward_bytes,
+        )
     if p.peak_bytes > SAFETY * p.available:
         raise ResourceError(
             "data.n",

@@ -23,7 +23,7 @@ from . import jacobian, resources, spectrum
 from .cancel import CancelToken
 from .errors import Cancelled, EngineError, InputError
 from .events import Finished, Note, Plan, RankProbe, Stage
-from .models import Layout, check_batch_independent, flat_params, layout_of, make_model
+from .models import Layout, activation_numel, check_batch_independent, flat_params, layout_of, make_model
 from .report import DataInfo, ModelInfo, Report, TrainingInfo
 from .train import TrainResult, train
 
@@ -151,18 +151,24 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
     model = make_model(preset.model, inputs.x.shape[1], d, preset.source_dir).to(device, train_dtype)
     layout = layout_of(model)
     x_train = torch.as_tensor(inputs.x, dtype=train_dtype, device=device)
-    check_batch_independent(model, x_train)
-    y_np = _targets(preset, inputs, model, d, x_train)
-    y_train = _y_tensor(y_np, preset.train.loss, train_dtype, device)
     k, N = len(inputs.x), layout.n_params
-    timings["data"] = time.perf_counter() - t0
-    emit(Stage("data", done=True, seconds=timings["data"], detail=inputs.description))
 
-    plan = resources.plan(preset, N, k, d, device)
+    # ---- memory plan, before anything allocates in proportion to k (targets, training, G)
+    factored = use_factored_route(model, N, k * d)
+    widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+    per_input = activation_numel(model, x_train[:2])
+    plan = resources.plan(preset, N, k, d, device, factored=factored, width_sum=widths,
+                          forward_bytes=3 * x_train.element_size() * k * per_input)
     emit(Plan(N, k, d, plan.g_bytes, plan.g_method, plan.hessian_mode, plan.hessian_bytes))
     for text in plan.notes:
         note(text)
     resources.guard(plan)
+
+    check_batch_independent(model, x_train)
+    y_np = _targets(preset, inputs, model, d, x_train)
+    y_train = _y_tensor(y_np, preset.train.loss, train_dtype, device)
+    timings["data"] = time.perf_counter() - t0
+    emit(Stage("data", done=True, seconds=timings["data"], detail=inputs.description))
 
     model_info = ModelInfo(
         n_params=N,
@@ -259,7 +265,15 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float]) -> None:
                          lambda: linear_factors(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
                                                 cancel=ctx.cancel))
         ctx.factors = factors
-        ctx.g_source = factors.materialize
+
+        def materialize() -> torch.Tensor:
+            resources.check_fits("analysis", f"G ({ctx.layout.n_params} × {kd}) for the stages after the spectrum",
+                                 8 * ctx.layout.n_params * kd, ctx.device,
+                                 "turn off analysis.layers / analysis.hessian / analysis.levelset, or use fewer "
+                                 "inputs (data.n); the spectrum above is kept")
+            return factors.materialize()
+
+        ctx.g_source = materialize
         report.G_route = "factored linear"
         sv, method = _stage("spectrum", ctx, timings,
                             lambda: spectrum.factored_singular_values(factors, ctx.cancel, rtol))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .cancel import CancelToken
+from .resources import check_fits
 
 EPS = float(np.finfo(np.float64).eps)
 RTOLS = ("1e-3", "1e-6", "1e-9")
@@ -142,6 +143,9 @@ def _from_gram(lam: np.ndarray, V: torch.Tensor, apply: Callable[[torch.Tensor],
         cancel.check()
     tol = default_tolerance(float(np.sqrt(lam[0])), shape, rtol)[0]
     s = int(np.count_nonzero(lam < TAIL_FRACTION * lam[0]))
+    check_fits("data.n", f"refining the {s} smallest singular values (a {max(shape)} × {s} matrix and its SVD)",
+               3 * 8 * max(shape) * s, V.device,
+               "use fewer training inputs (data.n) or a smaller model; the Gram alone cannot resolve them")
     sv_tail = svdvals(apply(V[:, small - s:]))
     if not ((sv_tail > tol / TAIL_BAND) & (sv_tail < tol * TAIL_BAND)).any():
         head = np.sqrt(np.maximum(lam[: small - s], 0.0))
