@@ -301,7 +301,10 @@ def analysis_stages(preset: Preset) -> list[tuple[str, Callable[[Context, Report
         from . import hessian
 
         stages.append(("hessian", hessian.analyse))
-    # layers stage (issue 5) goes here
+    if preset.analysis.layers:
+        from . import infoloss
+
+        stages.append(("layers", infoloss.analyse))
     if preset.analysis.levelset:
         from . import levelset
 

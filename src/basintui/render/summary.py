@@ -74,7 +74,9 @@ def section_views() -> list:
     from .hessian import hessian_view, levelset_view
 
     views.append(hessian_view)
-    # layers view (issue 5) goes here
+    from .layers import layers_view
+
+    views.append(layers_view)
     views.append(levelset_view)
     return views
 
