@@ -268,3 +268,17 @@ def test_cli_deep_linear_self_holds_and_random_does_not_apply():
     assert out.returncode == 0, out.stderr
     assert "not_applicable" in out.stdout and "not a critical point" in out.stdout
     assert "rank(H) = 60" in out.stdout
+
+
+def test_dense_eigvalsh_answers_a_cancel_while_lapack_runs():
+    from basintui.engine.cancel import CancelToken
+    from basintui.engine.errors import Cancelled
+
+    A = torch.randn(700, 700, dtype=torch.float64)
+    A = A + A.T
+    token = CancelToken()
+    ev = hs.eigvalsh_cancellable(A, token)
+    np.testing.assert_allclose(ev, np.linalg.eigvalsh(A.numpy())[::-1], rtol=1e-12, atol=1e-10)
+    token.cancel()
+    with pytest.raises(Cancelled):
+        hs.eigvalsh_cancellable(A, token)

@@ -30,6 +30,7 @@ stochastic Lanczos quadrature. Both are checked against the dense route in the t
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,6 +162,31 @@ def dense_hessian(L, theta: torch.Tensor, cancel: CancelToken | None = None, chu
         for j in range(b):
             H[i0 + j] = hvp(E[j])
     return 0.5 * (H + H.T)
+
+
+def eigvalsh_cancellable(A: torch.Tensor, cancel: CancelToken | None = None, poll_s: float = 0.2) -> np.ndarray:
+    """Eigenvalues of a symmetric matrix, descending. LAPACK cannot be interrupted, so it runs in a
+    helper thread while this one polls the cancel token; on cancel the caller gets Cancelled at once
+    (the helper finishes in the background and its result is dropped)."""
+    a = A.detach().cpu().numpy()
+    if cancel is None or a.shape[0] <= 500:
+        return np.linalg.eigvalsh(a)[::-1].copy()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = np.linalg.eigvalsh(a)
+        except BaseException as exc:  # pragma: no cover - LAPACK failure, re-raised below
+            box["error"] = exc
+
+    t = threading.Thread(target=work, name="basintui-eigvalsh", daemon=True)
+    t.start()
+    while t.is_alive():
+        t.join(poll_s)
+        cancel.check()
+    if "error" in box:
+        raise box["error"]
+    return box["value"][::-1].copy()
 
 
 def sqrt_Q(Q: torch.Tensor) -> torch.Tensor:
@@ -444,12 +470,14 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
         GGN = 0.5 * (GGN + GGN.T)
         del GQ
         R = H - GGN
-        ev = np.linalg.eigvalsh(H.cpu().numpy())[::-1].copy()
-        ctx.cancel.check()
-        ev_ggn = np.linalg.eigvalsh(GGN.cpu().numpy())[::-1].copy()
-        ctx.cancel.check()
-        ev_res = np.linalg.eigvalsh(R.cpu().numpy())[::-1].copy()
-        del H, GGN, R
+        del GGN
+        ev = eigvalsh_cancellable(H, ctx.cancel)
+        ev_res = eigvalsh_cancellable(R, ctx.cancel)
+        # GGN's eigenvalues: the squared singular values of G·Q^{1/2}, then zeros (exact, and one eigh fewer)
+        ev_ggn = np.zeros(n)
+        m = min(n, sv_ggn.size)
+        ev_ggn[:m] = np.sort(sv_ggn**2)[::-1][:m]
+        del H, R
         rank: int | None = _count(ev, tol)
         rank_res: int | None = _count(ev_res, tol)
         n_neg: int | None = int(np.count_nonzero(ev < -tol))
