@@ -136,7 +136,7 @@ def test_ggn_plus_residual_term_is_the_autograd_hessian(loss, probs, seed):
     theta = flat_params(model)
     L = hs.total_loss_fn(model, layout, x, y, loss)
     H = hs.dense_hessian(L, theta, chunk=7)
-    H_ref = torch.autograd.functional.hessian(L, theta)
+    H_ref = torch.autograd.functional.hessian(L, theta, vectorize=True)
     torch.testing.assert_close(H, H_ref, rtol=1e-10, atol=1e-12)
     G, _ = compute_G(model, layout, x, transform=transform)
     oc = hs.output_curvature(model, layout, theta, x, y, loss, transform)
@@ -147,7 +147,7 @@ def test_ggn_plus_residual_term_is_the_autograd_hessian(loss, probs, seed):
         for c in range(d):
             def fic(t, i=i, c=c):
                 return outputs_at(model, layout, t, x, transform)[i, c]
-            R_ref += oc.grad_F[i, c] * torch.autograd.functional.hessian(fic, theta)
+            R_ref += oc.grad_F[i, c] * torch.autograd.functional.hessian(fic, theta, vectorize=True)
     torch.testing.assert_close(H - GGN, R_ref, rtol=1e-9, atol=1e-11)
     # ∇θL = G ∇_Fℓ
     g = torch.func.grad(L)(theta)
@@ -282,3 +282,20 @@ def test_dense_eigvalsh_answers_a_cancel_while_lapack_runs():
     token.cancel()
     with pytest.raises(Cancelled):
         hs.eigvalsh_cancellable(A, token)
+
+
+def test_trained_deep_linear_small_residual_term_is_reported_as_such():
+    # q = d: the product W is unconstrained, so at the minimum E·Xᵀ = 0 and the residual term vanishes
+    # even though the residual E itself (the part of random targets outside the data's span) does not.
+    p = make_preset(data={"kind": "gaussian", "n": 16, "dim": 4, "rank": 3, "out_dim": 2, "targets": "random"},
+                    model={"hidden": [4], "activation": "linear", "bias": False},
+                    train={"steps": 2000, "optimizer": "adam", "lr": 0.01},
+                    analysis={"hessian": "dense", "layers": False})
+    h = run(p).hessian
+    assert h.hypotheses["critical_point"]["holds"]
+    assert not h.hypotheses["zero_residual"]["holds"] and h.output_residual_norm > 1
+    assert h.residual_rel < 1e-12
+    # Claim 3's stated hypotheses fail, so no verdict of "holds", but the why says what happened instead:
+    assert h.claim3 == "not_applicable" and "residual term it weights is small" in h.claim3_why
+    assert h.rank == h.rank_ggn == h.rank_G == 2 * (3 + 2 - 2) and h.rank_residual == 0
+    assert all(v == {"H": 6, "GGN": 6, "residual": 0} for v in h.rank_at_rtol.values())

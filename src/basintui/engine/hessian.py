@@ -53,6 +53,8 @@ CRITICAL_RTOL = 1e-8  # ‖∇_θL‖ ≤ CRITICAL_RTOL · σ₁(G) · S counts 
 Q_PD_RTOL = 1e-12  # Q counts as positive definite when its smallest eigenvalue > 1e-12 · q_max
 LANCZOS_RESIDUAL_RTOL = 1e-8  # lanczos: H = GGN taken as measured when ‖H − GGN‖₂ ≤ 1e-8 ‖H‖₂
 N_EXTREME = 20
+SMALL_RESIDUAL_REL = 1e-6  # below this ‖H − GGN‖/‖H‖ the why-text calls the residual term small
+RTOLS = ("1e-3", "1e-6", "1e-9")  # ranks also reported at these fractions of the scale σ₁(G)²·q_max
 HVP_CHUNK_BYTES = 128 * 2**20
 
 THRESHOLD_RULES = {
@@ -342,6 +344,7 @@ class HessianResult:
     notes: list[str] = field(default_factory=list)
     density: Density | None = None
     matvecs: int = 0
+    rank_at_rtol: dict[str, dict[str, int]] | None = None  # rank of H, GGN, H − GGN at rtol · σ₁(G)²·q_max
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -360,6 +363,7 @@ class HessianResult:
             "rank_method": self.rank_method,
             "tolerance": self.tolerance,
             "tolerance_rule": self.tolerance_rule,
+            "rank_at_rtol": self.rank_at_rtol,
             "eigenvalues": self.eigenvalues,
             "eigenvalues_order": "descending" + ("" if self.method == "dense" else
                                                  " (the largest and smallest found by Lanczos, not all N)"),
@@ -478,6 +482,9 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
         m = min(n, sv_ggn.size)
         ev_ggn[:m] = np.sort(sv_ggn**2)[::-1][:m]
         del H, R
+        scale_h = sigma1 * sigma1 * max(q_max, 0.0)
+        rank_at_rtol = {key: {"H": _count(ev, float(key) * scale_h), "GGN": _count(sv_ggn**2, float(key) * scale_h),
+                              "residual": _count(ev_res, float(key) * scale_h)} for key in RTOLS}
         rank: int | None = _count(ev, tol)
         rank_res: int | None = _count(ev_res, tol)
         n_neg: int | None = int(np.count_nonzero(ev < -tol))
@@ -487,6 +494,7 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
         rank_method = "eigenvalues of the dense Hessian (eigvalsh), |λ| > τ_H"
         eigenvalues, ggn_eigs, res_eigs = ev, ev_ggn, ev_res
     else:
+        rank_at_rtol = None
         hvp = hvp_fn(L, theta)
         count = [0]
 
@@ -554,7 +562,7 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
         output_residual_norm=res_norm_eff, output_residual_raw_norm=res_norm_raw, residual_norm=r_norm,
         hessian_norm=h_norm, residual_rel=residual_rel, loss_hessian=oc.kind, loss_hessian_positive=bool(q_pos),
         q_min=q_min, q_max=q_max, hypotheses=hypotheses, claim3=verdict, claim3_why=why, regime=spec.regime,
-        notes=notes, density=density, matvecs=matvecs,
+        notes=notes, density=density, matvecs=matvecs, rank_at_rtol=rank_at_rtol,
     )
     for text in notes:
         ctx.emit(Note(text))
@@ -571,7 +579,13 @@ def claim3_verdict(*, rank, rank_G, rank_ggn, rank_res, rank_G_res, critical, ze
     missing = []
     if not critical:
         missing.append(f"θ is not a critical point (‖∇θL‖ = {grad_norm:.3g})")
-    if not zero_res:
+    if not zero_res and residual_rel is not None and residual_rel < SMALL_RESIDUAL_REL:
+        missing.append(f"the residual is not zero (‖∇_Fℓ‖ = {res_norm:.3g}), though the residual term it weights "
+                       f"is small here (‖H − GGN‖/‖H‖ = {residual_rel:.2g}): ∇_Fℓ is almost orthogonal to the "
+                       "second derivatives of F (e.g. the part of the targets no parameter can reach), and what is "
+                       "left of the term still has rank " + (str(rank_res) if rank_res is not None else "unknown")
+                       + " at the tolerance")
+    elif not zero_res:
         extra = ""
         if critical:
             extra = (" — a critical point with a non-zero residual: ∇θL = G·∇_Fℓ vanishes because ∇_Fℓ lies in the "

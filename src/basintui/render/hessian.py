@@ -36,6 +36,10 @@ def hessian_view(r: dict[str, Any]) -> RenderableType | None:
     t.add_row("rank(GGN)", f"rank(GGN) = {h['rank_ggn']}   (rank(G) = {h['rank_G']})")
     t.add_row("rank(H − GGN)", _g(h["rank_residual"]))
     t.add_row("tolerance", f"{h['tolerance']:.3g} = {h['tolerance_rule']}")
+    at = h.get("rank_at_rtol")
+    if at:
+        t.add_row("rank at rtol", "; ".join(f"{key}·σ₁²q_max: H {v['H']}, GGN {v['GGN']}, H − GGN {v['residual']}"
+                                            for key, v in at.items()))
     t.add_row("eigenvalues", f"λ_max = {_g(h['lambda_max'], 4)}, λ_min = {_g(h['lambda_min'], 4)}"
               + (f", {h['n_negative']} negative" if h.get("n_negative") is not None else ""))
     t.add_row("method", f"{h['method']}; loss = {h['reduction']}")
