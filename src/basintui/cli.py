@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_app(preset_name: str) -> int:
-    """Open the app. Until the app lands, run the preset headless so the command still works."""
+    """Open the app on a preset (a bad preset exits 2 before the app starts)."""
     from .config import PresetError, load_preset
 
     try:
@@ -137,12 +137,8 @@ def cmd_app(preset_name: str) -> int:
     except PresetError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    try:
-        from .tui.app import main as app_main
-    except ImportError:
-        sys.stderr.write("basintui: the app is not available in this build; running the preset headless\n")
-        return cmd_run(argparse.Namespace(preset=preset_name, sets=[], json=None, npz=None, device=None,
-                                          quiet=False))
+    from .tui.app import main as app_main
+
     return app_main(preset_name)
 
 

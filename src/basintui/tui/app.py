@@ -1,0 +1,312 @@
+"""The basintui app: Setup, Training, Spectrum of G, Information loss by layer, Hessian and Level set.
+
+Every number on screen comes from the engine's report dict (`Report.to_dict()`), which arrives through
+the bridge (bridge.py, the one module that imports the engine). The key table below is the single
+source of the bindings, the help screen and the command palette's commands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, OptionList, TabbedContent, TabPane
+
+from ..config import Preset, PresetError, load_preset
+from .bridge import Bridge, Session, export_paths, fmt_bytes
+from .messages import (
+    ExportDone,
+    ExportFailed,
+    NotePosted,
+    PlanReady,
+    RankProbed,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StageChanged,
+    TrainProgress,
+)
+from .screens.error import ErrorScreen
+from .screens.export import ExportScreen
+from .screens.help import HelpScreen
+from .widgets.hessian import HessianPane
+from .widgets.layers import LayersPane
+from .widgets.levelset import LevelSetPane
+from .widgets.setup import SetupChanged, SetupPane
+from .widgets.spectrum import SpectrumPane
+from .widgets.training import TrainingPane
+
+W = TypeVar("W")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One key: the binding, the footer label and the help line all come from here."""
+
+    key: str
+    action: str
+    description: str
+    help: str
+    show: bool = True
+    priority: bool = False
+    display: str = ""
+
+    def binding(self) -> Binding:
+        return Binding(self.key, self.action, self.description, show=self.show, priority=self.priority,
+                       key_display=self.display or None)
+
+
+TABS = (
+    ("setup", "Setup"),
+    ("training", "Training"),
+    ("spectrum", "Spectrum of G"),
+    ("layers", "Information loss by layer"),
+    ("hessian", "Hessian"),
+    ("levelset", "Level set"),
+)
+
+KEYS: tuple[KeySpec, ...] = (
+    KeySpec("r", "run", "Run", "run the preset in Setup (replaces a running run)"),
+    KeySpec("ctrl+r", "run", "Run", "run from anywhere, even while typing in a field", show=False, priority=True,
+            display="ctrl+r"),
+    KeySpec("c", "cancel", "Cancel", "cancel the running run"),
+    KeySpec("escape", "cancel", "Cancel", "cancel the running run (also closes a dialog)", show=False,
+            display="esc"),
+    KeySpec("e", "export", "Export", "export the report as JSON + NPZ to a path you confirm"),
+    *(KeySpec(str(i), f"show_tab('{tab}')", title, f"show the {title} pane", show=False, display=str(i))
+      for i, (tab, title) in enumerate(TABS, start=1)),
+    KeySpec("question_mark", "help", "Help", "this help", display="?"),
+    KeySpec("ctrl+p", "command_palette", "Commands", "the command palette: every action by name", show=False,
+            display="ctrl+p"),
+    KeySpec("q", "quit", "Quit", "quit when not typing in a field (cancels a running run)"),
+    KeySpec("ctrl+q", "quit", "Quit", "quit from anywhere", show=False, priority=True, display="ctrl+q"),
+)
+
+
+class BasinApp(App[int]):
+    """`session` replaces engine.session.run (the snapshot tests inject a deterministic fake)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "basintui"
+    BINDINGS = [k.binding() for k in KEYS]
+
+    def __init__(self, preset: Preset, session: Session | None = None) -> None:
+        super().__init__()
+        self.preset = preset
+        self.bridge = Bridge(session)
+        self.report: dict[str, Any] | None = None
+        self.handle: Any = None
+        self.started_at: float | None = None
+        self.first_spectrum_s: float | None = None  # seconds from `r` to the spectrum on screen
+
+    # ---- layout
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        with TabbedContent(initial="setup", id="tabs"):
+            with TabPane("Setup", id="setup"):
+                yield SetupPane(self.preset, id="setup-pane", classes="pane")
+            with TabPane("Training", id="training"):
+                yield TrainingPane(id="training-pane", classes="pane")
+            with TabPane("Spectrum of G", id="spectrum"):
+                yield SpectrumPane(id="spectrum-pane", classes="pane")
+            with TabPane("Layers", id="layers"):
+                yield LayersPane(id="layers-pane", classes="pane")
+            with TabPane("Hessian", id="hessian"):
+                yield HessianPane(id="hessian-pane", classes="pane")
+            with TabPane("Level set", id="levelset"):
+                yield LevelSetPane(id="levelset-pane", classes="pane")
+        yield Footer()
+
+    def pane(self, cls: type[W]) -> W:
+        """A widget of the main screen, whatever modal is on top."""
+        return self.screen_stack[0].query_one(cls)
+
+    def on_mount(self) -> None:
+        self.sub_title = f"preset {self.preset.name}"
+        # Open with focus on a pane (the preset list), never in a text field.
+        self.query_one("#preset-list", OptionList).focus()
+        self.bridge.prewarm()
+
+    def on_unmount(self) -> None:
+        self.bridge.shutdown(0.0)
+
+    FOCUS_IN = {"setup": "#preset-list", "training": "#stage-log", "spectrum": "#spec-facts",
+                "layers": "#layers-table", "hessian": "#hess-facts", "levelset": "#ls-body"}
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """Keep the focus on the visible pane (never in a field of a hidden one, where keys would type)."""
+        pane_id = event.pane.id or ""
+        focused = self.focused
+        if focused is not None and any(a is event.pane for a in focused.ancestors):
+            return
+        target = self.FOCUS_IN.get(pane_id)
+        if target:
+            self.screen_stack[0].query_one(target).focus()
+
+    # ---- commands (palette) from the key table
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for k in KEYS:
+            if k.action in seen or k.action in ("quit", "command_palette"):
+                continue
+            seen.add(k.action)
+            yield SystemCommand(k.description if "show_tab" not in k.action else f"Show {k.description}",
+                                f"{k.help} ({k.display or k.key})", partial(self.run_action, k.action))
+
+    # ---- actions
+    def action_show_tab(self, tab: str) -> None:
+        self.pane(TabbedContent).active = tab
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(KEYS))
+
+    def action_run(self) -> None:
+        setup = self.pane(SetupPane)
+        preset = setup.validate()
+        if preset is None:
+            self.action_show_tab("setup")
+            row = setup.first_invalid()
+            if row is not None:
+                row.editor.focus()
+                row.scroll_visible()
+            self.notify(f"Not started: {setup.error}", title="Fix the preset first", severity="error", timeout=6)
+            return
+        if self.bridge.busy:
+            self.notify("The running run was replaced by a new one.", timeout=3)
+        self.preset = preset
+        self.report, self.handle = None, None
+        self.started_at = time.monotonic()
+        self.first_spectrum_s = None
+        self.pane(TrainingPane).reset(preset.name, preset.train.steps)
+        self.pane(SpectrumPane).clear("Running: the spectrum appears when G has been computed.")
+        self.pane(LayersPane).clear("Running: the layers appear when the analysis has finished.")
+        self.pane(HessianPane).clear("Running: the Hessian appears when the analysis has finished.")
+        self.pane(LevelSetPane).clear("Running: the level-set check appears when the analysis has finished.")
+        self.action_show_tab("training")
+        self.bridge.start(self, preset)
+
+    def action_cancel(self) -> None:
+        if self.bridge.cancel():
+            self.pane(TrainingPane).stopped("cancelled")
+            self.sub_title = f"preset {self.preset.name} · cancelled"
+            self.notify("Run cancelled.", timeout=3)
+        else:
+            self.notify("No run to cancel.", timeout=2)
+
+    def action_export(self) -> None:
+        if self.handle is None:
+            self.notify("Nothing to export yet: run a preset first.", severity="warning", timeout=3)
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+
+        def confirmed(path: str | None) -> None:
+            if path:
+                json_path, npz_path = export_paths(path)
+                self.bridge.export(self, self.handle, json_path, npz_path)
+                self.notify(f"Exporting to {json_path} and {npz_path} …", timeout=2)
+
+        self.push_screen(ExportScreen(f"basintui-{self.preset.name}-{stamp}.json"), confirmed)
+
+    async def action_quit(self) -> None:
+        if self.bridge.busy:
+            self.bridge.cancel()
+        self.exit(0)
+
+    # ---- setup
+    def on_setup_changed(self, message: SetupChanged) -> None:
+        if message.preset is not None:
+            self.sub_title = f"preset {message.preset.name}"
+
+    # ---- engine messages (stale runs dropped by id)
+    def on_run_started(self, m: RunStarted) -> None:
+        if self.bridge.is_current(m.run_id):
+            self.sub_title = f"preset {m.preset_name} · running"
+
+    def on_plan_ready(self, m: PlanReady) -> None:
+        if not self.bridge.is_current(m.run_id):
+            return
+        self.pane(TrainingPane).plan(m)
+        kd = m.n_train * m.out_dim
+        self.pane(SetupPane).show_measured(
+            f"Measured by the engine for the last run: N = {m.n_params:,}, k = {m.n_train:,}, d = {m.out_dim}; "
+            f"G {m.n_params:,} × {kd:,} ({fmt_bytes(m.g_bytes)}); Hessian {m.hessian}"
+            + (f" ({fmt_bytes(m.hessian_bytes)})" if m.hessian_bytes else ""))
+
+    def on_stage_changed(self, m: StageChanged) -> None:
+        if self.bridge.is_current(m.run_id):
+            self.pane(TrainingPane).stage_changed(m)
+
+    def on_note_posted(self, m: NotePosted) -> None:
+        if self.bridge.is_current(m.run_id):
+            self.pane(TrainingPane).note(m)
+
+    def on_train_progress(self, m: TrainProgress) -> None:
+        if self.bridge.is_current(m.run_id):
+            self.pane(TrainingPane).progress(m)
+
+    def on_rank_probed(self, m: RankProbed) -> None:
+        if self.bridge.is_current(m.run_id):
+            self.pane(TrainingPane).rank_probe(m)
+
+    def on_run_finished(self, m: RunFinished) -> None:
+        if not self.bridge.is_current(m.run_id):
+            return
+        report = m.report
+        self.report, self.handle = report, m.handle
+        self.pane(TrainingPane).finished(report)
+        self.pane(SpectrumPane).show(report)
+        self.pane(LayersPane).show(report)
+        self.pane(HessianPane).show(report)
+        self.pane(LevelSetPane).show(report)
+        if self.started_at is not None and report.get("G") is not None:
+            self.first_spectrum_s = time.monotonic() - self.started_at
+        status = report["training"]["status"]
+        self.sub_title = f"preset {self.preset.name} · {status}"
+        if self.pane(TabbedContent).active == "training" and report.get("G") is not None:
+            self.action_show_tab("spectrum")
+        g = report.get("G")
+        if report.get("error"):
+            err = report["error"]
+            self.push_screen(ErrorScreen(
+                "The analysis stopped with an error",
+                f"{err.get('message', err)}\n\nWhat was computed before it is shown; the report can be exported (e).",
+            ))
+        elif g is not None:
+            self.notify(f"rank(G) = {g['rank']} (N = {g['n_params']:,}, kd = {g['n_outputs']:,})",
+                        title=f"Run finished: {status}", timeout=4)
+
+    def on_run_failed(self, m: RunFailed) -> None:
+        if not self.bridge.is_current(m.run_id):
+            return
+        self.pane(TrainingPane).stopped(f"failed: {m.message}")
+        self.sub_title = f"preset {self.preset.name} · failed"
+        title = "The preset cannot be run as asked" if m.kind == "input" else "The engine failed"
+        self.push_screen(ErrorScreen(title, m.message, m.details))
+
+    def on_export_done(self, m: ExportDone) -> None:
+        self.notify("Wrote " + " and ".join(m.paths), title="Report exported", timeout=6)
+
+    def on_export_failed(self, m: ExportFailed) -> None:
+        self.push_screen(ErrorScreen("Export failed", m.message))
+
+
+def main(preset_name: str) -> int:
+    """`basintui [PRESET]`: open the app on a preset. Returns the exit code."""
+    import sys
+
+    try:
+        preset = load_preset(preset_name)
+    except PresetError as exc:
+        sys.stderr.write(f"basintui: error: {exc}\n")
+        return 2
+    app = BasinApp(preset)
+    app.run()
+    app.bridge.shutdown(1.0)  # a running engine process gets its cancel, then is terminated
+    return int(app.return_code or 0)

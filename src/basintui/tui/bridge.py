@@ -1,0 +1,452 @@
+"""The one place the app touches the engine: sizes before a run, the run itself, and export.
+
+A run is a Textual thread worker (exclusive, `exit_on_error=False`) that supervises an engine
+process running `session.run(preset, on_event, cancel)`. The supervisor polls the worker's
+`is_cancelled` every 50 ms; on cancel it sets the engine's token and returns at once, so cancel
+and quit take effect within 1 s even while the engine sits in one long BLAS call (a process that
+has not stopped 1 s later is terminated; its messages are dropped by run id).
+
+Events become dataclass messages (`messages.py`) posted to the app (`post_message` is
+thread-safe). Training progress goes out as snapshots at most 10 times a second; stage, note,
+plan, rank-probe and result messages always go out, in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.worker import Worker, get_current_worker
+
+from ..config import NATURAL_DIM, Preset
+from ..engine import events as ev
+from ..engine.cancel import WorkerToken
+from ..engine.data import DEFAULT_DIM, DEFAULT_N
+from ..engine.errors import InputError
+from .messages import (
+    ExportDone,
+    ExportFailed,
+    NotePosted,
+    PlanReady,
+    RankProbed,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StageChanged,
+    TrainProgress,
+)
+
+Session = Callable[[Preset, Callable[[object], None], Any], Any]
+
+PROGRESS_INTERVAL_S = 0.1  # at most 10 progress snapshots a second
+POLL_S = 0.05  # the supervisor's cancel poll
+HISTORY_POINTS = 2048  # the loss history a snapshot carries is decimated to at most this many points
+DENSE_HESSIAN_MAX_PARAMS = 6000  # mirrors engine.resources (which imports torch): tested equal
+LABEL_CLASSES = {"xor": 2, "moons": 2, "circles": 2, "parity": 2, "digits": 10}
+DIGITS_IMAGES = 1797
+
+
+def fmt_bytes(n: float) -> str:
+    """Same format as engine.resources.fmt_bytes, without importing torch into the app."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- sizes before a run
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """N, k, d and memory, from the preset alone. None where only the run can tell (files, user models)."""
+
+    n_params: int | None
+    n_train: int | None
+    out_dim: int | None
+    g_bytes: int | None
+    peak_bytes: int | None
+    hessian_mode: str
+    hessian_bytes: int | None
+    why_unknown: str = ""
+
+
+def estimate_sizes(preset: Preset) -> Sizes:
+    """What engine.resources.plan will compute, from the config only (no torch, no data loaded)."""
+    d_cfg, m_cfg = preset.data, preset.model
+    why = []
+    k: int | None
+    if d_cfg.kind == "file":
+        k = None
+        why.append("k comes from the data file")
+    else:
+        k = (d_cfg.n if d_cfg.n is not None else DEFAULT_N) + d_cfg.duplicates
+    in_dim = NATURAL_DIM.get(d_cfg.kind) or (d_cfg.dim if d_cfg.dim is not None else DEFAULT_DIM.get(d_cfg.kind, 2))
+    if d_cfg.kind == "file":
+        in_dim = None
+    d: int | None = d_cfg.out_dim
+    if d_cfg.targets == "labels":
+        classes = LABEL_CLASSES.get(d_cfg.kind)
+        loss = preset.train.loss
+        if classes:
+            d = classes if (loss == "ce" or (loss == "mse" and classes > 2)) else 1
+        elif d_cfg.kind == "sine":
+            d = 1
+        else:
+            d = None
+            why.append("d comes from the file's labels")
+    n_params: int | None = None
+    if m_cfg.kind == "mlp" and in_dim is not None and d is not None:
+        widths = [in_dim, *m_cfg.hidden, d]
+        n_params = sum(a * b + (b if m_cfg.bias else 0) for a, b in zip(widths, widths[1:], strict=False))
+    elif m_cfg.kind == "python":
+        why.append("N comes from the model factory")
+    mode = preset.analysis.hessian
+    if mode == "auto" and n_params is not None:
+        mode = "dense" if n_params <= DENSE_HESSIAN_MAX_PARAMS else "lanczos"
+    g = peak = hb = None
+    if None not in (n_params, k, d):
+        kd = k * d
+        g = 8 * n_params * kd
+        small = min(n_params, kd)
+        peak = 2 * g + 8 * small * small + 8 * small * max(n_params, kd) // 4
+        hb = 4 * 8 * n_params * n_params if mode == "dense" else 0
+    return Sizes(n_params, k, d, g, peak, mode, hb, "; ".join(why))
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _default_session() -> Session:
+    from ..engine.session import run  # imports torch: only ever in the engine process
+
+    return run
+
+
+class _History:
+    """Loss history decimated to at most HISTORY_POINTS points (keeps every stride-th step)."""
+
+    def __init__(self) -> None:
+        self.stride = 1
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+
+    def add(self, step: int, loss: float) -> None:
+        if step % self.stride:
+            return
+        self.steps.append(step)
+        self.losses.append(loss)
+        if len(self.steps) > HISTORY_POINTS:
+            self.stride *= 2
+            keep = [i for i, s in enumerate(self.steps) if s % self.stride == 0]
+            self.steps = [self.steps[i] for i in keep]
+            self.losses = [self.losses[i] for i in keep]
+
+
+class _Outbox:
+    """In the engine process: engine events to plain tuples on the queue; training progress throttled
+    to snapshots at most 10 a second, flushed before any other event so the order is kept."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.history = _History()
+        self.pending: ev.TrainStep | None = None
+        self.last_post = 0.0
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            p, self.pending = self.pending, None
+            self.last_post = time.monotonic()
+            self.out.put(("progress", p.step, p.total, p.loss, p.elapsed, tuple(self.history.steps),
+                          tuple(self.history.losses)))
+
+    def on_event(self, e: object) -> None:
+        if isinstance(e, ev.TrainStep):
+            self.history.add(e.step, e.loss)
+            self.pending = e
+            if time.monotonic() - self.last_post >= PROGRESS_INTERVAL_S:
+                self.flush()
+            return
+        # Keep the order (a snapshot never arrives after a later event) and the rate (never more
+        # than one snapshot per interval): a pending snapshot goes out before the next event only
+        # if its interval is up; otherwise it is dropped (the report carries the final values).
+        if time.monotonic() - self.last_post >= PROGRESS_INTERVAL_S:
+            self.flush()
+        self.pending = None
+        if isinstance(e, ev.Stage):
+            self.out.put(("stage", e.name, e.done, e.seconds, e.detail))
+        elif isinstance(e, ev.RankProbe):
+            self.out.put(("rank", e.step, e.rank, e.sigma_max, e.sigma_min, e.tolerance))
+        elif isinstance(e, ev.Plan):
+            self.out.put(("plan", e.n_params, e.n_train, e.out_dim, e.g_bytes, e.method, e.hessian, e.hessian_bytes))
+        elif isinstance(e, ev.Note):
+            self.out.put(("note", e.text, e.level))
+        # Finished: the result goes out once session.run has returned.
+
+
+def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool) -> None:
+    """The engine process: import the engine (torch) while idle, then run one job and exit."""
+    import pickle
+
+    default, import_error = None, ""
+    if warm:
+        try:
+            default = _default_session()
+        except BaseException as exc:  # noqa: BLE001 - reported to the app
+            import_error = f"{type(exc).__name__}: {exc}"
+    job = jobs.get()
+    if job is None:
+        return
+    preset, session = job
+    outbox = _Outbox(out)
+    try:
+        run = session or default
+        if run is None:
+            raise RuntimeError(f"the engine cannot be imported: {import_error}")
+        report = run(preset, outbox.on_event, WorkerToken(cancel.is_set))
+        data = report.to_dict()
+        try:
+            blob = pickle.dumps(report)
+        except Exception:  # noqa: BLE001 - a report that cannot travel can still be shown
+            blob = None
+        out.put(("done", data, blob))
+    except BaseException as exc:  # noqa: BLE001 - reported to the app, never raised
+        kind = "input" if isinstance(exc, (InputError, ValueError)) else "runtime"
+        out.put(("error", kind, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    out.close()
+    out.join_thread()
+
+
+class _EngineProcess:
+    """A spawned process that has imported the engine and waits for one job (no GIL shared with the UI)."""
+
+    def __init__(self, warm: bool) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.jobs = ctx.Queue()
+        self.out = ctx.Queue()
+        self.cancel = ctx.Event()
+        self.process = ctx.Process(target=_engine_main, args=(self.jobs, self.out, self.cancel, warm), daemon=True,
+                                   name="basintui-engine")
+        self.process.start()
+
+    def stop(self, grace: float) -> None:
+        """Ask the run to stop, then end the process if it has not within `grace` seconds (in a thread)."""
+        self.cancel.set()
+        try:
+            self.jobs.put_nowait(None)  # an idle (prewarmed) process exits at once
+        except Exception:  # noqa: BLE001 - closed queue
+            pass
+
+        def reap() -> None:
+            self.process.join(grace)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(1.0)
+                if self.process.is_alive():
+                    self.process.kill()
+
+        threading.Thread(target=reap, daemon=True, name="basintui-reaper").start()
+
+
+class Bridge:
+    """Starts, cancels and supersedes engine runs for one app; drops stale runs' messages by run id.
+
+    Each run is a Textual thread worker that supervises a spawned engine process: the engine's Python
+    never competes with the UI for the GIL (measured: a busy Python thread slows the engine tenfold,
+    and the engine's thread slows the UI as much). One process is kept warm (torch imported) for the
+    next run. `session` replaces `engine.session.run` (a module-level function: it travels by name).
+    """
+
+    def __init__(self, session: Session | None = None) -> None:
+        self._session = session
+        self._run_id = 0
+        self._active: int | None = None  # the run id whose worker is running
+        self._worker: Worker | None = None
+        self._lock = threading.Lock()
+        self._spare: _EngineProcess | None = None
+        self._procs: list[_EngineProcess] = []
+        self._closed = False
+        self.running_process: _EngineProcess | None = None  # the process of the latest run
+        # The resource tracker passes sys.stderr's descriptor to its process; inside a running app
+        # stderr is Textual's capture (no descriptor), so start the tracker now, before the app runs.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        self.progress_posted = 0  # snapshots posted (the tests check the rate)
+
+    # ---- state the app reads
+    @property
+    def run_id(self) -> int:
+        return self._run_id
+
+    @property
+    def busy(self) -> bool:
+        return self._active is not None
+
+    def is_current(self, run_id: int) -> bool:
+        return run_id == self._run_id
+
+    # ---- processes
+    def prewarm(self) -> None:
+        """Start an engine process now so the next run does not wait for torch to import."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._spare is None or not self._spare.process.is_alive():
+                self._spare = _EngineProcess(warm=self._session is None)
+                self._procs.append(self._spare)
+
+    def _take(self) -> _EngineProcess:
+        with self._lock:
+            proc, self._spare = self._spare, None
+        if proc is None or not proc.process.is_alive():
+            proc = _EngineProcess(warm=self._session is None)
+            self._procs.append(proc)
+        return proc
+
+    def shutdown(self, timeout: float = 1.0) -> bool:
+        """Stop every engine process (running and warm); True if all ended within `timeout` s."""
+        with self._lock:
+            self._closed = True
+        for p in self._procs:
+            p.stop(0.2)
+        deadline = time.monotonic() + timeout
+        for p in self._procs:
+            p.process.join(max(0.0, deadline - time.monotonic()))
+        return not any(p.process.is_alive() for p in self._procs)
+
+    # ---- commands
+    def start(self, app: App, preset: Preset) -> int:
+        """Start a run (replacing any running one: exclusive worker) and return its id."""
+        with self._lock:
+            self._run_id += 1
+            run_id = self._run_id
+            self._active = run_id
+        app.post_message(RunStarted(run_id, preset.name))
+        self._worker = app.run_worker(
+            lambda: self._supervise(app, run_id, preset),
+            name=f"engine run {run_id}",
+            group="engine",
+            description=f"session.run({preset.name!r})",
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+        )
+        return run_id
+
+    def cancel(self) -> bool:
+        """Cancel the running run, if any: its later messages are dropped. True if one was running."""
+        with self._lock:
+            was = self._active is not None
+            self._active = None
+            self._run_id += 1  # everything still in flight from the cancelled run is now stale
+        if self._worker is not None:
+            self._worker.cancel()
+        return was
+
+    # ---- the worker
+    def _supervise(self, app: App, run_id: int, preset: Preset) -> None:
+        worker = get_current_worker()
+        proc = self._take()
+        self.running_process = proc
+        proc.jobs.put((preset, self._session))
+
+        def stale() -> bool:
+            return worker.is_cancelled or not self.is_current(run_id)
+
+        def send(message: Any) -> None:
+            if not stale():
+                app.post_message(message)
+
+        try:
+            while True:
+                if stale():
+                    proc.stop(1.0)
+                    return
+                try:
+                    item = proc.out.get(timeout=POLL_S)
+                except queue.Empty:
+                    if not proc.process.is_alive():
+                        try:  # the last items may still be in the pipe
+                            item = proc.out.get(timeout=0.2)
+                        except queue.Empty:
+                            send(RunFailed(run_id, "runtime", "The engine process ended without a result "
+                                           f"(exit code {proc.process.exitcode}); it may have run out of memory."))
+                            return
+                    else:
+                        continue
+                tag, *rest = item
+                if tag == "progress":
+                    self.progress_posted += 1
+                    send(TrainProgress(run_id, *rest))
+                elif tag == "stage":
+                    send(StageChanged(run_id, *rest))
+                elif tag == "rank":
+                    send(RankProbed(run_id, *rest))
+                elif tag == "plan":
+                    send(PlanReady(run_id, *rest))
+                elif tag == "note":
+                    send(NotePosted(run_id, *rest))
+                elif tag == "done":
+                    data, blob = rest
+                    send(RunFinished(run_id, data, ReportHandle(blob)))
+                    return
+                elif tag == "error":
+                    send(RunFailed(run_id, *rest))
+                    return
+        finally:
+            with self._lock:
+                if self._active == run_id:
+                    self._active = None
+            self.prewarm()  # the next run starts without waiting for torch to import
+
+    # ---- export
+    def export(self, app: App, handle: ReportHandle, json_path: str, npz_path: str) -> None:
+        """Write the report as JSON and NPZ (atomic writes) in a thread worker; posts ExportDone/Failed."""
+
+        def work() -> None:
+            try:
+                paths = handle.write(json_path, npz_path)
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                app.post_message(ExportFailed(f"{type(exc).__name__}: {exc}"))
+                return
+            app.post_message(ExportDone(paths))
+
+        app.run_worker(work, name="export", group="export", thread=True, exit_on_error=False)
+
+
+@dataclass(frozen=True)
+class ReportHandle:
+    """The engine's Report, pickled in the engine process; unpickled (importing the engine) only to export."""
+
+    blob: bytes | None
+
+    def load(self) -> Any:
+        import pickle
+
+        if self.blob is None:
+            raise RuntimeError("this run's report could not be carried out of the engine process")
+        return pickle.loads(self.blob)
+
+    def write(self, json_path: str, npz_path: str) -> tuple[str, str]:
+        from ..engine.report import write_json, write_npz
+
+        report = self.load()
+        return str(write_json(report, json_path)), str(write_npz(report, npz_path))
+
+
+def export_paths(base: str) -> tuple[str, str]:
+    """`report.json` → (`report.json`, `report.npz`); a path without .json gets both suffixes."""
+    p = Path(base).expanduser()
+    if p.suffix.lower() in (".json", ".npz"):
+        p = p.with_suffix("")
+    return str(p.with_suffix(".json")), str(p.with_suffix(".npz"))

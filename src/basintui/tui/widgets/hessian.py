@@ -1,0 +1,187 @@
+"""The Hessian view: eigenvalues of H beside the Gauss-Newton part, the ranks, and the hypotheses of
+rank(H) = rank(G) as coloured verdicts with their reasons (DESIGN §1)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from .plotting import decimate, num
+
+VERDICT_STYLE = {"holds": "bold green", "fails": "bold red", "not_applicable": "bold yellow"}
+GGN_KEYS = ("eigenvalues_ggn", "ggn_eigenvalues")
+LOSS_HESSIAN_WORDS = {
+    "identity": "Q = 2I (mse): positive definite, rank(GGN) = rank(G)",
+    "diagonal": "Q diagonal (bce): positive, rank(GGN) = rank(G)",
+    "full": "Q = diag(p) − ppᵀ (softmax ce on logits): rank d − 1 per input, so rank(GGN) ≤ k(d − 1)",
+}
+
+
+def claim3(h: dict[str, Any]) -> tuple[str, str]:
+    c = h.get("claim3")
+    if isinstance(c, dict):
+        verdict = c.get("verdict") or c.get("status") or c.get("result") or c.get("value") or "?"
+        return str(verdict), str(c.get("why", ""))
+    return str(c), str(h.get("claim3_why") or h.get("why") or "")
+
+
+def _floats(values: Any) -> list[float]:
+    out = []
+    for v in values or []:
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            out.append(float("nan"))
+    return out
+
+
+class HessianPane(Vertical):
+    """Border title "Hessian"."""
+
+    DEFAULT_CSS = """
+    HessianPane #hess-head { height: auto; padding: 0 1; }
+    HessianPane #hess-body { height: 1fr; }
+    HessianPane #hess-plot { height: 1fr; min-height: 8; }
+    HessianPane #hess-facts { height: 1fr; padding: 0 1; }
+    HessianPane #hess-body.-wide #hess-plot { width: 3fr; }
+    HessianPane #hess-body.-wide #hess-facts { width: 2fr; }
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.border_title = "Hessian"
+        self.h: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("No run yet: run a preset (r).", id="hess-head")
+        with Horizontal(id="hess-body"):
+            yield PlotextPlot(id="hess-plot")
+            with VerticalScroll(id="hess-facts"):
+                yield Static("", id="hess-facts-text")
+
+    def on_mount(self) -> None:
+        self._draw()
+
+    def on_resize(self) -> None:
+        wide = self.size.width >= 110
+        body = self.query_one("#hess-body")
+        body.set_class(wide, "-wide")
+        body.styles.layout = "horizontal" if wide else "vertical"
+
+    def clear(self, why: str) -> None:
+        self.h = None
+        self.query_one("#hess-head", Static).update(why)
+        self.query_one("#hess-facts-text", Static).update("")
+        self._draw()
+
+    def show(self, report: dict[str, Any]) -> None:
+        h = report.get("hessian")
+        if not h:
+            mode = report.get("config", {}).get("analysis", {}).get("hessian")
+            status = report.get("training", {}).get("status")
+            if mode == "off":
+                why = "The Hessian analysis is off for this run (analysis.hessian = off)."
+            elif status == "cancelled":
+                why = "The Hessian was not computed: the run was cancelled."
+            elif report.get("error"):
+                why = "The Hessian was not computed: " + report["error"]["message"]
+            else:
+                why = "The Hessian was not computed for this run (this engine has no Hessian stage)."
+            self.clear(why)
+            return
+        self.h = h
+        g = report.get("G") or {}
+        head = Text()
+        head.append(f"rank(H) = {num(h.get('rank'))}", style="bold")
+        head.append(f"   rank(GGN) = {num(h.get('rank_ggn'))}   rank(residual) = {num(h.get('rank_residual'))}")
+        if g:
+            head.append(f"   rank(G) = {g.get('rank')}", style="green")
+        self.query_one("#hess-head", Static).update(head)
+        self.query_one("#hess-facts-text", Static).update(self._facts(h))
+        self._draw()
+
+    def _facts(self, h: dict[str, Any]) -> Group:
+        verdict, why = claim3(h)
+        t = Table.grid(padding=(0, 1))
+        t.add_column(style="bold", no_wrap=True)
+        t.add_column()
+        t.add_row("rank(H) = rank(G)?", Text(verdict.replace("_", " "), style=VERDICT_STYLE.get(verdict, "bold")))
+        if why:
+            t.add_row("why", Text(why, style="italic"))
+        t.add_row("‖∇_θ L‖", f"{num(h.get('grad_norm'), 3)}  (a critical point needs ≈ 0)")
+        t.add_row("‖∂ℓ/∂F‖", f"{num(h.get('output_residual_norm'), 3)}  (H = GGN needs a zero residual)")
+        t.add_row("‖H − GGN‖/‖H‖", num(h.get("residual_rel"), 3))
+        lh = h.get("loss_hessian")
+        t.add_row("loss Hessian Q", LOSS_HESSIAN_WORDS.get(lh, str(lh)))
+        hyp = h.get("hypotheses")
+        if isinstance(hyp, dict):  # the hypotheses as checked flags, each with its rule
+            for name, check in hyp.items():
+                if not isinstance(check, dict):
+                    continue
+                holds = check.get("holds")
+                verdict = Text("holds" if holds else "fails", style="bold green" if holds else "bold yellow")
+                detail = f"  {num(check.get('value'), 3)} vs threshold {num(check.get('threshold'), 3)}"
+                if check.get("rule"):
+                    detail += f"  ({check['rule']})"
+                t.add_row(name.replace("_", " ") + "?", verdict + Text(detail, style="dim"))
+        for k, v in h.items():  # further checked flags the engine reports, as verdicts
+            if isinstance(v, bool):
+                t.add_row(k.replace("_", " "), Text("yes" if v else "no", style="green" if v else "yellow"))
+        at = h.get("rank_at_rtol")
+        if isinstance(at, dict):
+            for rtol, ranks in at.items():
+                text = (", ".join(f"{k} {v}" for k, v in ranks.items()) if isinstance(ranks, dict) else num(ranks))
+                t.add_row(f"ranks at rtol {rtol}", text)
+        shown = {"rank", "rank_ggn", "rank_residual", "eigenvalues", "grad_norm", "output_residual_norm",
+                 "residual_rel", "loss_hessian", "claim3", "claim3_why", *GGN_KEYS}
+        for k, v in h.items():
+            if k not in shown and not isinstance(v, (bool, list, dict)) and v is not None:
+                t.add_row(k.replace("_", " "), num(v))
+        return Group(t)
+
+    def _draw(self) -> None:
+        plot = self.query_one("#hess-plot", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("log10 |λ_j| of H (and of GGN)")
+        plt.xlabel("j (by |λ|, descending)")
+        h = self.h
+        eig = _floats((h or {}).get("eigenvalues"))
+        if not eig:
+            plt.text("no eigenvalues", 0.5, 0.5, alignment="center")
+            plt.xlim(0, 1)
+            plt.ylim(0, 1)
+            plot.refresh()
+            return
+        cap = max(32, 2 * max(plot.size.width, 40))
+
+        def series(values: list[float]) -> tuple[list[float], list[float], list[bool]]:
+            vals = sorted((v for v in values if math.isfinite(v)), key=abs, reverse=True)
+            top = max((abs(v) for v in vals), default=1.0) or 1.0
+            floor = top * 1e-18
+            return (list(range(1, len(vals) + 1)), [math.log10(max(abs(v), floor)) for v in vals],
+                    [v < 0 for v in vals])
+
+        js, ys, neg = series(eig)
+        pos_x = [j for j, n in zip(js, neg, strict=True) if not n]
+        pos_y = [y for y, n in zip(ys, neg, strict=True) if not n]
+        neg_x = [j for j, n in zip(js, neg, strict=True) if n]
+        neg_y = [y for y, n in zip(ys, neg, strict=True) if n]
+        if pos_x:
+            plt.scatter(*decimate(pos_x, pos_y, cap), marker="braille", label="H, λ > 0")
+        if neg_x:
+            plt.scatter(*decimate(neg_x, neg_y, cap), marker="braille", label="H, λ < 0")
+        ggn = next((_floats(h[k]) for k in GGN_KEYS if h and k in h), None)
+        if ggn:
+            gx, gy, _ = series(ggn)
+            plt.plot(*decimate(gx, gy, cap), marker="braille", label="GGN")
+        plot.refresh()

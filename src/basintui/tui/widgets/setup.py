@@ -1,0 +1,350 @@
+"""The Setup pane: pick a preset (built-in or a path), edit every key with inline validation, see the sizes.
+
+Validation is config.from_dict, the same pass the CLI uses: the first error it finds is shown under
+the field it names, and a form with an error cannot start a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from ...config import (
+    ACTIVATIONS,
+    CE_OUTPUTS,
+    DATA_KINDS,
+    DEVICES,
+    DTYPES,
+    HESSIAN_MODES,
+    LOSSES,
+    MODEL_KINDS,
+    OPTIMIZERS,
+    SECTIONS,
+    TARGET_KINDS,
+    TOP_LEVEL,
+    Preset,
+    PresetError,
+    from_dict,
+    list_presets,
+    load_preset,
+)
+from ..bridge import Sizes, estimate_sizes, fmt_bytes
+
+ENUMS: dict[str, tuple[str, ...]] = {
+    "device": DEVICES,
+    "dtype": DTYPES,
+    "data.kind": DATA_KINDS,
+    "data.targets": TARGET_KINDS,
+    "model.kind": MODEL_KINDS,
+    "model.activation": ACTIVATIONS,
+    "train.loss": LOSSES,
+    "train.optimizer": OPTIMIZERS,
+    "analysis.hessian": HESSIAN_MODES,
+    "analysis.ce_output": CE_OUTPUTS,
+}
+TEXT_KEYS = ("name", "description", "data.path", "model.factory")  # taken verbatim, not as TOML
+HINTS = {
+    "data.n": "empty: 64 (or every row of a file)",
+    "data.dim": "empty: the kind's own dimension",
+    "data.rank": "empty: min(n, dim)",
+    "model.hidden": "e.g. [16, 16]",
+    "analysis.rtol": "0 = σ₁·max(N, kd)·ε",
+    "analysis.rank_every": "0 = auto, -1 = never",
+    "train.steps": "0 = analyse the initial θ",
+    "train.batch_size": "0 = full batch",
+}
+
+
+def field_keys() -> list[tuple[str, str]]:
+    """(dotted key, declared type) for every preset key, in the order of the TOML file."""
+    top = {f.name: f for f in dataclasses.fields(Preset)}
+    keys = [(k, str(top[k].type)) for k in TOP_LEVEL]
+    for sec, cls in SECTIONS.items():
+        keys += [(f"{sec}.{f.name}", str(f.type)) for f in dataclasses.fields(cls)]
+    return keys
+
+
+def _toml_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_text(v) for v in value) + "]"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _dig(d: dict[str, Any], key: str) -> Any:
+    sec, _, sub = key.partition(".")
+    return d[sec][sub] if sub else d[sec]
+
+
+def _safe(key: str) -> str:
+    return "f-" + key.replace(".", "-").replace("_", "-")
+
+
+@dataclass
+class SetupChanged(Message):
+    """The form changed: the valid preset, or None with the first error."""
+
+    preset: Preset | None
+    error: str
+
+
+class FieldRow(Vertical):
+    """One preset key: a label, its editor and the inline validation message under it."""
+
+    DEFAULT_CSS = """
+    FieldRow { height: auto; }
+    FieldRow > Horizontal { height: auto; }
+    FieldRow .key { width: 22; padding: 1 1 0 0; }
+    FieldRow Input, FieldRow Select { width: 1fr; }
+    FieldRow .msg { color: $error; padding-left: 22; height: auto; display: none; }
+    FieldRow .msg.shown { display: block; }
+    FieldRow .hint { color: $text-muted; padding-left: 22; height: auto; }
+    """
+
+    def __init__(self, key: str, type_: str) -> None:
+        super().__init__(id=_safe(key))
+        self.key = key
+        self.type_ = type_
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Label(self.key, classes="key")
+            if self.key in ENUMS:
+                yield Select([(v, v) for v in ENUMS[self.key]], allow_blank=False, id="editor")
+            elif self.type_ == "bool":
+                yield Checkbox(self.key.split(".")[-1], id="editor")
+            else:
+                yield Input(id="editor", placeholder=HINTS.get(self.key, ""))
+        if self.key in HINTS and self.key not in ENUMS:
+            yield Static(HINTS[self.key], classes="hint")
+        yield Static("", classes="msg")
+
+    @property
+    def editor(self) -> Widget:
+        return self.query_one("#editor")
+
+    def set_value(self, value: Any) -> None:
+        ed = self.editor
+        if isinstance(ed, Select):
+            ed.value = value
+        elif isinstance(ed, Checkbox):
+            ed.value = bool(value)
+        else:
+            assert isinstance(ed, Input)
+            ed.value = _toml_text(value)
+
+    def raw_value(self) -> tuple[bool, Any]:
+        """(present, value): absent means 'the default'. Raises ValueError on text that isn't TOML."""
+        ed = self.editor
+        if isinstance(ed, (Select, Checkbox)):
+            return True, ed.value
+        text = ed.value.strip() if self.key not in TEXT_KEYS else ed.value
+        if self.key in TEXT_KEYS:
+            return True, text
+        if text == "":
+            return False, None
+        try:
+            return True, tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(f"{text!r} is not a value (a number, true/false, or a list like [16, 16])") from None
+
+    def show_error(self, text: str) -> None:
+        msg = self.query_one(".msg", Static)
+        msg.update(f"✗ {text}" if text else "")
+        msg.set_class(bool(text), "shown")
+        self.set_class(bool(text), "invalid")
+
+
+class SetupPane(Vertical):
+    """Border title "Setup"."""
+
+    DEFAULT_CSS = """
+    SetupPane #presets-col { width: 30; height: 1fr; }
+    SetupPane #preset-list { height: 1fr; min-height: 4; }
+    SetupPane #preset-desc { height: auto; max-height: 6; color: $text-muted; padding: 0 1; }
+    SetupPane #path-msg { color: $error; height: auto; }
+    SetupPane #form { width: 1fr; height: 1fr; }
+    SetupPane .section { text-style: bold; color: $accent; padding-top: 1; }
+    SetupPane #sizes { height: auto; padding: 0 1; }
+    SetupPane #setup-status { height: auto; padding: 0 1; }
+    SetupPane #setup-status.error { color: $error; }
+    SetupPane #setup-bar { height: auto; }
+    SetupPane #setup-bar Button { margin-left: 1; }
+    """
+
+    def __init__(self, preset: Preset, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.border_title = "Setup"
+        self._loaded = preset
+        self._source_dir = preset.source_dir
+        self.current: Preset | None = preset
+        self.error = ""
+        self.measured: str = ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="presets-col"):
+                yield Label("Built-in presets")
+                names = list_presets()
+                yield OptionList(*[Option(n, id=n) for n, _ in names], id="preset-list")
+                yield Static("", id="preset-desc")
+                yield Input(placeholder="or a .toml path, then Enter", id="preset-path")
+                yield Static("", id="path-msg")
+            with VerticalScroll(id="form"):
+                section: str | None = None
+                for key, type_ in field_keys():
+                    sec = key.split(".")[0] if "." in key else ""
+                    if sec != section:
+                        yield Label(f"[{sec}]" if sec else "top level", classes="section")
+                        section = sec
+                    yield FieldRow(key, type_.replace(" | None", ""))
+        yield Static("", id="sizes")
+        with Horizontal(id="setup-bar"):
+            yield Static("", id="setup-status")
+            yield Button("Run (r)", id="run-button", variant="primary")
+
+    def on_mount(self) -> None:
+        self._descriptions = dict(list_presets())
+        self.load(self._loaded)
+
+    # ---- loading
+    def load(self, preset: Preset) -> None:
+        """Fill the form from a preset (its values, resolved)."""
+        self._loaded = preset
+        self._source_dir = preset.source_dir
+        values = preset.to_dict()
+        with self.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
+            for row in self.query(FieldRow):
+                row.set_value(_dig(values, row.key))
+        self.validate()
+        opts = self.query_one("#preset-list", OptionList)
+        try:
+            opts.highlighted = opts.get_option_index(preset.name)
+        except Exception:  # noqa: BLE001 - a preset from a path has no entry in the list
+            pass
+        self.query_one("#preset-desc", Static).update(preset.description)
+
+    @on(OptionList.OptionSelected, "#preset-list")
+    def _pick(self, event: OptionList.OptionSelected) -> None:
+        self._load_name(str(event.option.id))
+
+    @on(OptionList.OptionHighlighted, "#preset-list")
+    def _describe(self, event: OptionList.OptionHighlighted) -> None:
+        self.query_one("#preset-desc", Static).update(self._descriptions.get(str(event.option.id), ""))
+
+    @on(Input.Submitted, "#preset-path")
+    def _path(self, event: Input.Submitted) -> None:
+        self._load_name(event.value.strip())
+
+    def _load_name(self, name: str) -> None:
+        msg = self.query_one("#path-msg", Static)
+        try:
+            preset = load_preset(name)
+        except PresetError as exc:
+            msg.update(f"✗ {exc}")
+            return
+        msg.update("")
+        self.load(preset)
+        self.app.notify(f"Loaded preset {preset.name}", timeout=2)
+
+    # ---- validation
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Checkbox.Changed)
+    def _changed(self, event: Message) -> None:
+        if getattr(event, "input", None) is not None and event.input.id == "preset-path":
+            return
+        self.validate()
+
+    def validate(self) -> Preset | None:
+        raw: dict[str, Any] = {}
+        first = ""
+        rows = list(self.query(FieldRow))
+        errors: dict[str, str] = {}
+        for row in rows:
+            try:
+                present, value = row.raw_value()
+            except ValueError as exc:
+                errors[row.key] = str(exc)
+                continue
+            if not present:
+                continue
+            sec, _, sub = row.key.partition(".")
+            if sub:
+                raw.setdefault(sec, {})[sub] = value
+            else:
+                raw[sec] = value
+        preset = None
+        if errors:
+            key = next(iter(errors))
+            first = f"{key}: {errors[key]}"
+        else:
+            try:
+                preset = from_dict(raw, source_dir=self._source_dir)
+            except PresetError as exc:
+                errors[exc.key] = f"{exc.value!r} is not allowed: {exc.allowed}"
+                first = str(exc)
+        for row in rows:
+            row.show_error(errors.get(row.key, ""))
+        self.current = preset
+        self.error = first
+        status = self.query_one("#setup-status", Static)
+        if preset is None:
+            status.update(f"✗ {first}")
+            status.add_class("error")
+        else:
+            status.update(f"✓ preset {preset.name!r} is valid: press r to run it")
+            status.remove_class("error")
+        self._show_sizes(preset)
+        self.post_message(SetupChanged(preset, first))
+        return preset
+
+    def first_invalid(self) -> FieldRow | None:
+        for row in self.query(FieldRow):
+            if row.has_class("invalid"):
+                return row
+        return None
+
+    def _show_sizes(self, preset: Preset | None) -> None:
+        sizes = self.query_one("#sizes", Static)
+        if preset is None:
+            sizes.update("Sizes: fix the preset first.")
+            return
+        sizes.update(sizes_text(estimate_sizes(preset)) + (f"\n{self.measured}" if self.measured else ""))
+
+    def show_measured(self, text: str) -> None:
+        self.measured = text
+        self._show_sizes(self.current)
+
+    @on(Button.Pressed, "#run-button")
+    def _run_pressed(self) -> None:
+        self.app.run_action("run")
+
+
+def sizes_text(s: Sizes) -> str:
+    def n(v: int | None) -> str:
+        return "?" if v is None else f"{v:,}"
+
+    head = f"N = {n(s.n_params)} parameters · k = {n(s.n_train)} inputs · d = {n(s.out_dim)}"
+    if s.g_bytes is None:
+        return f"{head}  ({s.why_unknown}: known once the run starts)"
+    kd = s.n_train * s.out_dim
+    hess = {"dense": f"dense Hessian {fmt_bytes(s.hessian_bytes or 0)}", "lanczos": "Hessian by Lanczos (matrix-free)",
+            "off": "Hessian off"}.get(s.hessian_mode, s.hessian_mode)
+    return (f"{head}\nG is {s.n_params:,} × {kd:,} ({fmt_bytes(s.g_bytes)}); spectrum peak ≈ "
+            f"{fmt_bytes(s.peak_bytes or 0)}; {hess}")

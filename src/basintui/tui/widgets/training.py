@@ -1,0 +1,195 @@
+"""The Training pane: progress (step, loss, elapsed, remaining), the log10-loss curve, rank(G)
+during training with the top and bottom singular values, and the log of stages."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import ProgressBar, RichLog, Static
+from textual_plotext import PlotextPlot
+
+from ..messages import NotePosted, PlanReady, RankProbed, StageChanged, TrainProgress
+from .plotting import decimate, log10_floor, num
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "—"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainingPane(Vertical):
+    """Border title "Training"."""
+
+    DEFAULT_CSS = """
+    TrainingPane #train-status { height: 1; padding: 0 1; }
+    TrainingPane ProgressBar { padding: 0 1; height: 1; }
+    TrainingPane #train-plots { height: 1fr; min-height: 8; }
+    TrainingPane PlotextPlot { width: 1fr; height: 1fr; }
+    TrainingPane #stage-log { height: 8; border-top: solid $panel; }
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.border_title = "Training"
+        self.steps: list[float] = []
+        self.losses: list[float] = []
+        self.probes: list[RankProbed] = []
+        self.state = "idle"
+        self.stage = ""
+        self.step = 0
+        self.total = 0
+        self.loss = float("nan")
+        self.elapsed = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Static("No run yet: press r to run the preset from Setup.", id="train-status")
+        yield ProgressBar(total=None, show_eta=False, id="train-bar")
+        with Horizontal(id="train-plots"):
+            yield PlotextPlot(id="loss-plot")
+            yield PlotextPlot(id="rank-plot")
+        yield RichLog(id="stage-log", wrap=True, markup=False, auto_scroll=True, max_lines=500)
+
+    def on_mount(self) -> None:
+        self._draw_loss()
+        self._draw_rank()
+
+    # ---- run lifecycle
+    def reset(self, preset_name: str, total: int) -> None:
+        self.steps, self.losses, self.probes = [], [], []
+        self.state, self.stage, self.step, self.total = "running", "starting", 0, total
+        self.loss, self.elapsed = float("nan"), 0.0
+        self.query_one(ProgressBar).update(total=max(total, 1), progress=0)
+        log = self.query_one(RichLog)
+        log.clear()
+        log.write(Text(f"Run of preset {preset_name!r}: {total} training steps", style="bold"))
+        self._status()
+        self._draw_loss()
+        self._draw_rank()
+
+    def plan(self, m: PlanReady) -> None:
+        self.query_one(RichLog).write(
+            f"  N = {m.n_params:,} parameters, k = {m.n_train:,} inputs, d = {m.out_dim}: G is "
+            f"{m.n_params:,} × {m.n_train * m.out_dim:,}; Hessian {m.hessian}")
+
+    def stage_changed(self, m: StageChanged) -> None:
+        log = self.query_one(RichLog)
+        if m.done:
+            line = Text(f"✓ {m.name}", style="green")
+            line.append(f"  {m.seconds:.2f} s", style="dim")
+            if m.detail:
+                line.append(f"  {m.detail}")
+            log.write(line)
+        else:
+            self.stage = m.name
+            log.write(Text(f"▶ {m.name}" + (f"  {m.detail}" if m.detail else "")))
+        self._status()
+
+    def note(self, m: NotePosted) -> None:
+        style = "yellow" if m.level == "warn" else "dim"
+        self.query_one(RichLog).write(Text(("⚠ " if m.level == "warn" else "• ") + m.text, style=style))
+
+    def progress(self, m: TrainProgress) -> None:
+        self.step, self.total, self.loss, self.elapsed = m.step, m.total, m.loss, m.elapsed
+        self.steps, self.losses = list(m.steps), list(m.losses)
+        self.query_one(ProgressBar).update(total=max(m.total, 1), progress=m.step)
+        self._status()
+        self._draw_loss()
+
+    def rank_probe(self, m: RankProbed) -> None:
+        self.probes.append(m)
+        self.query_one(RichLog).write(Text(
+            f"  step {m.step}: rank(G) = {m.rank}  (σ_max {m.sigma_max:.3g}, σ_min {m.sigma_min:.3g})", style="cyan"))
+        self._draw_rank()
+
+    def finished(self, report: dict[str, Any]) -> None:
+        tr = report["training"]
+        self.state = "finished"
+        losses = [float(v) if isinstance(v, (int, float)) else float("nan") for v in tr.get("losses", [])]
+        self.steps, self.losses = list(range(len(losses))), losses
+        self.step = tr.get("steps", self.step)
+        self.total = max(self.total, self.step)
+        if isinstance(tr.get("final_loss"), (int, float)):
+            self.loss = float(tr["final_loss"])
+        self.elapsed = float(tr.get("seconds") or self.elapsed)
+        self.probes = [RankProbed(0, p["step"], p["rank"], p["sigma_max"], p["sigma_min"], p["tolerance"])
+                       for p in tr.get("rank_history", [])]
+        bar = self.query_one(ProgressBar)
+        bar.update(total=max(self.total, 1), progress=self.total if tr["status"] in ("converged", "max_steps")
+                   else self.step)
+        self.stage = tr["status"]
+        timings = report.get("timings", {})
+        self.query_one(RichLog).write(Text(
+            f"■ finished: {tr['status']} after {tr['steps']} steps, final loss {num(tr.get('final_loss'))}"
+            + (f"; total {timings['total']:.2f} s" if isinstance(timings.get("total"), (int, float)) else ""),
+            style="bold"))
+        if tr.get("message"):
+            self.query_one(RichLog).write(Text(f"  {tr['message']}", style="dim"))
+        self._status(report)
+        self._draw_loss()
+        self._draw_rank()
+
+    def stopped(self, why: str) -> None:
+        self.state = why
+        self.query_one(RichLog).write(Text(f"■ {why}", style="bold yellow"))
+        self._status()
+
+    # ---- drawing
+    def _status(self, report: dict[str, Any] | None = None) -> None:
+        status = self.query_one("#train-status", Static)
+        if self.state == "idle":
+            return
+        remaining = ((self.total - self.step) * self.elapsed / self.step) if self.step and self.total else math.nan
+        t = Text()
+        if self.state == "running":
+            t.append(f"{self.stage}", style="bold")
+        else:
+            t.append(f"{self.state}", style="bold green" if self.state == "finished" else "bold yellow")
+            if report is not None:
+                t.append(f" ({report['training']['status']})")
+        t.append(f"  step {self.step:,}/{self.total:,}  loss {num(self.loss)}  elapsed {_clock(self.elapsed)}")
+        if self.state == "running":
+            t.append(f"  remaining {_clock(remaining)}" if self.stage == "train" else "")
+        status.update(t, layout=False)  # fixed height: no relayout of the screen at 10 Hz
+
+    def _draw_loss(self) -> None:
+        plot = self.query_one("#loss-plot", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("log10 training loss")
+        plt.xlabel("step")
+        if self.losses:
+            cap = max(32, 2 * max(plot.size.width, 40))
+            xs, ys = decimate(self.steps, log10_floor(self.losses), cap)
+            plt.plot(xs, ys, marker="braille")
+        plot.refresh()
+
+    def _draw_rank(self) -> None:
+        plot = self.query_one("#rank-plot", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("rank(G) during training · log10 σ (right)")
+        plt.xlabel("step")
+        if self.probes:
+            xs = [p.step for p in self.probes]
+            plt.plot(xs, [p.rank for p in self.probes], marker="braille", label="rank")
+            plt.plot(xs, log10_floor([p.sigma_max for p in self.probes]), marker="braille", yside="right",
+                     label="σ_max")
+            plt.plot(xs, log10_floor([p.sigma_min for p in self.probes]), marker="braille", yside="right",
+                     label="σ_min")
+        else:
+            plt.text("no rank probes yet", 0.5, 0.5, alignment="center")
+            plt.xlim(0, 1)
+            plt.ylim(0, 1)
+        plot.refresh()
