@@ -211,7 +211,7 @@ def _relu_npz() -> Path:
 
 
 def test_collapse_preset_names_the_inputs_that_collided_in_block_one():
-    r = run(load_preset("collapse", ['analysis.hessian="off"'])).to_dict()
+    r = run(load_preset("collapse", ['analysis.hessian="off"', "analysis.rank_every=-1"])).to_dict()
     L = r["layers"]
     top = min(L, key=lambda b: b["position"])
     assert top["index"] == 1 and top["bits_lost_here"] > 0 and top["dependence_guaranteed"]
@@ -267,3 +267,32 @@ def test_close_pairs_projection_matches_brute_force():
     I, J = infoloss.close_pairs(V, 1e-10, "2")
     brute = {(i, j) for i in range(40) for j in range(i + 1, 40) if np.linalg.norm(V[i] - V[j]) <= 1e-10}
     assert set(zip(I.tolist(), J.tolist())) == brute == {(3, 7), (3, 20), (7, 20), (11, 33)}
+
+
+def test_null_space_in_echelon_form_names_the_relation():
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((6, 5))
+    A[:, 2] = 2 * A[:, 0] - A[:, 4]  # one relation among columns 0, 2, 4
+    E = infoloss.null_basis_rref(A, 4)
+    assert E.shape == (1, 5)
+    assert np.abs(A @ E.T).max() < 1e-12
+    v = E[0] / E[0][np.argmax(np.abs(E[0]))]
+    support = np.flatnonzero(np.abs(v) > 1e-10).tolist()
+    assert support == [0, 2, 4]
+    assert v[[0, 2, 4]] / v[2] == pytest.approx([-2.0, 1.0, 1.0])
+
+
+def test_dependent_combination_groups_from_g():
+    # G's columns: inputs 0..4, with g_3 = g_0 + g_1 and g_4 = g_2 (identical), in R^7
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal((7, 5))
+    g[:, 3] = g[:, 0] + g[:, 1]
+    g[:, 4] = g[:, 2]
+    G = torch.as_tensor(g)
+    dep = infoloss.dependent_inputs(G, infoloss.g_tolerance(G), 1)
+    kinds = sorted((grp.kind, grp.indices) for grp in dep.groups)
+    assert kinds == [("combination", [0, 1, 3]), ("identical", [2, 4])]
+    comb = next(grp for grp in dep.groups if grp.kind == "combination")
+    c = np.array(comb.coefficients[0])
+    assert c / c[2] == pytest.approx([-1.0, -1.0, 1.0])
+    assert dep.null_dim == 2 and dep.explained_dim == 2

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -345,7 +346,7 @@ class LayerAnalysis:
 
 
 def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.Tensor, tol: float,
-                   out_dim: int, cancel: CancelToken | None = None) -> LayerAnalysis:
+                   out_dim: int, cancel: CancelToken | None = None, g_rank: int | None = None) -> LayerAnalysis:
     """Per-block information loss of an nn.Sequential on inputs x, with G (N × kd, float64) and an
     absolute rank tolerance `tol` tied to σ₁(G). Blocks in network order, `position` filled in."""
     cancel = cancel or CancelToken()
@@ -382,10 +383,16 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
         # ranks of G's rows: the block's own and blocks 1..ℓ (via R of the stacked rows)
         G_b = G[b.start: b.stop]
         block_rank = _rank(G_b, tol)
+        first_rows = R.shape[0] == 0
         R = _qr_r(torch.cat([R, G_b], dim=0)) if b.stop > b.start else R
         if R.shape[0] > kd:
             R = R[:kd]
-        cum_rank = _rank(R, tol)
+        if first_rows or b.stop == b.start:  # same rows as the block itself / as before
+            cum_rank = block_rank if first_rows else (blocks[-1].cumulative_rank if blocks else 0)
+        elif b.stop == G.shape[0] and g_rank is not None:
+            cum_rank = g_rank  # every row of G: rank(G) at the same tolerance, as the spectrum found it
+        else:
+            cum_rank = _rank(R, tol)
         cancel.check()
         P_up = b.stop  # parameters in blocks 1..ℓ (blocks own contiguous leading rows)
         m = P.largest
@@ -452,11 +459,12 @@ class DependentInputs:
     tolerance: float
     how: str
     groups_not_listed: int = 0
+    forced_by_count: int = 0  # max(0, kd − N): null directions any network would have
 
     def to_dict(self) -> dict[str, Any]:
         return {"groups": [g.to_dict() for g in self.groups], "null_dim": self.null_dim,
                 "explained_dim": self.explained_dim, "tolerance": self.tolerance, "how": self.how,
-                "groups_not_listed": self.groups_not_listed}
+                "groups_not_listed": self.groups_not_listed, "forced_by_count": self.forced_by_count}
 
 
 def _collision_blocks(indices: list[int], partitions: list[Partition] | None, names: list[str] | None
@@ -480,34 +488,31 @@ def _collision_blocks(indices: list[int], partitions: list[Partition] | None, na
     return all_at, name, part_at
 
 
-def rref(M: np.ndarray, tol: float = 1e-10) -> np.ndarray:
-    """Reduced row echelon form with complete pivoting (rows = independent vectors spanning M's rows)."""
-    M = np.array(M, dtype=np.float64)
-    q, n = M.shape
-    rows: list[np.ndarray] = []
-    free = np.ones(n, dtype=bool)
-    scale = float(np.abs(M).max()) if M.size else 0.0
-    for _ in range(q):
-        if M.shape[0] == 0:
-            break
-        sub = np.abs(M[:, free]) if free.any() else np.zeros((M.shape[0], 0))
-        if sub.size == 0 or sub.max() <= tol * scale:
-            break
-        r, c_sub = np.unravel_index(int(np.argmax(sub)), sub.shape)
-        c = np.flatnonzero(free)[c_sub]
-        piv = M[r] / M[r, c]
-        M = np.delete(M, r, axis=0)
-        M -= np.outer(M[:, c], piv)
-        for j, row in enumerate(rows):
-            rows[j] = row - row[c] * piv
-        rows.append(piv)
-        free[c] = False
-    return np.array(rows).reshape(len(rows), n)
+def null_basis_rref(A: np.ndarray, rank: int) -> np.ndarray:
+    """A basis of the null space of A (columns), in reduced row echelon form, given A's rank r.
+
+    Column-pivoted QR (A P = Q [T11 T12; 0 T22], T22 ≈ 0) picks r well-conditioned basis columns;
+    every other column j is a combination of them, T11⁻¹ T12[:, j]. Row j of the result has a 1 at
+    that column, minus those coefficients at the basis columns, and 0 at every other free column:
+    the unique echelon form for that pivot choice, sparse where the relations are."""
+    A = np.asarray(A, dtype=np.float64)
+    n = A.shape[1]
+    r = max(0, min(rank, n, A.shape[0]))
+    if n - r == 0:
+        return np.zeros((0, n))
+    if r == 0:
+        return np.eye(n)
+    T, piv = scipy.linalg.qr(A, mode="r", pivoting=True)
+    X = scipy.linalg.solve_triangular(T[:r, :r], T[:r, r:])  # (r, n − r)
+    E = np.zeros((n - r, n))
+    E[np.arange(n - r), piv[r:]] = 1.0
+    E[:, piv[:r]] = -X.T
+    return E
 
 
 def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list[Partition] | None = None,
                      block_names: list[str] | None = None, R: torch.Tensor | None = None,
-                     cancel: CancelToken | None = None) -> DependentInputs:
+                     cancel: CancelToken | None = None, g_rank: int | None = None) -> DependentInputs:
     """Groups of training inputs whose behavioural gradients are linearly dependent.
 
     Null space of GᵀG = null space of G (columns), at the absolute tolerance `tol` tied to σ₁(G).
@@ -527,7 +532,7 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
     if R is None:
         R = _qr_r(G)
     Rn = R.cpu().numpy()
-    rank = _rank(R, tol)
+    rank = _rank(R, tol) if g_rank is None else g_rank
     null_dim = kd - rank
     how = ("null space of G (= of GᵀG) at the absolute tolerance τ = "
            f"{tol:.3g} tied to σ₁(G), from G = QR; zero gradients first, then identical gradients, "
@@ -571,13 +576,8 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
     rest: list[DependentGroup] = []
     if len(reps_arr):
         cols = (reps_arr[:, None] * d + np.arange(d)[None, :]).reshape(-1)
-        Rr = Rn[:, cols]
-        if Rr.shape[0] < Rr.shape[1]:
-            Rr = np.concatenate([Rr, np.zeros((Rr.shape[1] - Rr.shape[0], Rr.shape[1]))], axis=0)
-        _, s, Vh = np.linalg.svd(Rr, full_matrices=True)
-        Z = Vh[np.count_nonzero(s > tol):]  # rows span the null space over the representatives' columns
-        if len(Z):
-            E = rref(Z)
+        E = null_basis_rref(Rn[:, cols], min(rank, len(cols)))  # rows: null directions over `cols`
+        if len(E):
             E[np.abs(E) <= COEF_ZERO * np.abs(E).max(axis=1, keepdims=True)] = 0.0
             W = np.abs(E).reshape(len(E), len(reps_arr), d).max(axis=2)  # weight per input
             # group directions that share inputs
@@ -600,7 +600,12 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
     groups += sorted(rest, key=lambda g: (len(g.indices), g.indices))
     explained = sum(g.dimension for g in groups)
     listed = groups[:MAX_GROUPS]
-    return DependentInputs(listed, null_dim, explained, tol, how, groups_not_listed=len(groups) - len(listed))
+    forced = max(0, kd - N)
+    if forced:
+        how += (f"; N = {N} < kd = {kd}: at least {forced} of the {null_dim} directions are forced by counting "
+                "alone (more outputs than parameters), whatever the network does")
+    return DependentInputs(listed, null_dim, explained, tol, how, groups_not_listed=len(groups) - len(listed),
+                           forced_by_count=forced)
 
 
 def _unit(n: int, j: int) -> list[Any]:
@@ -615,6 +620,7 @@ def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
     """The `layers` stage: per-block report (returned) and `report.dependent_inputs` (set)."""
     G, spec, layout = ctx.G, ctx.spectrum, ctx.layout
     tol = spec.tolerance if spec is not None else g_tolerance(G)
+    g_rank = spec.rank if spec is not None else None
     d = ctx.out_dim
     meta: dict[str, Any] = {
         "available": bool(layout.sequential),
@@ -633,7 +639,7 @@ def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
     R = None
     result: list[BlockReport] = []
     if layout.sequential:
-        la = analyse_blocks(ctx.model, layout, ctx.x, G, tol, d, ctx.cancel)
+        la = analyse_blocks(ctx.model, layout, ctx.x, G, tol, d, ctx.cancel, g_rank=g_rank)
         result, partitions = la.blocks, la.partitions
         R = la.R if layout.blocks[-1].stop == G.shape[0] else None
         names = [b.name for b in la.blocks]
@@ -644,6 +650,6 @@ def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
         report.notes.append(meta["why_not"] + "; the rest of the run goes on (dependent inputs are still "
                             "listed, without the block where they collided)")
     ctx.cancel.check()
-    report.dependent_inputs = dependent_inputs(G, tol, d, partitions, names, R=R, cancel=ctx.cancel)
+    report.dependent_inputs = dependent_inputs(G, tol, d, partitions, names, R=R, cancel=ctx.cancel, g_rank=g_rank)
     report.extras["layers_info"] = meta
     return result
