@@ -296,3 +296,12 @@ def test_dependent_combination_groups_from_g():
     c = np.array(comb.coefficients[0])
     assert c / c[2] == pytest.approx([-1.0, -1.0, 1.0])
     assert dep.null_dim == 2 and dep.explained_dim == 2
+
+
+def test_json_caps_the_coefficient_vectors_of_a_large_group():
+    m = 300
+    coefs = [[1.0] + [0.0] * (m - 1) for _ in range(m - 1)]
+    g = infoloss.DependentGroup("identical", list(range(m)), coefs, m - 1, 1, "1: x", 1)
+    out = g.to_dict()
+    assert out["vectors_listed"] == len(out["coefficients"]) == infoloss.MAX_COEFS // m
+    assert out["dimension"] == m - 1 and len(g.coefficients) == m - 1

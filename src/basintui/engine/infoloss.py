@@ -44,6 +44,7 @@ from .spectrum import EPS, default_tolerance, svdvals
 ACT_RTOL = 1e-9  # activations equal iff ‖·‖∞ ≤ ACT_RTOL · max|A|
 COEF_ZERO = 1e-8  # a null-space coefficient below this (relative to the group's largest) carries no weight
 MAX_GROUPS = 200  # dependent groups listed; the count of the rest is reported
+MAX_COEFS = 20_000  # coefficient numbers per group in the JSON form
 RANKING_RULE = ("bits lost in the block itself (descending), then rank drop of [A, 1] (descending), "
                 "then block-G rank deficiency min(n_ℓ, kd) − rank(G_ℓ) (descending); ties keep network order")
 
@@ -446,9 +447,23 @@ class DependentGroup:
     collided_in: str | None
     partly_collided_at: int | None  # earliest block where at least two of them share a class
     description: str = ""
+    coefficient_rule: str = ""  # the coefficients in words (identical / zero groups)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON form; a group's coefficient vectors are capped at about MAX_COEFS numbers
+        (`vectors_listed` says how many of `dimension` directions are listed)."""
+        out = asdict(self)
+        width = max(1, len(self.indices) * _entry_width(self.coefficients))
+        keep = max(1, MAX_COEFS // width)
+        out["coefficients"] = self.coefficients[:keep]
+        out["vectors_listed"] = min(keep, len(self.coefficients))
+        return out
+
+
+def _entry_width(coefs: list[list[Any]]) -> int:
+    if coefs and coefs[0] and isinstance(coefs[0][0], list):
+        return len(coefs[0][0])
+    return 1
 
 
 @dataclass
@@ -550,7 +565,8 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
     if len(zero):
         groups.append(DependentGroup("zero", zero.tolist(), [_unit(len(zero), j) for j in range(len(zero))],
                                      len(zero) * d, *_collision_blocks(zero.tolist(), partitions, block_names),
-                                     description="zero behavioural gradient for every output"))
+                                     description="zero behavioural gradient for every output",
+                                     coefficient_rule="each input alone: its gradient is zero"))
     nonzero = np.flatnonzero(norms > tol)
     I, J = close_pairs(V[nonzero], tol, "2", cancel)
     part = join(len(nonzero), (I, J))
@@ -569,7 +585,8 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
                 "identical", mem.tolist(), coefs, (len(mem) - 1) * d,
                 *_collision_blocks(mem.tolist(), partitions, block_names),
                 description=("identical inputs (duplicates in the data)" if dup else
-                             "identical behavioural gradients") + ("" if d == 1 else ", for every output")))
+                             "identical behavioural gradients") + ("" if d == 1 else ", for every output"),
+                coefficient_rule="e_first − e_j for every other member j" + ("" if d == 1 else ", for each output")))
     cancel.check()
     # the rest of the null space, on representatives
     reps_arr = np.asarray(sorted(reps), dtype=np.int64)
