@@ -305,3 +305,27 @@ def test_json_caps_the_coefficient_vectors_of_a_large_group():
     out = g.to_dict()
     assert out["vectors_listed"] == len(out["coefficients"]) == infoloss.MAX_COEFS // m
     assert out["dimension"] == m - 1 and len(g.coefficients) == m - 1
+
+
+def test_softmax_probabilities_give_one_relation_within_each_input():
+    p = make_preset(data={"kind": "gaussian", "n": 8, "dim": 4, "out_dim": 3, "targets": "random"},
+                    model={"hidden": [16], "activation": "tanh"}, train={"loss": "ce", "steps": 0},
+                    analysis={"hessian": "off", "ce_output": "probabilities"})
+    r = run(p).to_dict()
+    dep = r["dependent_inputs"]
+    assert dep["null_dim"] == 8 and r["G"]["rank"] == 24 - 8
+    [g] = dep["groups"]
+    assert g["kind"] == "within_input" and g["indices"] == list(range(8)) and g["dimension"] == 8
+    assert "Σ_c" in g["coefficient_rule"]
+    first = np.array(g["coefficients"][0][0])  # input 0's 3 coefficients: all equal
+    assert np.allclose(first, first[0]) and first[0] != 0
+
+
+def test_batch_coupled_model_that_runs_one_at_a_time_is_refused_too():
+    from basintui.engine.errors import InputError
+
+    p = make_preset(data={"kind": "gaussian", "n": 16, "dim": 4},
+                    model={"kind": "python", "factory": "infoloss_models:batch_centering"},
+                    train={"steps": 0}, source_dir=FIXTURES)
+    with pytest.raises(InputError, match="depends on the other inputs in the batch"):
+        run(p)

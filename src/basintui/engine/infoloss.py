@@ -439,7 +439,7 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
 
 @dataclass
 class DependentGroup:
-    kind: str  # identical | zero | combination
+    kind: str  # identical | zero | combination | within_input (relations among one input's own d outputs)
     indices: list[int]  # training inputs that carry weight
     coefficients: list[list[Any]]  # one vector per null direction, aligned with `indices`
     dimension: int  # null directions of G (columns) this group accounts for
@@ -614,7 +614,25 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
                     "combination", idx, coefs, len(dirs), *_collision_blocks(idx, partitions, block_names),
                     description=f"{len(dirs)} linear relation{'s' if len(dirs) != 1 else ''} among "
                                 f"{len(idx)} inputs' gradients"))
-    groups += sorted(rest, key=lambda g: (len(g.indices), g.indices))
+    singles = [g for g in rest if len(g.indices) == 1]
+    if singles and d > 1:  # relations among one input's own outputs: one group, said in words
+        rest = [g for g in rest if len(g.indices) > 1]
+        idx = sorted(g.indices[0] for g in singles)
+        pos = {i: j for j, i in enumerate(idx)}
+        coefs, all_ones = [], True
+        for g in sorted(singles, key=lambda g: g.indices[0]):
+            for vec in g.coefficients:
+                v = np.asarray(vec[0], dtype=np.float64)
+                all_ones &= bool(np.allclose(v, v[0], rtol=1e-6, atol=0) and v[0] != 0)
+                row = [[0.0] * d for _ in idx]
+                row[pos[g.indices[0]]] = v.tolist()
+                coefs.append(row)
+        rule = ("Σ_c g(x_i, c) = 0 for each listed input: its outputs sum to a constant (softmax probabilities do)"
+                if all_ones else "a relation among the d output gradients of each listed input")
+        rest.append(DependentGroup(
+            "within_input", idx, coefs, sum(g.dimension for g in singles), None, None, None,
+            description=f"{len(idx)} inputs whose own {d} output gradients are dependent", coefficient_rule=rule))
+    groups += sorted(rest, key=lambda g: (g.kind == "within_input", len(g.indices), g.indices))
     explained = sum(g.dimension for g in groups)
     listed = groups[:MAX_GROUPS]
     forced = max(0, kd - N)

@@ -130,6 +130,8 @@ def dependent_view(r: dict[str, Any]) -> RenderableType | None:
             c = "equal gradients (e_first − e_j)"
         elif g["kind"] == "zero":
             c = "zero gradient"
+        elif g["kind"] == "within_input":
+            c = g.get("coefficient_rule", "") or "relations among each input's own outputs"
         else:
             c = _relation(g["indices"], coefs[0]) if coefs else ""
             if len(coefs) > 1:
