@@ -126,7 +126,7 @@ def test_linear_bottleneck_drops_rank_without_collisions():
     assert all(b.classes == 10 and b.bits_lost == 0 and b.bits_lost_here == 0 for b in la.blocks)
     assert b1.activation_rank == 3 and b1.rank_drop == 5 - 3
     assert b1.collision_kind == "none" and b1.merged_class_rank is None
-    assert "linear bottleneck" in b1.finding and "no inputs merged" in b1.finding
+    assert "bottleneck" in b1.finding and "no inputs merged" in b1.finding and "drops by 2" in b1.finding
 
 
 def test_network_without_information_loss():

@@ -301,7 +301,7 @@ class BlockReport:
         return asdict(self)
 
 
-def _finding(b: BlockReport, prev_rank: int, d: int) -> str:
+def _finding(b: BlockReport, prev_rank: int, d: int, is_output: bool = False) -> str:
     parts = []
     if b.bits_lost_here > 0:
         where = {"linear": "before the activation (its linear map already merged them)",
@@ -315,8 +315,9 @@ def _finding(b: BlockReport, prev_rank: int, d: int) -> str:
             parts.append(f"merged class's columns have rank {b.merged_class_rank} "
                          f"(bound {min(b.dependence_bound, b.largest_class * d)})")
     elif b.rank_drop > 0:
+        what = "the output layer (its width is the output dimension)" if is_output else "a bottleneck"
         parts.append(f"no inputs merged, but the rank of [A, 1] drops by {b.rank_drop} "
-                     f"({prev_rank} → {b.activation_rank}): a linear bottleneck"
+                     f"({prev_rank} → {b.activation_rank}): {what}"
                      + (f" (width {b.width} < rank {prev_rank - 1} of its input)" if b.width < prev_rank - 1 else ""))
     elif b.rank_drop < 0:
         parts.append(f"no inputs merged; the rank of [A, 1] rises by {-b.rank_drop} ({prev_rank} → {b.activation_rank})")
@@ -430,7 +431,7 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
             cols = (members[:, None] * d + np.arange(d)[None, :]).reshape(-1)
             rep.merged_class_rank = _rank(R[:, torch.as_tensor(cols, device=R.device)], tol)
             rep.merged_class = members.tolist()
-        rep.finding = _finding(rep, before, d)
+        rep.finding = _finding(rep, before, d, is_output=rep is blocks[-1])
     rank_blocks(blocks)
     return LayerAnalysis(blocks, partitions, R, tol)
 
