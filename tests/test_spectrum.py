@@ -51,7 +51,7 @@ def test_every_gram_outcome_matches_the_dense_svd(name):
     s, s_ref = analyse(sv, 600, 80, method=method), analyse(ref, 600, 80)
     assert s.rank == s_ref.rank
     assert s.rank_at_rtol == s_ref.rank_at_rtol
-    assert np.max(np.abs(sv - ref)) <= 1e-13 * ref[0]
+    assert np.max(np.abs(sv - ref)) <= 1e-12 * ref[0]  # Gram values just above the Ritz tail carry ~ε·σ₁²/σ_b
     big = ref >= 1e-4 * ref[0]
     assert np.max(np.abs(sv[big] - ref[big]) / ref[big]) <= 1e-8
     if name == "near-tolerance":  # values at the tolerance: the decision must go to a full SVD

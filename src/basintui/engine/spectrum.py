@@ -20,7 +20,7 @@ from .resources import check_fits
 EPS = float(np.finfo(np.float64).eps)
 RTOLS = ("1e-3", "1e-6", "1e-9")
 GRAM_TRUST_FACTOR = 1e3  # trust the Gram alone when λ_min ≥ 1e3·m·ε·λ₁ (σ error ≤ 5e-4 relative, bound)
-TAIL_FRACTION = 1e-6  # eigenvalues below 1e-6·λ₁ (σ < 1e-3·σ₁) form the tail refined by Ritz
+TAIL_FACTOR = 100.0  # the Ritz tail: eigenvalues below 100× the trust threshold (σ ≲ 1.5e-4·σ₁ at m = 1024)
 TAIL_BAND = 30.0  # a refined σ within 30× of the tolerance sends the decision to a full SVD
 
 
@@ -128,7 +128,8 @@ def _from_gram(lam: np.ndarray, V: torch.Tensor, apply: Callable[[torch.Tensor],
     """Singular values from the Gram's eigenpairs (λ descending), refined where they can't be trusted.
 
     The eigenvalues are exact enough only down to about m·ε·λ₁. When the smallest is below
-    GRAM_TRUST_FACTOR·m·ε·λ₁, the tail (λ < 1e-6·λ₁, σ < 1e-3·σ₁) is refined by Rayleigh-Ritz:
+    GRAM_TRUST_FACTOR·m·ε·λ₁, the tail (λ below TAIL_FACTOR times that threshold) is refined by
+    Rayleigh-Ritz:
     the Gram's eigenvectors span the small singular subspace accurately even where their
     eigenvalues are noise, so the singular values of A·V_tail (`apply`, one product and a small
     SVD) recover the tail to about ε·σ₁. A refined value within TAIL_BAND of the tolerance
@@ -142,7 +143,7 @@ def _from_gram(lam: np.ndarray, V: torch.Tensor, apply: Callable[[torch.Tensor],
     if cancel is not None:
         cancel.check()
     tol = default_tolerance(float(np.sqrt(lam[0])), shape, rtol)[0]
-    s = int(np.count_nonzero(lam < TAIL_FRACTION * lam[0]))
+    s = int(np.count_nonzero(lam < TAIL_FACTOR * GRAM_TRUST_FACTOR * small * EPS * lam[0]))
     check_fits("data.n", f"refining the {s} smallest singular values (a {max(shape)} × {s} matrix and its SVD)",
                3 * 8 * max(shape) * s, V.device,
                "use fewer training inputs (data.n) or a smaller model; the Gram alone cannot resolve them")
@@ -150,7 +151,7 @@ def _from_gram(lam: np.ndarray, V: torch.Tensor, apply: Callable[[torch.Tensor],
     if not ((sv_tail > tol / TAIL_BAND) & (sv_tail < tol * TAIL_BAND)).any():
         head = np.sqrt(np.maximum(lam[: small - s], 0.0))
         return np.concatenate([head, np.sort(sv_tail)[::-1]]), \
-            "gram-eigh + Ritz tail (σ < 1e-3·σ₁ refined by an SVD of G·V)"
+            f"gram-eigh + Ritz tail ({s} smallest σ refined by an SVD of G·V)"
     if cancel is not None:
         cancel.check()
     return full_svd(), "svd (a Ritz value sat near the tolerance, so a full SVD decided)"
