@@ -329,3 +329,33 @@ def test_batch_coupled_model_that_runs_one_at_a_time_is_refused_too():
                     train={"steps": 0}, source_dir=FIXTURES)
     with pytest.raises(InputError, match="depends on the other inputs in the batch"):
         run(p)
+
+
+def test_cancelled_token_stops_the_analysis():
+    from basintui.engine.cancel import CancelToken
+    from basintui.engine.errors import Cancelled
+
+    model = fm.relu_dead_group(2, 1).to(torch.float64)
+    layout = layout_of(model)
+    x = torch.as_tensor(fm.RELU_X)
+    G, _ = compute_G(model, layout, x)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        infoloss.analyse_blocks(model, layout, x, G, infoloss.g_tolerance(G), 1, token)
+
+
+def test_ranked_table_fits_80_columns_with_block_one_first():
+    p = make_preset(data={"kind": "file", "path": str(_relu_npz())},
+                    model={"kind": "python", "factory": "infoloss_models:relu_dead_group"},
+                    train={"steps": 0}, analysis={"hessian": "off"}, source_dir=FIXTURES)
+    r = run(p).to_dict()
+    from basintui.render.layers import layers_view
+
+    buf = io.StringIO()
+    Console(file=buf, width=80, no_color=True).print(layers_view(r))
+    text = buf.getvalue()
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    rows = [line for line in text.splitlines() if line[:1].isdigit()]
+    assert rows[0].split()[:3] == ["1", "1:", "Linear(2→2)"]
+    assert "2.000" in rows[0] and "yes" in rows[0]
