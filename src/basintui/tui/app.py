@@ -140,14 +140,10 @@ class BasinApp(App[int]):
                 "layers": "#layers-table", "hessian": "#hess-facts", "levelset": "#ls-body"}
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        """Keep the focus on the visible pane (never in a field of a hidden one, where keys would type)."""
+        """A tab clicked with the mouse: keep the focus on the visible pane, never in a hidden field."""
         pane_id = event.pane.id or ""
-        focused = self.focused
-        if focused is not None and any(a is event.pane for a in focused.ancestors):
-            return
-        target = self.FOCUS_IN.get(pane_id)
-        if target:
-            self.screen_stack[0].query_one(target).focus()
+        if self.pane(TabbedContent).active == pane_id:  # a late activation must not pull focus back
+            self._focus_pane(pane_id)
 
     # ---- commands (palette) from the key table
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -163,6 +159,16 @@ class BasinApp(App[int]):
     # ---- actions
     def action_show_tab(self, tab: str) -> None:
         self.pane(TabbedContent).active = tab
+        self._focus_pane(tab)
+
+    def _focus_pane(self, tab: str) -> None:
+        focused = self.focused
+        pane = self.screen_stack[0].query_one(f"TabPane#{tab}")
+        if focused is not None and any(a is pane for a in focused.ancestors):
+            return
+        target = self.FOCUS_IN.get(tab)
+        if target:
+            self.screen_stack[0].query_one(target).focus()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(KEYS))

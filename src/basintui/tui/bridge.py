@@ -195,7 +195,13 @@ class _Outbox:
 
 def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool) -> None:
     """The engine process: import the engine (torch) while idle, then run one job and exit."""
+    import os
     import pickle
+
+    try:  # the engine is the background work: the terminal UI gets the CPU first when cores are short
+        os.nice(5)
+    except (AttributeError, OSError):
+        pass
 
     default, import_error = None, ""
     if warm:

@@ -109,7 +109,7 @@ class FieldRow(Vertical):
     DEFAULT_CSS = """
     FieldRow { height: auto; }
     FieldRow > Horizontal { height: auto; }
-    FieldRow .key { width: 22; padding: 1 1 0 0; }
+    FieldRow .key { width: 22; padding: 0 1 0 0; }
     FieldRow Input, FieldRow Select { width: 1fr; }
     FieldRow .msg { color: $error; padding-left: 22; height: auto; display: none; }
     FieldRow .msg.shown { display: block; }
@@ -125,11 +125,11 @@ class FieldRow(Vertical):
         with Horizontal():
             yield Label(self.key, classes="key")
             if self.key in ENUMS:
-                yield Select([(v, v) for v in ENUMS[self.key]], allow_blank=False, id="editor")
+                yield Select([(v, v) for v in ENUMS[self.key]], allow_blank=False, id="editor", compact=True)
             elif self.type_ == "bool":
-                yield Checkbox(self.key.split(".")[-1], id="editor")
+                yield Checkbox(self.key.split(".")[-1], id="editor", compact=True)
             else:
-                yield Input(id="editor", placeholder=HINTS.get(self.key, ""))
+                yield Input(id="editor", placeholder=HINTS.get(self.key, ""), compact=True)
         if self.key in HINTS and self.key not in ENUMS:
             yield Static(HINTS[self.key], classes="hint")
         yield Static("", classes="msg")
@@ -181,7 +181,7 @@ class SetupPane(Vertical):
     SetupPane #form { width: 1fr; height: 1fr; }
     SetupPane .section { text-style: bold; color: $accent; padding-top: 1; }
     SetupPane #sizes { height: auto; padding: 0 1; }
-    SetupPane #setup-status { height: auto; padding: 0 1; }
+    SetupPane #setup-status { height: auto; width: 1fr; padding: 0 1; }
     SetupPane #setup-status.error { color: $error; }
     SetupPane #setup-bar { height: auto; }
     SetupPane #setup-bar Button { margin-left: 1; }
@@ -203,7 +203,7 @@ class SetupPane(Vertical):
                 names = list_presets()
                 yield OptionList(*[Option(n, id=n) for n, _ in names], id="preset-list")
                 yield Static("", id="preset-desc")
-                yield Input(placeholder="or a .toml path, then Enter", id="preset-path")
+                yield Input(placeholder="or a .toml path + enter", id="preset-path", compact=True)
                 yield Static("", id="path-msg")
             with VerticalScroll(id="form"):
                 section: str | None = None
@@ -216,7 +216,7 @@ class SetupPane(Vertical):
         yield Static("", id="sizes")
         with Horizontal(id="setup-bar"):
             yield Static("", id="setup-status")
-            yield Button("Run (r)", id="run-button", variant="primary")
+            yield Button("Run (r)", id="run-button", variant="primary", compact=True)
 
     def on_mount(self) -> None:
         self._descriptions = dict(list_presets())

@@ -144,13 +144,14 @@ class SpectrumPane(Vertical):
         plt.plot(xs, ys_plot, marker="braille", label="log10 σ_j")
         if tol > 0:
             plt.hline(math.log10(tol), "red")
-            plt.text("tolerance", xs[0], math.log10(tol), color="red")
+            plt.text("tolerance", (xs[0] + xs[-1]) / 2, math.log10(tol), color="red")
         if 0 < r < len(sv):
             plt.vline(r + 0.5, "green")
         plt.text(f"rank {r}", max(1, min(r, len(sv))), max(ys) if r < len(sv) / 2 else min(ys), color="green")
         if gap and gap.get("after") not in (None, r) and 0 < gap["after"] < len(sv):
             plt.vline(gap["after"] + 0.5, "orange")
-            plt.text(f"gap {num(gap['decades'], 2)} dec", gap["after"], (max(ys) + min(ys)) / 2, color="orange")
+            plt.text(f" gap {num(gap['decades'], 2)} decades", gap["after"] + 0.5 + len(sv) / 40,
+                     (max(ys) + min(ys)) / 2, color="orange", alignment="left")
         elif gap and gap.get("after") == r:
             plt.text(f"gap {num(gap['decades'], 2)} dec at the rank", max(1, r), (max(ys) + min(ys)) / 2,
                      color="orange")
