@@ -96,3 +96,24 @@ def test_functorch_chunks_cover_every_input():
     small_chunks = jacobian_functorch(model, layout, x, chunk_bytes=1)  # one input per chunk
     whole = jacobian_functorch(model, layout, x)
     assert torch.equal(small_chunks, whole) or (small_chunks - whole).abs().max().item() < 1e-14
+
+
+def test_a_reused_activation_module_and_a_reused_linear_are_handled():
+    torch.manual_seed(0)
+    act = nn.Tanh()
+    model = nn.Sequential(nn.Linear(3, 4), act, nn.Linear(4, 4), act, nn.Linear(4, 2)).double()
+    layout = layout_of(model)
+    assert [b.modules for b in layout.blocks] == [(0, 1), (2, 3), (4,)]
+    x = torch.randn(5, 3, dtype=torch.float64)
+    G_lin, method = compute_G(model, layout, x)
+    assert method == "linear"
+    G_loop, _ = compute_G(model, layout, x, method="loop")
+    assert (G_lin - G_loop).abs().max().item() <= 1e-12 * G_loop.abs().max().item()
+    shared = nn.Linear(3, 3)
+    tied = nn.Sequential(shared, nn.Tanh(), shared).double()
+    assert not linear_path_ok(tied)  # the tied weight's gradient sums two uses: torch.func handles it
+    lt = layout_of(tied)
+    G_fun, method = compute_G(tied, lt, x)
+    assert method == "functorch"
+    G_ref, _ = compute_G(tied, lt, x, method="loop")
+    assert (G_fun - G_ref).abs().max().item() <= 1e-12 * G_ref.abs().max().item()

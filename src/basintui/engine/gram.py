@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .cancel import CancelToken
-from .models import Layout
+from .models import Layout, sequence
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class LinearFactors:
 def linear_factors(model: nn.Sequential, layout: Layout, x: torch.Tensor, *, transform=None,
                    cancel: CancelToken | None = None) -> LinearFactors:
     """Layer inputs and output gradients from one forward and d backward passes (float64 model)."""
-    children = list(model.children())
+    children = sequence(model)
     offsets = {p.name: p.offset for p in layout.params}
     layers: list[LinearLayer] = []
     inputs: list[torch.Tensor] = []

@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from .cancel import CancelToken
-from .models import Layout
+from .models import Layout, sequence
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.Identity, nn.SiLU, nn.Softplus, nn.ELU)
 Transform = Callable[[torch.Tensor], torch.Tensor] | None
@@ -28,19 +28,29 @@ CHUNK_BYTES = 256 * 2**20
 
 
 def linear_path_ok(model: nn.Module) -> bool:
+    """An nn.Sequential of Linear layers (each used once) and parameter-free elementwise activations."""
     if not isinstance(model, nn.Sequential):
         return False
-    for m in model.children():
+    mods = sequence(model)
+    linears = [m for m in mods if isinstance(m, nn.Linear)]
+    if not linears or len({id(m) for m in linears}) != len(linears):
+        return False  # a Linear applied twice shares its weights: its per-sample gradient is a sum
+    for m in mods:
         if isinstance(m, nn.Linear):
             if not m.weight.requires_grad or (m.bias is not None and not m.bias.requires_grad):
                 return False
         elif not isinstance(m, ELEMENTWISE) or any(True for _ in m.parameters()):
             return False
-    return any(isinstance(m, nn.Linear) for m in model.children())
+    return True
 
 
 def param_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+
+# functional_call is always given tie_weights=False: a module registered twice in a Sequential
+# (tied weights) is then swapped once, and torch 2.13 restores it; with tie_weights=True it left
+# plain tensors in the user's model (measured). The canonical names cover every use of the module.
 
 
 def unflatten(layout: Layout, theta: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -51,7 +61,7 @@ def outputs_at(model: nn.Module, layout: Layout, theta: torch.Tensor, x: torch.T
                transform: Transform = None) -> torch.Tensor:
     """F(θ): the (k, d) outputs with the parameters replaced by the flat vector θ (differentiable)."""
     buffers = dict(model.named_buffers())
-    out = functional_call(model, (unflatten(layout, theta), buffers), (x,))
+    out = functional_call(model, (unflatten(layout, theta), buffers), (x,), tie_weights=False)
     return transform(out) if transform is not None else out
 
 
@@ -77,7 +87,7 @@ def jacobian_functorch(model: nn.Module, layout: Layout, x: torch.Tensor, *, tra
     n = layout.n_params
 
     def f(p, xi):
-        out = functional_call(model, (p, buffers), (xi.unsqueeze(0),))
+        out = functional_call(model, (p, buffers), (xi.unsqueeze(0),), tie_weights=False)
         if transform is not None:
             out = transform(out)
         return out.reshape(-1)

@@ -120,6 +120,12 @@ class Layout:
         return sum(p.size for p in self.params)
 
 
+def sequence(model: nn.Sequential) -> list[nn.Module]:
+    """The modules a Sequential runs, in order, repeats included (`children()` drops a module object
+    that appears twice, e.g. one ReLU reused after every layer)."""
+    return [m for m in model._modules.values() if m is not None]
+
+
 def _describe(m: nn.Module) -> str:
     if isinstance(m, nn.Linear):
         return f"Linear({m.in_features}→{m.out_features}{'' if m.bias is not None else ', no bias'})"
@@ -140,7 +146,7 @@ def layout_of(model: nn.Module) -> Layout:
         block = Block(1, f"1: {type(model).__name__} (whole model)", (), 0, offset)
         return Layout(tuple(params), (block,), False,
                       f"{type(model).__name__} is not an nn.Sequential, so its blocks cannot be told apart")
-    children = list(model.children())
+    children = sequence(model)
     groups: list[list[int]] = []
     for i, m in enumerate(children):
         has_params = any(p.requires_grad for p in m.parameters())
