@@ -239,3 +239,24 @@ def test_tui_imports_the_engine_only_through_the_bridge():
     assert not offenders, offenders
     # and the rule has teeth: the bridge itself does import the engine
     assert "from ..engine" in (TUI / "bridge.py").read_text()
+
+
+def test_serve_binds_localhost_only(monkeypatch):
+    import textual_serve.server
+
+    from basintui.tui import serve as serve_mod
+
+    seen = {}
+
+    class FakeServer:
+        def __init__(self, command, host, port, title):
+            seen.update(command=command, host=host, port=port)
+
+        def serve(self):
+            seen["served"] = True
+
+    monkeypatch.setattr(textual_serve.server, "Server", FakeServer)
+    assert serve_mod.serve("default", 8123) == 0
+    assert seen["host"] == "localhost" and seen["port"] == 8123 and seen["served"]
+    assert seen["command"].endswith("-m basintui.cli default")
+    assert serve_mod.serve("no-such-preset", 8123) == 2

@@ -314,5 +314,5 @@ def main(preset_name: str) -> int:
         return 2
     app = BasinApp(preset)
     app.run()
-    app.bridge.shutdown(1.0)  # a running engine process gets its cancel, then is terminated
+    app.bridge.shutdown(0.5, terminate=True)  # quitting: a running engine process is ended at once
     return int(app.return_code or 0)

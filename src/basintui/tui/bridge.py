@@ -195,13 +195,7 @@ class _Outbox:
 
 def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool) -> None:
     """The engine process: import the engine (torch) while idle, then run one job and exit."""
-    import os
     import pickle
-
-    try:  # the engine is the background work: the terminal UI gets the CPU first when cores are short
-        os.nice(5)
-    except (AttributeError, OSError):
-        pass
 
     default, import_error = None, ""
     if warm:
@@ -319,12 +313,19 @@ class Bridge:
             self._procs.append(proc)
         return proc
 
-    def shutdown(self, timeout: float = 1.0) -> bool:
-        """Stop every engine process (running and warm); True if all ended within `timeout` s."""
+    def shutdown(self, timeout: float = 1.0, *, terminate: bool = False) -> bool:
+        """Stop every engine process (running and warm); True if all ended within `timeout` s.
+
+        `terminate`: the app is quitting, nothing is wanted from the engine any more: SIGTERM at once
+        instead of waiting for its next cancel check."""
         with self._lock:
             self._closed = True
         for p in self._procs:
-            p.stop(0.2)
+            if terminate and p.process.is_alive():
+                p.cancel.set()
+                p.process.terminate()
+            else:
+                p.stop(0.2)
         deadline = time.monotonic() + timeout
         for p in self._procs:
             p.process.join(max(0.0, deadline - time.monotonic()))

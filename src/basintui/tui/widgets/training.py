@@ -189,7 +189,8 @@ class TrainingPane(Vertical):
             plt.plot(xs, log10_floor([p.sigma_min for p in self.probes]), marker="braille", yside="right",
                      label="σ_min")
         else:
-            plt.text("no rank probes yet", 0.5, 0.5, alignment="center")
+            plt.text("no rank probes in this run (analysis.rank_every)" if self.state != "running"
+                     else "no rank probes yet", 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)
             plt.ylim(0, 1)
         plot.refresh()
