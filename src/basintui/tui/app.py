@@ -7,6 +7,7 @@ source of the bindings, the help screen and the command palette's commands.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ class BasinApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "basintui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # plot beside its facts from 110 columns
     BINDINGS = [k.binding() for k in KEYS]
 
     def __init__(self, preset: Preset, session: Session | None = None) -> None:
@@ -132,6 +134,14 @@ class BasinApp(App[int]):
         # Open with focus on a pane (the preset list), never in a text field.
         self.query_one("#preset-list", OptionList).focus()
         self.bridge.prewarm()
+        self.call_after_refresh(self._freeze_heap)
+
+    def _freeze_heap(self) -> None:
+        """Move the objects alive now (widgets, styles, a shown report) out of the collector's sight.
+
+        Measured: full (generation 2) collections over the app's heap stalled the event loop for
+        100-210 ms during a run; after a freeze they touch only what was made since."""
+        gc.freeze()  # no gc.collect() first: a full collection is the very stall this avoids
 
     def on_unmount(self) -> None:
         self.bridge.shutdown(0.0)
@@ -197,6 +207,7 @@ class BasinApp(App[int]):
         self.pane(LevelSetPane).clear("Running: the level-set check appears when the analysis has finished.")
         self.action_show_tab("training")
         self.bridge.start(self, preset)
+        self.call_after_refresh(self._freeze_heap)
 
     def action_cancel(self) -> None:
         if self.bridge.cancel():
@@ -284,7 +295,9 @@ class BasinApp(App[int]):
                 "The analysis stopped with an error",
                 f"{err.get('message', err)}\n\nWhat was computed before it is shown; the report can be exported (e).",
             ))
-        elif g is not None:
+        else:
+            self.call_after_refresh(self._freeze_heap)
+        if not report.get("error") and g is not None:
             self.notify(f"rank(G) = {g['rank']} (N = {g['n_params']:,}, kd = {g['n_outputs']:,})",
                         title=f"Run finished: {status}", timeout=4)
 

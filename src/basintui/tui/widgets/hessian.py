@@ -51,8 +51,10 @@ class HessianPane(Vertical):
     HessianPane #hess-body { height: 1fr; }
     HessianPane #hess-plot { height: 1fr; min-height: 8; }
     HessianPane #hess-facts { height: 1fr; padding: 0 1; }
-    HessianPane #hess-body.-wide #hess-plot { width: 3fr; }
-    HessianPane #hess-body.-wide #hess-facts { width: 2fr; }
+    HessianPane #hess-body { layout: vertical; }
+    Screen.-wide HessianPane #hess-body { layout: horizontal; }
+    Screen.-wide HessianPane #hess-plot { width: 3fr; }
+    Screen.-wide HessianPane #hess-facts { width: 2fr; }
     """
 
     def __init__(self, **kw: Any) -> None:
@@ -69,12 +71,6 @@ class HessianPane(Vertical):
 
     def on_mount(self) -> None:
         self._draw()
-
-    def on_resize(self) -> None:
-        wide = self.size.width >= 110
-        body = self.query_one("#hess-body")
-        body.set_class(wide, "-wide")
-        body.styles.layout = "horizontal" if wide else "vertical"
 
     def clear(self, why: str) -> None:
         self.h = None

@@ -66,8 +66,10 @@ class SpectrumPane(Vertical):
     SpectrumPane #spec-body { height: 1fr; }
     SpectrumPane #spec-plot { height: 1fr; min-height: 8; }
     SpectrumPane #spec-facts { height: 1fr; padding: 0 1; }
-    SpectrumPane #spec-body.-wide #spec-plot { width: 3fr; }
-    SpectrumPane #spec-body.-wide #spec-facts { width: 2fr; }
+    SpectrumPane #spec-body { layout: vertical; }
+    Screen.-wide SpectrumPane #spec-body { layout: horizontal; }
+    Screen.-wide SpectrumPane #spec-plot { width: 3fr; }
+    Screen.-wide SpectrumPane #spec-facts { width: 2fr; }
     """
 
     def __init__(self, **kw: Any) -> None:
@@ -84,12 +86,6 @@ class SpectrumPane(Vertical):
 
     def on_mount(self) -> None:
         self._draw()
-
-    def on_resize(self) -> None:
-        wide = self.size.width >= 110
-        body = self.query_one("#spec-body")
-        body.set_class(wide, "-wide")
-        body.styles.layout = "horizontal" if wide else "vertical"
 
     def clear(self, why: str) -> None:
         self.g = None

@@ -9,11 +9,40 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import ProgressBar, RichLog, Static
+from textual.widgets import ProgressBar, Static
 from textual_plotext import PlotextPlot
 
 from ..messages import NotePosted, PlanReady, RankProbed, StageChanged, TrainProgress
 from .plotting import decimate, log10_floor, num
+
+
+class StageLog(Static, can_focus=True):
+    """The log of stages: the latest lines in a fixed height. Unlike a RichLog, a new line never
+    changes the widget's size, so it never makes the screen lay out (and re-render both plots) again
+    while the engine works. The whole run is in the report (timings, notes)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__("", **kw)
+        self.lines: list[Text] = []
+
+    def clear(self) -> None:
+        self.lines = []
+        self.update("", layout=False)
+
+    def write(self, line: Text | str) -> None:
+        self.lines.append(line if isinstance(line, Text) else Text(line))
+        del self.lines[:-500]
+        self._show()
+
+    def on_resize(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        rows = self.size.height - self.styles.gutter.height  # the border-top is part of the gutter
+        height = rows if rows > 0 else 8
+        text = Text("\n").join(self.lines[-height:])
+        text.no_wrap, text.overflow = True, "ellipsis"  # one row a line: the newest line stays in view
+        self.update(text, layout=False)
 
 
 def _clock(seconds: float) -> str:
@@ -35,7 +64,7 @@ class TrainingPane(Vertical):
     TrainingPane ProgressBar { padding: 0 1; height: 1; }
     TrainingPane #train-plots { height: 1fr; min-height: 8; }
     TrainingPane PlotextPlot { width: 1fr; height: 1fr; }
-    TrainingPane #stage-log { height: 8; border-top: solid $panel; }
+    TrainingPane #stage-log { height: 9; border-top: solid $panel; padding: 0 1; }
     """
 
     def __init__(self, **kw: Any) -> None:
@@ -53,11 +82,11 @@ class TrainingPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("No run yet: press r to run the preset from Setup.", id="train-status")
-        yield ProgressBar(total=None, show_eta=False, id="train-bar")
+        yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="train-bar")
         with Horizontal(id="train-plots"):
             yield PlotextPlot(id="loss-plot")
             yield PlotextPlot(id="rank-plot")
-        yield RichLog(id="stage-log", wrap=True, markup=False, auto_scroll=True, max_lines=500)
+        yield StageLog(id="stage-log")
 
     def on_mount(self) -> None:
         self._draw_loss()
@@ -69,7 +98,7 @@ class TrainingPane(Vertical):
         self.state, self.stage, self.step, self.total = "running", "starting", 0, total
         self.loss, self.elapsed = float("nan"), 0.0
         self.query_one(ProgressBar).update(total=max(total, 1), progress=0)
-        log = self.query_one(RichLog)
+        log = self.query_one(StageLog)
         log.clear()
         log.write(Text(f"Run of preset {preset_name!r}: {total} training steps", style="bold"))
         self._status()
@@ -77,12 +106,12 @@ class TrainingPane(Vertical):
         self._draw_rank()
 
     def plan(self, m: PlanReady) -> None:
-        self.query_one(RichLog).write(
+        self.query_one(StageLog).write(
             f"  N = {m.n_params:,} parameters, k = {m.n_train:,} inputs, d = {m.out_dim}: G is "
             f"{m.n_params:,} × {m.n_train * m.out_dim:,}; Hessian {m.hessian}")
 
     def stage_changed(self, m: StageChanged) -> None:
-        log = self.query_one(RichLog)
+        log = self.query_one(StageLog)
         if m.done:
             line = Text(f"✓ {m.name}", style="green")
             line.append(f"  {m.seconds:.2f} s", style="dim")
@@ -96,7 +125,7 @@ class TrainingPane(Vertical):
 
     def note(self, m: NotePosted) -> None:
         style = "yellow" if m.level == "warn" else "dim"
-        self.query_one(RichLog).write(Text(("⚠ " if m.level == "warn" else "• ") + m.text, style=style))
+        self.query_one(StageLog).write(Text(("⚠ " if m.level == "warn" else "• ") + m.text, style=style))
 
     def progress(self, m: TrainProgress) -> None:
         self.step, self.total, self.loss, self.elapsed = m.step, m.total, m.loss, m.elapsed
@@ -107,7 +136,7 @@ class TrainingPane(Vertical):
 
     def rank_probe(self, m: RankProbed) -> None:
         self.probes.append(m)
-        self.query_one(RichLog).write(Text(
+        self.query_one(StageLog).write(Text(
             f"  step {m.step}: rank(G) = {m.rank}  (σ_max {m.sigma_max:.3g}, σ_min {m.sigma_min:.3g})", style="cyan"))
         self._draw_rank()
 
@@ -128,19 +157,19 @@ class TrainingPane(Vertical):
                    else self.step)
         self.stage = tr["status"]
         timings = report.get("timings", {})
-        self.query_one(RichLog).write(Text(
+        self.query_one(StageLog).write(Text(
             f"■ finished: {tr['status']} after {tr['steps']} steps, final loss {num(tr.get('final_loss'))}"
             + (f"; total {timings['total']:.2f} s" if isinstance(timings.get("total"), (int, float)) else ""),
             style="bold"))
         if tr.get("message"):
-            self.query_one(RichLog).write(Text(f"  {tr['message']}", style="dim"))
+            self.query_one(StageLog).write(Text(f"  {tr['message']}", style="dim"))
         self._status(report)
         self._draw_loss()
         self._draw_rank()
 
     def stopped(self, why: str) -> None:
         self.state = why
-        self.query_one(RichLog).write(Text(f"■ {why}", style="bold yellow"))
+        self.query_one(StageLog).write(Text(f"■ {why}", style="bold yellow"))
         self._status()
 
     # ---- drawing
@@ -156,7 +185,8 @@ class TrainingPane(Vertical):
             t.append(f"{self.state}", style="bold green" if self.state == "finished" else "bold yellow")
             if report is not None:
                 t.append(f" ({report['training']['status']})")
-        t.append(f"  step {self.step:,}/{self.total:,}  loss {num(self.loss)}  elapsed {_clock(self.elapsed)}")
+        pct = f" ({100 * self.step / self.total:.0f}%)" if self.total else ""
+        t.append(f"  step {self.step:,}/{self.total:,}{pct}  loss {num(self.loss)}  elapsed {_clock(self.elapsed)}")
         if self.state == "running":
             t.append(f"  remaining {_clock(remaining)}" if self.stage == "train" else "")
         status.update(t, layout=False)  # fixed height: no relayout of the screen at 10 Hz
