@@ -144,7 +144,7 @@ class BasinApp(App[int]):
         gc.freeze()  # no gc.collect() first: a full collection is the very stall this avoids
 
     def on_unmount(self) -> None:
-        self.bridge.shutdown(0.0)
+        self.bridge.shutdown(0.0, terminate=True)
 
     FOCUS_IN = {"setup": "#preset-list", "training": "#stage-log", "spectrum": "#spec-facts",
                 "layers": "#layers-table", "hessian": "#hess-facts", "levelset": "#ls-body"}

@@ -223,7 +223,12 @@ def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool) -> None:
         kind = "input" if isinstance(exc, (InputError, ValueError)) else "runtime"
         out.put(("error", kind, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
     out.close()
-    out.join_thread()
+    out.join_thread()  # everything is in the pipe now
+    # Skip the interpreter's teardown (torch's takes up to a second): nothing is left to clean up,
+    # and a cancelled run should let go of its CPU at once.
+    import os
+
+    os._exit(0)
 
 
 class _EngineProcess:
@@ -303,7 +308,7 @@ class Bridge:
                 return
             if self._spare is None or not self._spare.process.is_alive():
                 self._spare = _EngineProcess(warm=self._session is None)
-                self._procs.append(self._spare)
+                self._procs = [p for p in self._procs if p.process.is_alive()] + [self._spare]
 
     def _take(self) -> _EngineProcess:
         with self._lock:
@@ -320,16 +325,18 @@ class Bridge:
         instead of waiting for its next cancel check."""
         with self._lock:
             self._closed = True
-        for p in self._procs:
+        with self._lock:
+            procs = list(self._procs)
+        for p in procs:
             if terminate and p.process.is_alive():
                 p.cancel.set()
                 p.process.terminate()
             else:
                 p.stop(0.2)
         deadline = time.monotonic() + timeout
-        for p in self._procs:
+        for p in procs:
             p.process.join(max(0.0, deadline - time.monotonic()))
-        return not any(p.process.is_alive() for p in self._procs)
+        return not any(p.process.is_alive() for p in procs)
 
     # ---- commands
     def start(self, app: App, preset: Preset) -> int:
@@ -377,7 +384,7 @@ class Bridge:
         try:
             while True:
                 if stale():
-                    proc.stop(1.0)
+                    proc.stop(0.5)
                     return
                 try:
                     item = proc.out.get(timeout=POLL_S)

@@ -20,7 +20,7 @@ def keys_table(keys: Sequence[Any]) -> Table:
     t.add_column("key", no_wrap=True, style="bold cyan")
     t.add_column("does")
     for k in keys:
-        t.add_row(k.display, k.help)
+        t.add_row(k.display or k.key, k.help)
     return t
 
 

@@ -52,9 +52,6 @@ class HessianPane(Vertical):
     HessianPane #hess-plot { height: 1fr; min-height: 8; }
     HessianPane #hess-facts { height: 1fr; padding: 0 1; }
     HessianPane #hess-body { layout: vertical; }
-    Screen.-wide HessianPane #hess-body { layout: horizontal; }
-    Screen.-wide HessianPane #hess-plot { width: 3fr; }
-    Screen.-wide HessianPane #hess-facts { width: 2fr; }
     """
 
     def __init__(self, **kw: Any) -> None:

@@ -141,7 +141,7 @@ class LayersPane(Vertical):
         self.query_one("#layers-head", Static).update(Text.assemble(
             (f"{len(layers)} blocks in ranking order", "bold"),
             " (1 = most information lost in the block itself). ",
-            f"{n_dep} dependent-input vector{'s' if n_dep != 1 else ''} from the null space of GᵀG. "
+            f"{n_dep} group{'s' if n_dep != 1 else ''} of dependent inputs from the null space of GᵀG. "
             "Move the cursor to see a block's details."))
         table.move_cursor(row=0)
         self._detail(self.order[0])
@@ -163,19 +163,22 @@ class LayersPane(Vertical):
                 continue
             t.add_row(k.replace("_", " "), _cell(k, v))
         bound, guaranteed = layer.get("dependence_bound"), layer.get("dependence_guaranteed")
-        parts: list[Any] = [Text(f"Block {layer.get('name', index)}", style="bold"), t]
+        parts: list[Any] = [Text(f"Block {layer.get('name', index)}", style="bold")]
+        if layer.get("finding"):
+            parts.append(Text(str(layer["finding"]), style="italic"))
         if bound is not None:
             parts.append(Text(
                 f"The m·d columns of its largest merged class agree on every parameter after this block, so their "
                 f"rank is at most {bound}" + (": dependence is guaranteed." if guaranteed else "."), style="italic"))
         hits = [e for e in self.dependent if collided_at(e, layer, index)]
-        parts.append(Text(""))
         if hits:
-            parts.append(Text(f"Dependent inputs that collided here ({len(hits)}):", style="bold"))
+            parts.append(Text(f"Dependent inputs that collided here ({len(hits)} group{'s' if len(hits) != 1 else ''}):",
+                              style="bold"))
             parts += [Text(f"  • {describe_entry(e)}") for e in hits]
         elif self.dependent:
-            parts.append(Text("No dependent-input vector names this block as where its inputs collided.", style="dim"))
+            parts.append(Text("No group of dependent inputs collided in this block.", style="dim"))
         else:
             parts.append(Text("No dependent inputs in this report (the null space of GᵀG is empty or was not "
                               "reported).", style="dim"))
+        parts += [Text(""), t]
         self.query_one("#layer-detail-text", Static).update(Group(*parts))

@@ -67,9 +67,6 @@ class SpectrumPane(Vertical):
     SpectrumPane #spec-plot { height: 1fr; min-height: 8; }
     SpectrumPane #spec-facts { height: 1fr; padding: 0 1; }
     SpectrumPane #spec-body { layout: vertical; }
-    Screen.-wide SpectrumPane #spec-body { layout: horizontal; }
-    Screen.-wide SpectrumPane #spec-plot { width: 3fr; }
-    Screen.-wide SpectrumPane #spec-facts { width: 2fr; }
     """
 
     def __init__(self, **kw: Any) -> None:

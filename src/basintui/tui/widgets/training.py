@@ -61,7 +61,8 @@ class TrainingPane(Vertical):
 
     DEFAULT_CSS = """
     TrainingPane #train-status { height: 1; padding: 0 1; }
-    TrainingPane ProgressBar { padding: 0 1; height: 1; }
+    TrainingPane ProgressBar { padding: 0 1; height: 1; width: 1fr; }
+    TrainingPane ProgressBar Bar { width: 1fr; }
     TrainingPane #train-plots { height: 1fr; min-height: 8; }
     TrainingPane PlotextPlot { width: 1fr; height: 1fr; }
     TrainingPane #stage-log { height: 9; border-top: solid $panel; padding: 0 1; }
