@@ -183,3 +183,19 @@ def test_probabilities_output_for_ce_loses_one_direction_per_input():
     assert logits.G_on == "logits" and probs.G_on == "probabilities"
     assert logits.G.rank == 18
     assert probs.G.rank == 6 * (3 - 1)  # softmax outputs sum to one on every input
+
+
+def test_partial_reports_carry_the_spectrum_before_the_later_stages_run():
+    from basintui.engine.events import Partial
+
+    p = make_preset(data={"n": 10, "dim": 3}, model={"hidden": [5]}, train={"steps": 3},
+                    analysis={"hessian": "dense", "layers": True})
+    events = []
+    report = run(p, events.append)
+    order = [(type(e).__name__, getattr(e, "name", getattr(e, "stage", ""))) for e in events
+             if isinstance(e, (Partial, Stage)) and (not isinstance(e, Stage) or not e.done)]
+    assert order.index(("Partial", "spectrum")) < order.index(("Stage", "hessian"))
+    first = next(e for e in events if isinstance(e, Partial))
+    assert first.report["G"]["rank"] == report.G.rank and first.report["hessian"] is None
+    last = [e for e in events if isinstance(e, Partial)][-1]
+    assert last.report["layers"] is not None and last.report["hessian"] is not None

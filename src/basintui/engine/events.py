@@ -57,5 +57,14 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """The report so far (its JSON form), after an analysis stage: the spectrum can be read while
+    the Hessian and the later stages still run."""
+
+    stage: str
+    report: dict
+
+
+@dataclass(frozen=True)
 class Finished:
     report: Any  # report.Report

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import Preset
+from ..limits import DENSE_HESSIAN_MAX_PARAMS, fmt_bytes  # noqa: F401 (re-exported)
 from .errors import ResourceError
 
-DENSE_HESSIAN_MAX_PARAMS = 6000  # auto: a dense N×N Hessian (three of them, H, GGN, H − GGN) up to here
 SAFETY = 0.8  # use at most this fraction of the memory available
 
 
@@ -30,14 +30,6 @@ def available_bytes(device: torch.device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return 2**40
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
 
 
 def hessian_bytes(n_params: int) -> int:

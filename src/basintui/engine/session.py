@@ -22,7 +22,7 @@ from . import data as data_mod
 from . import jacobian, resources, spectrum
 from .cancel import CancelToken
 from .errors import Cancelled, EngineError, InputError
-from .events import Finished, Note, Plan, RankProbe, Stage
+from .events import Finished, Note, Partial, Plan, RankProbe, Stage
 from .models import Layout, activation_numel, check_batch_independent, flat_params, layout_of, make_model
 from .report import DataInfo, ModelInfo, Report, TrainingInfo
 from .train import TrainResult, train
@@ -287,11 +287,13 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float]) -> None:
         spec = _stage("spectrum", ctx, timings, lambda: spectrum.spectrum_of(G, rtol=rtol, cancel=ctx.cancel))
     ctx.spectrum = spec
     report.G = spec
+    ctx.emit(Partial("spectrum", report.to_dict()))
     for name, fn in analysis_stages(ctx.preset):
         setattr(report, name, None)
         value = _stage(name, ctx, timings, lambda fn=fn: fn(ctx, report))
         if value is not None:
             setattr(report, name, value)
+        ctx.emit(Partial(name, report.to_dict()))
 
 
 def analysis_stages(preset: Preset) -> list[tuple[str, Callable[[Context, Report], Any]]]:

@@ -29,6 +29,7 @@ from .messages import (
     RankProbed,
     RunFailed,
     RunFinished,
+    RunPartial,
     RunStarted,
     StageChanged,
     TrainProgress,
@@ -272,6 +273,23 @@ class BasinApp(App[int]):
         if self.bridge.is_current(m.run_id):
             self.pane(TrainingPane).rank_probe(m)
 
+    def on_run_partial(self, m: RunPartial) -> None:
+        """Show each finished section while later stages still run (never a pane for a null section:
+        null mid-run means 'not yet', which the final report settles)."""
+        if not self.bridge.is_current(m.run_id):
+            return
+        report = m.report
+        panes = {"G": SpectrumPane, "layers": LayersPane, "hessian": HessianPane, "levelset": LevelSetPane}
+        for key, pane in panes.items():
+            if report.get(key) is not None:
+                self.pane(pane).show(report)
+        if m.stage == "spectrum" and report.get("G") is not None:
+            if self.started_at is not None and self.first_spectrum_s is None:
+                self.first_spectrum_s = time.monotonic() - self.started_at
+            g = report["G"]
+            self.notify(f"rank(G) = {g['rank']} (N = {g['n_params']:,}, kd = {g['n_outputs']:,}); "
+                        "the other analyses are still running", title="Spectrum ready", timeout=3)
+
     def on_run_finished(self, m: RunFinished) -> None:
         if not self.bridge.is_current(m.run_id):
             return
@@ -282,7 +300,7 @@ class BasinApp(App[int]):
         self.pane(LayersPane).show(report)
         self.pane(HessianPane).show(report)
         self.pane(LevelSetPane).show(report)
-        if self.started_at is not None and report.get("G") is not None:
+        if self.started_at is not None and self.first_spectrum_s is None and report.get("G") is not None:
             self.first_spectrum_s = time.monotonic() - self.started_at
         status = report["training"]["status"]
         self.sub_title = f"preset {self.preset.name} · {status}"

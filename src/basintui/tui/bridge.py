@@ -27,6 +27,7 @@ from textual.app import App
 from textual.worker import Worker, get_current_worker
 
 from ..config import NATURAL_DIM, Preset
+from ..limits import DENSE_HESSIAN_MAX_PARAMS, fmt_bytes  # noqa: F401 (app code imports fmt_bytes here)
 from ..engine import events as ev
 from ..engine.cancel import WorkerToken
 from ..engine.data import DEFAULT_DIM, DEFAULT_N
@@ -39,6 +40,7 @@ from .messages import (
     RankProbed,
     RunFailed,
     RunFinished,
+    RunPartial,
     RunStarted,
     StageChanged,
     TrainProgress,
@@ -49,18 +51,8 @@ Session = Callable[[Preset, Callable[[object], None], Any], Any]
 PROGRESS_INTERVAL_S = 0.1  # at most 10 progress snapshots a second
 POLL_S = 0.05  # the supervisor's cancel poll
 HISTORY_POINTS = 2048  # the loss history a snapshot carries is decimated to at most this many points
-DENSE_HESSIAN_MAX_PARAMS = 6000  # mirrors engine.resources (which imports torch): tested equal
 LABEL_CLASSES = {"xor": 2, "moons": 2, "circles": 2, "parity": 2, "digits": 10}
 DIGITS_IMAGES = 1797
-
-
-def fmt_bytes(n: float) -> str:
-    """Same format as engine.resources.fmt_bytes, without importing torch into the app."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- sizes before a run
@@ -190,6 +182,8 @@ class _Outbox:
             self.out.put(("plan", e.n_params, e.n_train, e.out_dim, e.g_bytes, e.method, e.hessian, e.hessian_bytes))
         elif isinstance(e, ev.Note):
             self.out.put(("note", e.text, e.level))
+        elif isinstance(e, ev.Partial):
+            self.out.put(("partial", e.stage, e.report))
         # Finished: the result goes out once session.run has returned.
 
 
@@ -410,6 +404,8 @@ class Bridge:
                     send(PlanReady(run_id, *rest))
                 elif tag == "note":
                     send(NotePosted(run_id, *rest))
+                elif tag == "partial":
+                    send(RunPartial(run_id, *rest))
                 elif tag == "done":
                     data, blob = rest
                     send(RunFinished(run_id, data, ReportHandle(blob)))

@@ -75,6 +75,14 @@ class RankProbed(RunMessage):
 
 
 @dataclass(eq=False)
+class RunPartial(RunMessage):
+    """The report so far (JSON dict) after an analysis stage: panes whose section is in it can show it."""
+
+    stage: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
 class RunFinished(RunMessage):
     """The run's report as the JSON dict (what every pane renders) and the engine's object (for export)."""
 
