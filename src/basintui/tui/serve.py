@@ -27,7 +27,7 @@ def serve(preset: str, port: int) -> int:
     try:
         from textual_serve.server import Server
     except ImportError:
-        sys.stderr.write("basintui: error: serving needs textual-serve: pip install 'basintui[serve]'\n")
+        sys.stderr.write("basintui: error: serving needs textual-serve: pip install textual-serve\n")
         return 1
     if not 0 < port < 65536:
         sys.stderr.write(f"basintui: error: --port {port} is not a port number (1-65535)\n")
