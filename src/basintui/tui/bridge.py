@@ -237,6 +237,17 @@ class _EngineProcess:
                                    name="basintui-engine")
         self.process.start()
 
+    def kill_after(self, grace: float) -> None:
+        """SIGKILL the process if it is still alive `grace` seconds from now (in a thread)."""
+
+        def reap() -> None:
+            self.process.join(grace)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(1.0)
+
+        threading.Thread(target=reap, daemon=True, name="basintui-killer").start()
+
     def stop(self, grace: float) -> None:
         """Ask the run to stop, then end the process if it has not within `grace` seconds (in a thread)."""
         self.cancel.set()
@@ -325,6 +336,7 @@ class Bridge:
             if terminate and p.process.is_alive():
                 p.cancel.set()
                 p.process.terminate()
+                p.kill_after(0.3)  # SIGTERM can wait behind a busy machine's I/O; never outlive the app
             else:
                 p.stop(0.2)
         deadline = time.monotonic() + timeout
