@@ -160,13 +160,14 @@ def _from_gram(lam: np.ndarray, V: torch.Tensor, apply: Callable[[torch.Tensor],
 def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken | None = None,
                     rtol: float = 0.0) -> tuple[np.ndarray, str]:
     """All min(N, kd) singular values of G and the route that produced them: the Gram route
-    (see `_from_gram`) when G is at least 4× longer than wide, else an SVD."""
+    (see `_from_gram`) when G is at least 2× longer than wide (measured: an SVD of a 10,059 × 4,096
+    G took 22 s, the Gram and eigh a fraction of that), else an SVD."""
     n, m = G.shape
     small, large = min(n, m), max(n, m)
     if small == 0:
         return np.zeros(0), "empty"
     if method == "auto":
-        method = "gram" if large >= 4 * small else "svd"
+        method = "gram" if large >= 2 * small else "svd"
     if method == "svd":
         return svdvals(G), "svd"
     if method != "gram":
