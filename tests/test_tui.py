@@ -218,6 +218,7 @@ def test_sizes_before_the_run_match_the_engines_plan(name, sets):
     plan, est = plans[0], estimate_sizes(preset)
     assert (est.n_params, est.n_train, est.out_dim) == (plan.n_params, plan.n_train, plan.out_dim)
     assert est.g_bytes == plan.g_bytes
+    assert est.peak_bytes == plan.peak_bytes  # same route (factored or explicit), same estimate
     assert est.hessian_mode == plan.hessian
 
 

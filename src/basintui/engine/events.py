@@ -54,6 +54,7 @@ class Plan:
     method: str
     hessian: str
     hessian_bytes: int
+    peak_bytes: int = 0  # the G + spectrum stages' working set for the route taken
 
 
 @dataclass(frozen=True)

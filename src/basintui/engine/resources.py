@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import Preset
-from ..limits import DENSE_HESSIAN_MAX_PARAMS, fmt_bytes  # noqa: F401 (re-exported)
+from ..limits import (  # noqa: F401 (re-exported)
+    DENSE_HESSIAN_MAX_PARAMS,
+    fmt_bytes,
+    hessian_bytes,
+    spectrum_peak_bytes,
+)
 from .errors import ResourceError
 
 SAFETY = 0.8  # use at most this fraction of the memory available
@@ -32,11 +37,6 @@ def available_bytes(device: torch.device) -> int:
         return 2**40
 
 
-def hessian_bytes(n_params: int) -> int:
-    """Dense Hessian analysis: H, GGN and H − GGN in float64, plus eigh's workspace (~one more)."""
-    return 4 * 8 * n_params * n_params
-
-
 @dataclass(frozen=True)
 class ResourcePlan:
     n_params: int
@@ -50,17 +50,6 @@ class ResourcePlan:
     hessian_bytes: int
     notes: list[str] = field(default_factory=list)
     forward_bytes: int = 0  # a full-batch forward + backward pass (targets, training, G's factors)
-
-
-def spectrum_peak_bytes(n_params: int, kd: int, factored: bool, width_sum: int = 0) -> int:
-    """The largest working set of the G + spectrum stages for the route the session will take."""
-    small = min(n_params, kd)
-    if factored:
-        # layer inputs and output gradients, the kd × kd Gram, its eigenvectors and eigh's workspace
-        return 8 * kd * max(width_sum, 1) * 2 + 4 * 8 * kd * kd
-    # G, a copy for the tall orientation / SVD input, the SVD's own workspace, and the small Gram.
-    g = 8 * n_params * kd
-    return 2 * g + 8 * small * small + 8 * small * max(n_params, kd) // 4
 
 
 def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torch.device,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config import Preset
+from ..limits import factored_route_applies
 from . import data as data_mod
 from . import jacobian, resources, spectrum
 from .cancel import CancelToken
@@ -159,7 +160,7 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
     per_input = activation_numel(model, x_train[:2])
     plan = resources.plan(preset, N, k, d, device, factored=factored, width_sum=widths,
                           forward_bytes=3 * x_train.element_size() * k * per_input)
-    emit(Plan(N, k, d, plan.g_bytes, plan.g_method, plan.hessian_mode, plan.hessian_bytes))
+    emit(Plan(N, k, d, plan.g_bytes, plan.g_method, plan.hessian_mode, plan.hessian_bytes, plan.peak_bytes))
     for text in plan.notes:
         note(text)
     resources.guard(plan)
@@ -252,7 +253,7 @@ def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str =
 def use_factored_route(model: nn.Module, n_params: int, n_outputs: int) -> bool:
     """The factored Gram (engine/gram.py) serves networks of Linear layers whose Gram GᵀG is the
     small side (kd ≤ N/4): the spectrum then never needs G itself."""
-    return jacobian.linear_path_ok(model) and 4 * n_outputs <= n_params
+    return factored_route_applies(n_params, n_outputs) and jacobian.linear_path_ok(model)
 
 
 def _analyse(ctx: Context, report: Report, timings: dict[str, float]) -> None:

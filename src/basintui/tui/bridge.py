@@ -27,7 +27,13 @@ from textual.app import App
 from textual.worker import Worker, get_current_worker
 
 from ..config import NATURAL_DIM, Preset
-from ..limits import DENSE_HESSIAN_MAX_PARAMS, fmt_bytes  # noqa: F401 (app code imports fmt_bytes here)
+from ..limits import (  # noqa: F401 (app code imports fmt_bytes here)
+    DENSE_HESSIAN_MAX_PARAMS,
+    factored_route_applies,
+    fmt_bytes,
+    hessian_bytes,
+    spectrum_peak_bytes,
+)
 from ..engine import events as ev
 from ..engine.cancel import WorkerToken
 from ..engine.data import DEFAULT_DIM, DEFAULT_N
@@ -109,9 +115,12 @@ def estimate_sizes(preset: Preset) -> Sizes:
     if None not in (n_params, k, d):
         kd = k * d
         g = 8 * n_params * kd
-        small = min(n_params, kd)
-        peak = 2 * g + 8 * small * small + 8 * small * max(n_params, kd) // 4
-        hb = 4 * 8 * n_params * n_params if mode == "dense" else 0
+        # an MLP is a network of Linear layers and elementwise activations: the engine's factored
+        # route applies exactly when its size rule does
+        widths = [in_dim, *m_cfg.hidden, d]
+        peak = spectrum_peak_bytes(n_params, kd, factored_route_applies(n_params, kd),
+                                   sum(a + b for a, b in zip(widths, widths[1:], strict=False)))
+        hb = hessian_bytes(n_params) if mode == "dense" else 0
     return Sizes(n_params, k, d, g, peak, mode, hb, "; ".join(why))
 
 
