@@ -199,3 +199,11 @@ def test_partial_reports_carry_the_spectrum_before_the_later_stages_run():
     assert first.report["G"]["rank"] == report.G.rank and first.report["hessian"] is None
     last = [e for e in events if isinstance(e, Partial)][-1]
     assert last.report["layers"] is not None and last.report["hessian"] is not None
+
+
+@pytest.mark.parametrize("targets", ["random", "teacher"])
+def test_ce_with_one_output_is_refused_before_anything_is_made(targets):
+    p = make_preset(data={"n": 8, "dim": 3, "out_dim": 1, "targets": targets}, train={"loss": "ce", "steps": 1})
+    with pytest.raises(InputError) as info:
+        run(p)
+    assert info.value.key == "data.out_dim" and "at least 2 outputs" in str(info.value)
