@@ -69,7 +69,7 @@ def test_run_shows_the_reports_rank_and_exports(tmp_path):
             # export: e, confirm the path, files written, a toast says where
             assert app.report["error"] is None, app.report["error"]
             await pilot.press("e")
-            await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen), 5,
+            await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.query(Input), 5,
                            f"the export dialog (screen {app.screen}, focus {app.focused})")
             app.screen.query_one(Input).value = str(tmp_path / "out.json")
             await pilot.press("enter")
@@ -161,7 +161,9 @@ def test_engine_failure_opens_the_modal_and_the_app_lives_on(tmp_path):
         app = BasinApp(preset)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("r")
-            await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), what="the error modal")
+            # push_screen switches app.screen at once and composes the modal on a later tick
+            await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen) and app.screen.query("#error-message"),
+                           what="the error modal")
             screen = app.screen
             assert str(bad) in str(screen.query_one("#error-message", Static).render()) or screen.message
             await pilot.press("escape")
