@@ -32,7 +32,11 @@ def test_factored_gram_products_and_blocks_match_explicit_G(bias, d):
     assert (f.gram() - G.T @ G).abs().max().item() <= 1e-13 * scale
     assert (f.materialize() - G).abs().max().item() <= 1e-13 * G.abs().max().item()
     V = torch.randn(G.shape[1], 5, dtype=torch.float64)
-    assert (f.g_times(V) - G @ V).abs().max().item() <= 1e-12 * (G @ V).abs().max().item()
+    for budget in (2**30, 2000):  # whole layers per block, and one or two output units per block
+        GV = torch.cat(list(f.blocks(V, budget_bytes=budget)))
+        assert (GV - G @ V).abs().max().item() <= 1e-12 * (G @ V).abs().max().item()
+        assert torch.equal(torch.cat(list(f.blocks(None, budget_bytes=budget))), f.materialize())
+    assert len(list(f.blocks(V, budget_bytes=2000))) > 2 * len(f.layers)
     for b in layout.blocks:
         Gb = G[b.start: b.stop]
         assert (f.gram_rows(b.start, b.stop) - Gb.T @ Gb).abs().max().item() <= 1e-13 * scale

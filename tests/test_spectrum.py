@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from basintui.engine.report import interpret
-from basintui.engine.spectrum import EPS, analyse, singular_values, spectrum_of
+from basintui.engine.spectrum import EPS, DenseRows, analyse, singular_values, spectrum_of, streamed_singular_values
 
 
 def _with_singular_values(n: int, m: int, sv: np.ndarray, seed: int = 0) -> torch.Tensor:
@@ -103,3 +103,39 @@ def test_zero_G_has_rank_zero_and_full_kernel():
 def test_exact_zero_singular_values_do_not_break_the_gap():
     s = analyse(np.array([1.0, 0.5, 0.0, 0.0]), 4, 4)
     assert s.rank == 2 and s.largest_gap.after == 2 and np.isfinite(s.largest_gap.decades)
+
+
+def test_nested_ritz_levels_resolve_a_tail_that_is_itself_ill_conditioned():
+    # Four decades of structure under the Gram's trust line: one Ritz level leaves 1e-10 and the
+    # exact zeros under its own trust line, so a second level must refine them.
+    sv_true = np.concatenate([np.geomspace(1, 1e-3, 40), np.full(20, 1e-6), np.full(10, 1e-10), np.zeros(10)])
+    G = _with_singular_values(3000, 80, sv_true, seed=4)
+    sv, method = singular_values(G, "gram")
+    ref = np.linalg.svd(G.numpy(), compute_uv=False)
+    assert "2 levels" in method or "3 levels" in method
+    s, s_ref = analyse(sv, 3000, 80, method=method), analyse(ref, 3000, 80)
+    assert s.rank == s_ref.rank == 70
+    assert s.rank_at_rtol == s_ref.rank_at_rtol
+    assert np.max(np.abs(sv - ref)) <= 1e-13 * ref[0]
+    big = ref >= 1e-4 * ref[0]
+    assert np.max(np.abs(sv[big] - ref[big]) / ref[big]) <= 1e-8
+
+
+@pytest.mark.parametrize("budget", [8 * 80 * 7, 2**30])  # 7 rows per block, or all at once
+def test_streamed_route_never_holds_G_and_matches_the_dense_svd(budget):
+    rng = np.random.default_rng(5)
+    G = torch.as_tensor(rng.standard_normal((700, 13)) @ rng.standard_normal((13, 80)))  # rank 13
+    sv, method = streamed_singular_values(DenseRows(G, budget_bytes=budget))
+    ref = np.linalg.svd(G.numpy(), compute_uv=False)
+    assert method.startswith("streamed gram-eigh + Ritz tail")
+    assert analyse(sv, 700, 80).rank == analyse(ref, 700, 80).rank == 13
+    assert np.max(np.abs(sv - ref)) <= 1e-13 * ref[0]
+
+
+def test_a_ritz_value_at_the_tolerance_without_room_for_a_full_svd_is_decided_and_said():
+    sv_true = np.concatenate([np.ones(40), np.full(40, 600 * 2.2e-16)])
+    G = _with_singular_values(600, 80, sv_true, seed=2)
+    sv, method = streamed_singular_values(DenseRows(G))  # a streamed G can never be SVD'd whole
+    assert "within 30× of the tolerance" in method and "Ritz values decided the rank" in method
+    ref = np.linalg.svd(G.numpy(), compute_uv=False)
+    assert np.max(np.abs(sv - ref)) <= 1e-14 * ref[0]  # the values that decided are still exact to ~ε·σ₁

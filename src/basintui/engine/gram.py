@@ -12,6 +12,7 @@ O(k·width) instead of O(k·N), and the whole kernel in a fraction of the explic
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -77,16 +78,37 @@ class LinearFactors:
                 raise ValueError(f"rows [{start}, {stop}) split Linear layer {layer.module_index}")
         return K
 
-    def g_times(self, V: torch.Tensor) -> torch.Tensor:
-        """G·V (N × s) for V (kd × s), without forming G: per layer Σ_r V[r, j] b_r ã_rᵀ."""
-        out = torch.empty(self.n_params, V.shape[1], dtype=torch.float64, device=V.device)
+    @property
+    def n_rows(self) -> int:
+        return self.n_params
+
+    @property
+    def n_cols(self) -> int:
+        return self.n_outputs
+
+    def blocks(self, V: torch.Tensor | None = None, cancel: CancelToken | None = None,
+               budget_bytes: int = 256 * 2**20) -> Iterator[torch.Tensor]:
+        """G's rows in order, block by block (G_c, or G_c·V when V is given), never G whole: a block
+        is a run of one layer's output units (rows o·in … o·in + in − 1 each), then its bias.
+        For V (kd × s): G_c·V[(o, i), j] = Σ_r b_ro ã_ri V_rj, computed as ((b_o ⊙ V)ᵀ Ã) per unit."""
+        width = self.n_outputs if V is None else V.shape[1]
         for layer, a, b in zip(self.layers, self.A, self.B):
             a_rows = self._a_rows(a)
-            w = torch.einsum("ro,rj,ri->oij", b, V, a_rows).reshape(layer.n_out * layer.n_in, -1)
-            out[layer.start: layer.start + w.shape[0]] = w
+            # working set per output unit: (b_o ⊙ V) is kd × s, its product with Ã in × s (twice)
+            per_unit = 8 * (self.n_outputs * width + 2 * layer.n_in * width)
+            units = max(1, min(layer.n_out, budget_bytes // per_unit))
+            for o0 in range(0, layer.n_out, units):
+                if cancel is not None:
+                    cancel.check()
+                bo = b[:, o0: o0 + units]  # (kd, u)
+                if V is None:
+                    yield (bo[:, :, None] * a_rows[:, None, :]).reshape(self.n_outputs, -1).T
+                    continue
+                X = (bo[:, :, None] * V[:, None, :]).reshape(self.n_outputs, -1)  # (kd, u·s)
+                Y = (X.T @ a_rows).view(bo.shape[1], width, layer.n_in)  # (u, s, in)
+                yield Y.transpose(1, 2).reshape(bo.shape[1] * layer.n_in, width)
             if layer.bias:
-                out[layer.start + w.shape[0]: layer.stop] = b.T @ V
-        return out
+                yield b.T if V is None else b.T @ V
 
     def materialize(self) -> torch.Tensor:
         """G itself (N × kd), stored as the transpose of a row-major J."""

@@ -8,13 +8,16 @@ dependence on the tolerance is visible.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from .cancel import CancelToken
+from ..limits import fmt_bytes
+from .errors import ResourceError
 from .resources import check_fits
 
 EPS = float(np.finfo(np.float64).eps)
@@ -111,6 +114,48 @@ def _tall(G: torch.Tensor) -> torch.Tensor:
     return G if G.shape[0] >= G.shape[1] else G.T
 
 
+STREAM_BYTES = 256 * 2**20  # one row block of G·V (and of G) at a time
+MAX_RITZ_LEVELS = 8  # each level shrinks the unrefined scale by ≥ 3e-4 (σ); 5 reach below ε·σ₁
+
+
+class RowBlocks(Protocol):
+    """A tall matrix (here G, or Gᵀ when N < kd) read in consecutive row blocks, never whole."""
+
+    n_rows: int
+    n_cols: int
+
+    def blocks(self, V: torch.Tensor | None = None,
+               cancel: CancelToken | None = None) -> Iterator[torch.Tensor]:
+        """Each block of rows in order, times V when V is given (A_c or A_c·V)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DenseRows:
+    """Row blocks of a tall matrix that is already in memory."""
+
+    A: torch.Tensor
+    budget_bytes: int = STREAM_BYTES
+
+    @property
+    def n_rows(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def n_cols(self) -> int:
+        return self.A.shape[1]
+
+    def blocks(self, V: torch.Tensor | None = None,
+               cancel: CancelToken | None = None) -> Iterator[torch.Tensor]:
+        width = self.n_cols if V is None else V.shape[1]
+        rows = max(1, self.budget_bytes // (8 * max(width, 1)))
+        for r0 in range(0, self.n_rows, rows):
+            if cancel is not None:
+                cancel.check()
+            block = self.A[r0: r0 + rows]
+            yield block if V is None else block @ V
+
+
 def gram_eigh(A: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
     """Eigenvalues (descending) and eigenvectors of AᵀA for a tall A (large × small)."""
     if A.is_cuda:
@@ -122,39 +167,117 @@ def gram_eigh(A: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
     return lam.flip(0).numpy(), V.flip(1)
 
 
-def _from_gram(lam: np.ndarray, V: torch.Tensor, apply: Callable[[torch.Tensor], torch.Tensor],
-               full_svd: Callable[[], np.ndarray], shape: tuple[int, int], rtol: float,
+def streamed_gram(source: RowBlocks, V: torch.Tensor | None = None,
+                  cancel: CancelToken | None = None) -> torch.Tensor:
+    """(A·V)ᵀ(A·V) (or AᵀA when V is None), summed over row blocks: memory one block plus the result."""
+    width = source.n_cols if V is None else V.shape[1]
+    M = None
+    for Y in source.blocks(V, cancel):
+        if Y.is_cuda:
+            M = Y.T @ Y if M is None else M.addmm_(Y.T, Y)
+        else:
+            y = Y.numpy()
+            P = y.T @ y  # syrk
+            M = P if M is None else np.add(M, P, out=M)
+    if M is None:
+        return torch.zeros(width, width, dtype=torch.float64)
+    return M if isinstance(M, torch.Tensor) else torch.from_numpy(M)
+
+
+def _eigh_desc(M: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    lam, W = torch.linalg.eigh(M)
+    return lam.flip(0).cpu().numpy(), W.flip(1)
+
+
+def _untrusted(lam: np.ndarray) -> int:
+    """How many of the smallest eigenvalues (descending λ) of a Gram need refinement: those below
+    TAIL_FACTOR × the trust threshold GRAM_TRUST_FACTOR·m·ε·λ₁; 0 when the smallest is trusted."""
+    m = lam.size
+    if m == 0 or lam[0] <= 0 or lam[-1] >= GRAM_TRUST_FACTOR * m * EPS * lam[0]:
+        return 0
+    return int(np.count_nonzero(lam < TAIL_FACTOR * GRAM_TRUST_FACTOR * m * EPS * lam[0]))
+
+
+def ritz_tail(source: RowBlocks, V: torch.Tensor, floor: float,
+              cancel: CancelToken | None = None) -> tuple[np.ndarray, int]:
+    """Singular values of A·V (V orthonormal, small × s) without holding A·V: the Gram of A·V summed
+    over row blocks, its eigenvalues trusted down to about s·ε times its own top, and the rest
+    refined again the same way (A·(V·W_tail)) until what is left lies provably below `floor`.
+
+    A·V is formed from A's entries, so its error is about ε·σ₁(A), not ε·λ₁ as in the Gram of A:
+    its own Gram resolves the tail's values to about √(s·ε)·σ_max(tail) and the next level to that
+    factor again (each level shrinks the unrefined scale by ≥ 3e-4 for s ≤ 4096). Returns the
+    values (descending) and how many levels ran."""
+    values: list[np.ndarray] = []
+    level = 0
+    while V.shape[1] > 0:
+        level += 1
+        mu, W = _eigh_desc(streamed_gram(source, V, cancel))
+        mu = np.maximum(mu, 0.0)
+        s = _untrusted(mu)
+        # The unrefined part is bounded by √(TAIL_FACTOR·threshold·μ₁) (plus ~ε·s·μ₁ of rounding).
+        bound = float(np.sqrt(TAIL_FACTOR * GRAM_TRUST_FACTOR * mu.size * EPS * mu[0] * 1.01)) if mu.size else 0.0
+        if s == 0 or bound < floor or level >= MAX_RITZ_LEVELS:
+            values.append(np.sqrt(mu))
+            break
+        values.append(np.sqrt(mu[: mu.size - s]))
+        V = V @ W[:, mu.size - s:].to(V.device)
+    return np.sort(np.concatenate(values))[::-1] if values else np.zeros(0), level
+
+
+def _from_gram(lam: np.ndarray, V: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.ndarray] | None,
+               full_svd_bytes: int, shape: tuple[int, int], rtol: float,
                cancel: CancelToken | None) -> tuple[np.ndarray, str]:
     """Singular values from the Gram's eigenpairs (λ descending), refined where they can't be trusted.
 
     The eigenvalues are exact enough only down to about m·ε·λ₁. When the smallest is below
     GRAM_TRUST_FACTOR·m·ε·λ₁, the tail (λ below TAIL_FACTOR times that threshold) is refined by
-    Rayleigh-Ritz:
-    the Gram's eigenvectors span the small singular subspace accurately even where their
-    eigenvalues are noise, so the singular values of A·V_tail (`apply`, one product and a small
-    SVD) recover the tail to about ε·σ₁. A refined value within TAIL_BAND of the tolerance
-    sends the decision to a full SVD (`full_svd`).
+    Rayleigh-Ritz (`ritz_tail`): the Gram's eigenvectors span the small singular subspace
+    accurately even where their eigenvalues are noise, so the singular values of A·V_tail recover
+    the tail to about ε·σ₁. A·V_tail is streamed in row blocks into its own small Gram, so the
+    refinement needs s² + one block of memory, never the N × s product. A refined value within
+    TAIL_BAND of the tolerance sends the decision to a full SVD (`full_svd`) when that fits;
+    when it does not, the Ritz values decide and the route says so.
     """
     small = lam.size
     if lam[0] <= 0:
         return np.zeros(small), "gram-eigh"
-    if lam[-1] >= GRAM_TRUST_FACTOR * small * EPS * lam[0]:
+    s = _untrusted(lam)
+    if s == 0:
         return np.sqrt(lam), "gram-eigh"
     if cancel is not None:
         cancel.check()
     tol = default_tolerance(float(np.sqrt(lam[0])), shape, rtol)[0]
-    s = int(np.count_nonzero(lam < TAIL_FACTOR * GRAM_TRUST_FACTOR * small * EPS * lam[0]))
-    check_fits("data.n", f"refining the {s} smallest singular values (a {max(shape)} × {s} matrix and its SVD)",
-               3 * 8 * max(shape) * s, V.device,
+    sigma1 = float(np.sqrt(lam[0]))
+    floor = min(tol, float(min(RTOLS, key=float)) * sigma1) / TAIL_BAND
+    block_rows = max(1, STREAM_BYTES // (8 * s))
+    check_fits("data.n", f"refining the {s} smallest singular values (their {s} × {s} Gram, eigenvectors and "
+                         f"a block of {min(block_rows, max(shape))} rows of G·V)",
+               4 * 8 * s * s + 8 * small * s + min(STREAM_BYTES, 8 * max(shape) * s), V.device,
                "use fewer training inputs (data.n) or a smaller model; the Gram alone cannot resolve them")
-    sv_tail = svdvals(apply(V[:, small - s:]))
+    sv_tail, levels = ritz_tail(source, V[:, small - s:], floor, cancel)
+    head = np.sqrt(np.maximum(lam[: small - s], 0.0))
+    refined = np.concatenate([head, sv_tail])
+    how = f"{s} smallest σ refined by streamed Rayleigh-Ritz on G·V, {levels} level{'s' if levels > 1 else ''}"
     if not ((sv_tail > tol / TAIL_BAND) & (sv_tail < tol * TAIL_BAND)).any():
-        head = np.sqrt(np.maximum(lam[: small - s], 0.0))
-        return np.concatenate([head, np.sort(sv_tail)[::-1]]), \
-            f"gram-eigh + Ritz tail ({s} smallest σ refined by an SVD of G·V)"
+        return refined, f"gram-eigh + Ritz tail ({how})"
     if cancel is not None:
         cancel.check()
+    try:
+        if full_svd is None:
+            raise ResourceError("data.n", "G is never whole on this route", full_svd_bytes)
+        check_fits("data.n", "a full SVD of G", full_svd_bytes, V.device, "")
+    except ResourceError:
+        return refined, (f"gram-eigh + Ritz tail ({how}); a Ritz value lies within {TAIL_BAND:g}× of the "
+                         f"tolerance and a full SVD ({fmt_bytes(full_svd_bytes)}) does not fit, so the "
+                         f"Ritz values decided the rank")
     return full_svd(), "svd (a Ritz value sat near the tolerance, so a full SVD decided)"
+
+
+def _svd_bytes(shape: tuple[int, int]) -> int:
+    """A full SVD of G: G, its tall float64 copy and LAPACK's workspace (~ the small side squared)."""
+    n, m = shape
+    return 2 * 8 * n * m + 8 * min(n, m) ** 2 + 8 * min(n, m) * max(n, m) // 4
 
 
 def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken | None = None,
@@ -174,19 +297,30 @@ def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken |
         raise ValueError(f"unknown spectrum method {method!r}")
     A = _tall(G)
     lam, V = gram_eigh(A)
-    return _from_gram(lam, V, lambda Vs: A @ Vs.to(A.device), lambda: svdvals(G), (n, m), rtol, cancel)
+    return _from_gram(lam, V, DenseRows(A), lambda: svdvals(G), 8 * small * small + 8 * large * small // 4,
+                      (n, m), rtol, cancel)
 
 
 def factored_singular_values(factors, cancel: CancelToken | None = None, rtol: float = 0.0) -> tuple[np.ndarray, str]:
     """The same rule on K = GᵀG built from per-layer factors (engine/gram.py); G is formed only if a
-    full SVD must decide. Needs kd ≤ N (the Gram is kd × kd)."""
+    full SVD must decide and fits. Needs kd ≤ N (the Gram is kd × kd)."""
     K = factors.gram(cancel)
-    lam, V = torch.linalg.eigh(K)
-    lam = lam.flip(0).cpu().numpy()
-    V = V.flip(1)
-    sv, route = _from_gram(lam, V, factors.g_times, lambda: svdvals(factors.materialize()),
-                           (factors.n_params, factors.n_outputs), rtol, cancel)
+    lam, V = _eigh_desc(K)
+    shape = (factors.n_params, factors.n_outputs)
+    sv, route = _from_gram(lam, V, factors, lambda: svdvals(factors.materialize()), _svd_bytes(shape),
+                           shape, rtol, cancel)
     return sv, "factored " + route
+
+
+def streamed_singular_values(source: RowBlocks, cancel: CancelToken | None = None,
+                             rtol: float = 0.0) -> tuple[np.ndarray, str]:
+    """The same rule for a G that is never whole in memory (engine/stream.py: row blocks over
+    parameter chunks): its Gram summed block by block, the tail refined by the same blocks."""
+    K = streamed_gram(source, None, cancel)
+    lam, V = _eigh_desc(K)
+    shape = (source.n_rows, source.n_cols)
+    sv, route = _from_gram(lam, V, source, None, _svd_bytes(shape), shape, rtol, cancel)
+    return sv, "streamed " + route
 
 
 def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0, method: str = "") -> Spectrum:
