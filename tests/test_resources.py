@@ -9,13 +9,41 @@ from basintui.engine import resources
 from conftest import make_preset, run_cli
 
 
-def test_G_that_cannot_fit_is_refused_with_the_estimate_before_anything_is_computed():
-    # N ≈ 9e4 parameters, kd = 2e5 outputs: the forward pass fits, G (~150 GB) does not.
-    proc = run_cli("run", "default", "--set", "model.hidden=[300, 300]", "--set", "data.n=200000",
-                   "--set", "data.dim=2", "--set", "train.steps=0", timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    assert "data.n: G is" in proc.stderr and "available" in proc.stderr and "GiB" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_a_job_whose_G_and_Gram_cannot_fit_is_rerouted_to_the_matrix_free_top_of_the_spectrum():
+    # N ≈ 9e4 parameters, kd = 2e5 outputs: G (~150 GB) and its 9e4² Gram (~240 GB) do not fit.
+    p = make_preset(model={"hidden": [300, 300]}, data={"n": 200_000, "dim": 2})
+    plan = resources.plan(p, 91_201, 200_000, 1, torch.device("cpu"), linear_ok=True, width_sum=1204,
+                          forward_bytes=3 * 8 * 200_000 * 602)
+    assert plan.g_method == "matfree" and not plan.route.g_fits
+    assert any("matrix-free svds finds the top 32" in n for n in plan.notes)
+    assert any("analysis.hessian, analysis.layers" in n and "skipped" in n for n in plan.notes)
+    resources.guard(plan)  # does not raise
+
+
+def test_a_job_that_no_route_fits_is_refused_with_every_estimate(monkeypatch):
+    monkeypatch.setattr(resources, "available_bytes", lambda device: 4 * 2**30)  # the forward pass fits, no route does
+    p = make_preset(model={"hidden": [300, 300]}, data={"n": 200_000, "dim": 2})
+    plan = resources.plan(p, 91_201, 200_000, 1, torch.device("cpu"), linear_ok=True, width_sum=1204,
+                          forward_bytes=3 * 8 * 200_000 * 602)
+    assert plan.g_method == "none"
+    try:
+        resources.guard(plan)
+    except resources.ResourceError as exc:
+        msg = str(exc)
+        assert exc.key == "data.n" and "its Gram" in msg and "matrix-free route" in msg and "usable" in msg
+    else:  # pragma: no cover
+        raise AssertionError("no route fits in 4 GiB: the guard must refuse")
+
+
+def test_a_forced_route_that_does_not_apply_names_the_key():
+    p = make_preset(analysis={"route": "matfree", "top_k": 500})
+    plan = resources.plan(p, 1000, 64, 1, torch.device("cpu"), linear_ok=True, width_sum=40)
+    try:
+        resources.guard(plan)
+    except resources.ResourceError as exc:
+        assert exc.key == "analysis.top_k" and "below min(N, kd) = 64" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("top_k ≥ min(N, kd) must be refused")
 
 
 def test_a_forward_pass_that_cannot_fit_is_refused_before_the_targets_are_made():
@@ -31,15 +59,18 @@ def test_factored_route_reroutes_a_job_whose_G_would_not_fit():
     cpu = torch.device("cpu")
     avail = resources.available_bytes(cpu)
     N, k = 3_000_000, 4096  # G would be 98 GB
-    explicit = resources.plan(p, N, k, 1, cpu, factored=False)
-    factored = resources.plan(p, N, k, 1, cpu, factored=True, width_sum=2 * 1700 + 10)
-    assert explicit.peak_bytes > avail and factored.peak_bytes < 0.8 * avail
-    assert factored.g_method == "factored" and any("factored Gram" in n for n in factored.notes)
+    factored = resources.plan(p, N, k, 1, cpu, linear_ok=True, width_sum=2 * 1700 + 10)
+    assert resources.spectrum_peak_bytes(N, k, False) > avail and factored.peak_bytes < 0.8 * avail
+    assert factored.g_method == "factored" and any("factored per-layer Gram" in n for n in factored.notes)
     resources.guard(factored)  # does not raise
+    # the same job in a model that is not a network of Linear layers streams its Gram instead
+    streamed = resources.plan(p, N, k, 1, cpu, linear_ok=False)
+    assert streamed.g_method == "streamed-params" and any("summed over parameter chunks" in n for n in streamed.notes)
+    forced = resources.plan(make_preset(analysis={"hessian": "off", "route": "explicit"}), N, k, 1, cpu)
     try:
-        resources.guard(explicit)
+        resources.guard(forced)
     except resources.ResourceError as exc:
-        assert exc.estimate_bytes == explicit.peak_bytes
+        assert exc.key == "analysis.route" and exc.estimate_bytes == resources.spectrum_peak_bytes(N, k, False)
     else:  # pragma: no cover
         raise AssertionError("the explicit route should have been refused")
 

@@ -23,6 +23,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float64", "float32")
 HESSIAN_MODES = ("auto", "dense", "lanczos", "off")
 CE_OUTPUTS = ("logits", "probabilities")
+SPECTRUM_ROUTES = ("auto", "explicit", "factored", "streamed", "matfree")
 
 # Kinds whose input dimension is fixed by the data set itself.
 NATURAL_DIM = {"xor": 2, "moons": 2, "circles": 2, "digits": 64}
@@ -80,6 +81,8 @@ class AnalysisConfig:
     levelset: bool = False
     rank_every: int = 0  # live rank probes during training: 0 = automatic, -1 = never
     ce_output: str = "logits"  # what G differentiates for ce: the logits or the probabilities
+    route: str = "auto"  # how G's spectrum is computed (limits.ROUTES); auto = the cheapest that fits
+    top_k: int = 32  # singular values the matrix-free route finds
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,8 @@ def validate(p: Preset, *, source: str = "") -> None:
     _enum("analysis.hessian", a.hessian, HESSIAN_MODES, s)
     _enum("analysis.ce_output", a.ce_output, CE_OUTPUTS, s)
     _range("analysis.rank_every", a.rank_every, a.rank_every >= -1, "an integer >= -1 (0 = auto, -1 = never)", s)
+    _enum("analysis.route", a.route, SPECTRUM_ROUTES, s)
+    _range("analysis.top_k", a.top_k, 1 <= a.top_k <= 10_000, "an integer from 1 to 10000", s)
 
 
 def resolve_path(path: str, source_dir: str) -> Path:

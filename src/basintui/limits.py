@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 DENSE_HESSIAN_MAX_PARAMS = 6000  # hessian = auto: a dense N×N Hessian (H, GGN, H − GGN) up to here
 
 
@@ -36,3 +38,104 @@ def spectrum_peak_bytes(n_params: int, kd: int, factored: bool, width_sum: int =
     # G, a copy for the tall orientation / SVD input, the SVD's own workspace, and the small Gram.
     g = 8 * n_params * kd
     return 2 * g + 8 * small * small + 8 * small * max(n_params, kd) // 4
+
+
+STREAM_BYTES = 256 * 2**20  # one row block of G (or G·V) at a time on the streamed routes
+TOP_K = 32  # singular values the matrix-free route finds when nothing else fits
+ROUTES = ("factored", "explicit", "streamed-params", "streamed-inputs", "matfree")
+
+
+def gram_route_bytes(small: int) -> int:
+    """A streamed Gram route: the small × small Gram, its eigenvectors, eigh's workspace and the
+    tail's own Gram, plus two row blocks in flight."""
+    return 4 * 8 * small * small + 2 * STREAM_BYTES
+
+
+def matfree_route_bytes(n_params: int, kd: int, top_k: int, forward_bytes: int) -> int:
+    """Matrix-free svds: ARPACK's Lanczos basis (2·top_k + 1 vectors of the small side, plus a few
+    of the large side) and one forward pass with its backward and its tangent."""
+    small, large = min(n_params, kd), max(n_params, kd)
+    return 8 * (2 * top_k + 2) * small + 8 * 4 * large + 2 * forward_bytes
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """How G's spectrum will be computed, what it needs, and why this route."""
+
+    route: str  # one of ROUTES, or "none" when nothing fits
+    peak_bytes: int
+    why: str
+    g_fits: bool  # whether G itself can be formed for the stages after the spectrum
+    flops: float  # the route's dominant arithmetic, for a time estimate
+    key: str = "data.n"  # the preset key to change when route is "none"
+
+
+def choose_route(n_params: int, kd: int, linear_ok: bool, usable: float, *, width_sum: int = 0,
+                 forward_bytes: int = 0, top_k: int = TOP_K, force: str = "auto") -> RoutePlan:
+    """The cheapest exact route that fits in `usable` bytes, else the matrix-free top of the spectrum.
+
+    1. factored per-layer Gram: a network of Linear layers with kd ≤ N/4 (no G at all);
+    2. explicit G + SVD or Gram (G in memory);
+    3. factored again for a Linear network with kd ≤ N whose G does not fit;
+    4. streamed Gram over parameter chunks (kd ≤ N) or over input chunks (N < kd): G is computed
+       block by block, never whole, twice (Gram, then the Ritz tail);
+    5. matrix-free svds for the top `top_k` singular values, when no Gram fits.
+    `force` (analysis.route) takes one route, refused with its estimate if it does not fit."""
+    small, large = min(n_params, kd), max(n_params, kd)
+    g = 8 * n_params * kd
+    explicit = spectrum_peak_bytes(n_params, kd, False)
+    factored = spectrum_peak_bytes(n_params, kd, True, width_sum)
+    g_fits = 2 * g <= usable
+    gram_flops = float(small) ** 2 * large
+    if force != "auto":
+        return _forced(force, n_params, kd, linear_ok, usable, g_fits, width_sum, forward_bytes, top_k)
+    if linear_ok and factored_route_applies(n_params, kd) and factored <= usable:
+        return RoutePlan("factored", factored, f"factored per-layer Gram ({kd} × {kd}, {fmt_bytes(factored)}); "
+                         f"G itself ({fmt_bytes(g)}) is formed only for the stages that need it", g_fits,
+                         float(kd) ** 2 * width_sum + float(kd) ** 3)
+    if explicit <= usable:
+        return RoutePlan("explicit", explicit, f"explicit G ({n_params} × {kd}, {fmt_bytes(g)}) and its "
+                         f"{'Gram' if large >= 2 * small else 'SVD'} ({fmt_bytes(explicit)} at the peak)", True,
+                         gram_flops + float(small) ** 3)
+    gram = gram_route_bytes(small)
+    if linear_ok and kd <= n_params and factored <= usable:
+        return RoutePlan("factored", factored, f"G ({fmt_bytes(g)}) does not fit in {fmt_bytes(usable)}: "
+                         f"factored per-layer Gram ({kd} × {kd}, {fmt_bytes(factored)})", False,
+                         float(kd) ** 2 * width_sum + float(kd) ** 3)
+    if gram <= usable:
+        over = "parameter chunks" if kd <= n_params else "input chunks"
+        return RoutePlan("streamed-params" if kd <= n_params else "streamed-inputs", gram,
+                         f"G ({fmt_bytes(g)}) does not fit in {fmt_bytes(usable)}: its {small} × {small} Gram is "
+                         f"summed over {over} ({fmt_bytes(gram)}), G is never whole", False,
+                         2 * gram_flops + float(small) ** 3)
+    mf = matfree_route_bytes(n_params, kd, top_k, forward_bytes)
+    if mf <= usable:
+        return RoutePlan("matfree", mf, f"neither G ({fmt_bytes(g)}) nor its {small} × {small} Gram "
+                         f"({fmt_bytes(gram)}) fits in {fmt_bytes(usable)}: matrix-free svds finds the top "
+                         f"{top_k} singular values only ({fmt_bytes(mf)})", False, 0.0)
+    return RoutePlan("none", min(explicit, gram, mf), f"G needs {fmt_bytes(explicit)}, its Gram "
+                     f"{fmt_bytes(gram)} and the matrix-free route {fmt_bytes(mf)}; {fmt_bytes(usable)} is usable",
+                     False, 0.0)
+
+
+def _forced(force: str, n_params: int, kd: int, linear_ok: bool, usable: float, g_fits: bool, width_sum: int,
+            forward_bytes: int, top_k: int) -> RoutePlan:
+    small, large = min(n_params, kd), max(n_params, kd)
+    if force == "factored" and not (linear_ok and kd <= n_params):
+        return RoutePlan("none", 0, "analysis.route = factored needs a network of Linear layers and elementwise "
+                         f"activations with kd ≤ N (here N = {n_params}, kd = {kd}{'' if linear_ok else ', and the model is not one'})",
+                         False, 0.0, key="analysis.route")
+    if force == "matfree" and top_k >= small:
+        return RoutePlan("none", 0, f"analysis.top_k = {top_k} must be below min(N, kd) = {small} for the "
+                         "matrix-free route (use another route to get every singular value)", False, 0.0,
+                         key="analysis.top_k")
+    route = {"streamed": "streamed-params" if kd <= n_params else "streamed-inputs"}.get(force, force)
+    peak = {"explicit": spectrum_peak_bytes(n_params, kd, False),
+            "factored": spectrum_peak_bytes(n_params, kd, True, width_sum),
+            "streamed-params": gram_route_bytes(small), "streamed-inputs": gram_route_bytes(small),
+            "matfree": matfree_route_bytes(n_params, kd, top_k, forward_bytes)}[route]
+    if peak > usable:
+        return RoutePlan("none", peak, f"analysis.route = {force} needs about {fmt_bytes(peak)} and "
+                         f"{fmt_bytes(usable)} is usable", False, 0.0, key="analysis.route")
+    return RoutePlan(route, peak, f"{force}, as analysis.route asks ({fmt_bytes(peak)})",
+                     g_fits if route != "explicit" else True, float(small) ** 2 * large)

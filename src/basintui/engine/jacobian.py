@@ -133,6 +133,30 @@ def jacobian_loop(model: nn.Module, layout: Layout, x: torch.Tensor, *, transfor
     return torch.stack(cols, dim=1).to(torch.float64)
 
 
+class InputChunks:
+    """Gᵀ = J (kd × N) in row blocks of consecutive inputs, for when N < kd and G would not fit: each
+    block is the per-sample gradients of a chunk of inputs (its own small G, transposed), so the
+    N × N Gram and the Ritz tail are summed block by block (engine/spectrum.RowBlocks). Each pass
+    over the blocks costs one G's worth of per-sample gradients; memory is one block."""
+
+    def __init__(self, model: nn.Module, layout: Layout, x: torch.Tensor, *, transform: Transform = None,
+                 out_dim: int = 1, budget_bytes: int = 256 * 2**20) -> None:
+        self.model, self.layout, self.x, self.transform = model, layout, x, transform
+        self.n_rows = x.shape[0] * out_dim
+        self.n_cols = layout.n_params
+        # a block of b inputs holds b·d·N entries, twice (G_b and its transpose's product)
+        self.chunk = max(1, min(x.shape[0], budget_bytes // (2 * 8 * out_dim * max(self.n_cols, 1))))
+
+    def blocks(self, V: torch.Tensor | None = None, cancel: CancelToken | None = None):
+        for i0 in range(0, self.x.shape[0], self.chunk):
+            if cancel is not None:
+                cancel.check()
+            Gb, _ = compute_G(self.model, self.layout, self.x[i0: i0 + self.chunk], transform=self.transform,
+                              cancel=cancel)
+            J = Gb.T  # row-major kd_b × N
+            yield J if V is None else J @ V
+
+
 def compute_G(model: nn.Module, layout: Layout, x: torch.Tensor, *, method: str = "auto",
               transform: Transform = None, cancel: CancelToken | None = None) -> tuple[torch.Tensor, str]:
     """G in float64 and the route taken. `model` and `x` must already be float64 on one device."""

@@ -146,12 +146,17 @@ def spectrum_dict(s: Spectrum, route: str, on: str) -> dict[str, Any]:
         "method": f"{route} + {s.method}" if route else s.method,
         "on": on,
         "meaning": interpret(s),
+        "complete": s.complete,
+        "rank_exact": s.rank_exact,
+        "rank_at_rtol_exact": None if s.rank_at_rtol_exact is None else dict(s.rank_at_rtol_exact),
     }
 
 
 def interpret(s: Spectrum) -> list[str]:
     """What the rank means, in words (DESIGN §1), with the caveats the critique insists on."""
     N, kd, r = s.n_params, s.n_outputs, s.rank
+    if not s.complete:
+        return _interpret_top(s)
     lines = [f"rank(G) = {r} of at most min(N, kd) = {min(N, kd)} (N = {N} parameters, kd = {kd} outputs)."]
     if s.regime == "under":
         lines.append(
@@ -172,6 +177,26 @@ def interpret(s: Spectrum) -> list[str]:
     if len(set(at.values()) | {r}) > 1:
         lines.append("The rank depends on the tolerance: " + ", ".join(f"{v} at rtol {k}" for k, v in at.items())
                      + f"; {r} at the tolerance used ({s.tolerance:.3g}).")
+    return lines
+
+
+def _interpret_top(s: Spectrum) -> list[str]:
+    """The words for a spectrum known only at its top (the matrix-free route)."""
+    N, kd, r, found = s.n_params, s.n_outputs, s.rank, len(s.singular_values)
+    lines = [f"Only the top {found} of min(N, kd) = {min(N, kd)} singular values were computed (N = {N} "
+             f"parameters, kd = {kd} outputs): neither G nor its Gram fits in memory."]
+    if s.rank_exact:
+        lines.append(f"rank(G) = {r} exactly: σ_{found} = {s.singular_values[-1]:.3g} is at or below the tolerance "
+                     f"{s.tolerance:.3g}, so every smaller singular value is too. Kernel dimension N − r = "
+                     f"{s.kernel_dim} bounds the behaviour level set's dimension (Claim 2).")
+    else:
+        lines.append(f"rank(G) ≥ {r}: all {found} values found exceed the tolerance {s.tolerance:.3g}, so the rank "
+                     f"is only bounded below, and N − r ≤ {s.kernel_dim} bounds the kernel from above. Raise "
+                     f"analysis.top_k, or use fewer inputs so that a Gram fits, to get the rank itself.")
+    at = s.rank_at_rtol
+    exact = s.rank_at_rtol_exact or {}
+    lines.append("At other tolerances: " + ", ".join(f"{'' if exact.get(k, True) else '≥ '}{v} at rtol {k}"
+                                                     for k, v in at.items()) + ".")
     return lines
 
 

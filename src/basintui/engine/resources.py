@@ -11,6 +11,8 @@ from ..config import Preset
 from ..limits import (  # noqa: F401 (re-exported)
     DENSE_HESSIAN_MAX_PARAMS,
     fmt_bytes,
+    RoutePlan,
+    choose_route,
     hessian_bytes,
     spectrum_peak_bytes,
 )
@@ -43,31 +45,41 @@ class ResourcePlan:
     n_train: int
     out_dim: int
     g_bytes: int  # G itself, float64
-    peak_bytes: int  # the largest working set of the G + spectrum stages
+    peak_bytes: int  # the largest working set of the G + spectrum stages on the route taken
     available: int
-    g_method: str
+    g_method: str  # the spectrum route (limits.ROUTES) or "none"
     hessian_mode: str  # dense | lanczos | off
     hessian_bytes: int
     notes: list[str] = field(default_factory=list)
     forward_bytes: int = 0  # a full-batch forward + backward pass (targets, training, G's factors)
+    route: RoutePlan | None = None
 
 
 def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torch.device,
-         factored: bool = False, width_sum: int = 0, forward_bytes: int = 0) -> ResourcePlan:
+         linear_ok: bool = False, width_sum: int = 0, forward_bytes: int = 0) -> ResourcePlan:
+    """The route for G's spectrum (limits.choose_route: the cheapest that fits), the Hessian mode, and
+    the estimates behind them, before anything is allocated in proportion to k."""
     kd = n_train * out_dim
     g = 8 * n_params * kd
-    peak = spectrum_peak_bytes(n_params, kd, factored, width_sum)
-    notes = []
-    if factored:
-        notes.append(f"spectrum by the factored Gram (kd × kd = {kd} × {kd}, about {fmt_bytes(peak)}); "
-                     f"G itself ({fmt_bytes(g)}) is formed only for the stages that need it")
-    hb = hessian_bytes(n_params)
     avail = available_bytes(device)
-    mode, why = choose_hessian_mode(preset.analysis.hessian, n_params, avail, peak)
-    if why:
+    route = choose_route(n_params, kd, linear_ok, SAFETY * avail, width_sum=width_sum,
+                         forward_bytes=forward_bytes, top_k=preset.analysis.top_k, force=preset.analysis.route)
+    notes = [f"spectrum route: {route.why}"]
+    if not route.g_fits and any(_stages_on(preset)):
+        notes.append(f"G ({fmt_bytes(g)}) will not fit, so the stages that need it "
+                     f"({', '.join(_stages_on(preset))}) are skipped; set them off to silence this")
+    hb = hessian_bytes(n_params)
+    mode, why = choose_hessian_mode(preset.analysis.hessian, n_params, avail, route.peak_bytes)
+    if why and route.g_fits:
         notes.append(why)
-    return ResourcePlan(n_params, n_train, out_dim, g, peak, avail, "factored" if factored else "explicit", mode,
-                        hb if mode == "dense" else 0, notes, forward_bytes)
+    return ResourcePlan(n_params, n_train, out_dim, g, route.peak_bytes, avail, route.route, mode,
+                        hb if mode == "dense" else 0, notes, forward_bytes, route)
+
+
+def _stages_on(preset: Preset) -> list[str]:
+    a = preset.analysis
+    return [name for name, on in (("analysis.hessian", a.hessian != "off"), ("analysis.layers", a.layers),
+                                  ("analysis.levelset", a.levelset)) if on]
 
 
 def choose_hessian_mode(mode: str, n_params: int, available: int, peak: int = 0) -> tuple[str, str]:
@@ -104,14 +116,19 @@ def guard(p: ResourcePlan) -> None:
             f"inputs (data.n) or a narrower model (model.hidden).",
             p.forward_bytes,
         )
-    if p.peak_bytes > SAFETY * p.available:
+    if p.g_method == "none":
+        key = p.route.key if p.route else "data.n"
+        why = p.route.why if p.route else ""
+        if key != "data.n":
+            raise ResourceError(key, why + ". Nothing was computed yet.", p.peak_bytes)
         raise ResourceError(
-            "data.n",
-            f"G is {p.n_params} × {p.n_train * p.out_dim} (N × kd) and its spectrum needs about "
-            f"{fmt_bytes(p.peak_bytes)}, but only {fmt_bytes(p.available)} is available. Use fewer training "
-            f"inputs (data.n) or a smaller model (model.hidden).",
+            key,
+            f"G is {p.n_params} × {p.n_train * p.out_dim} (N × kd) and no route to its spectrum fits: {why}. "
+            f"Use fewer training inputs (data.n) or a smaller model (model.hidden).",
             p.peak_bytes,
         )
+    if p.route is not None and not p.route.g_fits:
+        return  # the stages after the spectrum are skipped (G does not fit), the Hessian with them
     if p.hessian_mode == "dense" and p.hessian_bytes > SAFETY * p.available - p.peak_bytes:
         raise ResourceError(
             "analysis.hessian",

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import Preset
-from ..limits import factored_route_applies
+from ..limits import fmt_bytes
 from . import data as data_mod
 from . import jacobian, resources, spectrum
 from .cancel import CancelToken
@@ -151,16 +151,14 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
     k, N = len(inputs.x), layout.n_params
 
     # ---- memory plan, before anything allocates in proportion to k (targets, training, G)
-    factored = use_factored_route(model, N, k * d)
     widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
     per_input = activation_numel(model, x_train[:2])
-    plan = resources.plan(preset, N, k, d, device, factored=factored, width_sum=widths,
+    plan = resources.plan(preset, N, k, d, device, linear_ok=jacobian.linear_path_ok(model), width_sum=widths,
                           forward_bytes=3 * x_train.element_size() * k * per_input)
     emit(Plan(N, k, d, plan.g_bytes, plan.g_method, plan.hessian_mode, plan.hessian_bytes, plan.peak_bytes))
     for text in plan.notes:
         note(text)
     resources.guard(plan)
-
     check_batch_independent(model, x_train)
     y_np = _targets(preset, inputs, model, d, x_train)
     y_train = _y_tensor(y_np, preset.train.loss, train_dtype, device)
@@ -225,7 +223,7 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
                   y=_y_tensor(y_np, preset.train.loss, torch.float64, device), loss=preset.train.loss,
                   out_dim=d, transform=transform, cancel=cancel, emit=emit, inputs=inputs)
     try:
-        _analyse(ctx, report, timings)
+        _analyse(ctx, report, timings, plan)
     except Cancelled:
         report.training.status = "cancelled"
         report.training.message += "; cancelled during the analysis (what was computed is kept)"
@@ -246,51 +244,83 @@ def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str =
     return out
 
 
-def use_factored_route(model: nn.Module, n_params: int, n_outputs: int) -> bool:
-    """The factored Gram (engine/gram.py) serves networks of Linear layers whose Gram GᵀG is the
-    small side (kd ≤ N/4): the spectrum then never needs G itself."""
-    return factored_route_applies(n_params, n_outputs) and jacobian.linear_path_ok(model)
-
-
-def _analyse(ctx: Context, report: Report, timings: dict[str, float]) -> None:
+def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: resources.ResourcePlan) -> None:
     rtol = ctx.preset.analysis.rtol
     kd = ctx.x.shape[0] * ctx.out_dim
-    if use_factored_route(ctx.model, ctx.layout.n_params, kd):
-        from .gram import linear_factors
-
-        factors = _stage("jacobian", ctx, timings,
-                         lambda: linear_factors(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
-                                                cancel=ctx.cancel))
-        ctx.factors = factors
-
-        def materialize() -> torch.Tensor:
-            resources.check_fits("analysis", f"G ({ctx.layout.n_params} × {kd}) for the stages after the spectrum",
-                                 8 * ctx.layout.n_params * kd, ctx.device,
-                                 "turn off analysis.layers / analysis.hessian / analysis.levelset, or use fewer "
-                                 "inputs (data.n); the spectrum above is kept")
-            return factors.materialize()
-
-        ctx.g_source = materialize
-        report.G_route = "factored linear"
-        sv, method = _stage("spectrum", ctx, timings,
-                            lambda: spectrum.factored_singular_values(factors, ctx.cancel, rtol))
-        spec = spectrum.analyse(sv, ctx.layout.n_params, kd, rtol=rtol, method=method)
-    else:
-        G, route = _stage("jacobian", ctx, timings,
-                          lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
-                                                     cancel=ctx.cancel))
+    N = ctx.layout.n_params
+    route = plan.g_method
+    if route == "explicit":
+        G, how = _stage("jacobian", ctx, timings,
+                        lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
+                                                   cancel=ctx.cancel))
         ctx.G = G
-        report.G_route = route
+        report.G_route = how
         spec = _stage("spectrum", ctx, timings, lambda: spectrum.spectrum_of(G, rtol=rtol, cancel=ctx.cancel))
+    elif route == "matfree":
+        from . import matfree
+
+        report.G_route = "matrix-free"
+        top = _stage("spectrum", ctx, timings,
+                     lambda: matfree.top_singular_values(ctx.model, ctx.layout, ctx.x, ctx.preset.analysis.top_k,
+                                                         transform=ctx.transform, cancel=ctx.cancel))
+        if not top.converged:
+            ctx.emit(Note(f"svds did not converge in {top.products} products; the values are ARPACK's last "
+                          "estimates", "warn"))
+            report.notes.append(f"svds did not converge ({top.products} products)")
+        spec = spectrum.analyse(top.singular_values, N, kd, rtol=rtol, method=top.method, complete=False)
+        ctx.g_source = _lazy_G(ctx, kd, lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x,
+                                                                  transform=ctx.transform, cancel=ctx.cancel)[0])
+    else:
+        if route == "factored":
+            from .gram import linear_factors
+
+            source = _stage("jacobian", ctx, timings,
+                            lambda: linear_factors(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
+                                                   cancel=ctx.cancel))
+            ctx.factors = source
+            report.G_route = "factored linear"
+            ctx.g_source = _lazy_G(ctx, kd, source.materialize)
+            run_spectrum = lambda: spectrum.factored_singular_values(source, ctx.cancel, rtol)  # noqa: E731
+        else:
+            if route == "streamed-params":
+                from .stream import param_chunks
+
+                source = param_chunks(ctx.model, ctx.layout, ctx.x, transform=ctx.transform)
+                report.G_route = f"streamed over {source.n_blocks} parameter chunks"
+            else:
+                source = jacobian.InputChunks(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
+                                              out_dim=ctx.out_dim)
+                report.G_route = f"streamed over input chunks of {source.chunk}"
+            ctx.g_source = _lazy_G(ctx, kd, lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x,
+                                                                      transform=ctx.transform, cancel=ctx.cancel)[0])
+            run_spectrum = lambda: spectrum.streamed_singular_values(source, ctx.cancel, rtol)  # noqa: E731
+        sv, method = _stage("spectrum", ctx, timings, run_spectrum)
+        spec = spectrum.analyse(sv, N, kd, rtol=rtol, method=method)
     ctx.spectrum = spec
     report.G = spec
     ctx.emit(Partial("spectrum", report.to_dict()))
     for name, fn in analysis_stages(ctx.preset):
         setattr(report, name, None)
+        if plan.route is not None and not plan.route.g_fits:
+            report.notes.append(f"{name}: skipped, because it needs G ({fmt_bytes(plan.g_bytes)}), which does "
+                                f"not fit in the memory available ({fmt_bytes(plan.available)})")
+            continue
         value = _stage(name, ctx, timings, lambda fn=fn: fn(ctx, report))
         if value is not None:
             setattr(report, name, value)
         ctx.emit(Partial(name, report.to_dict()))
+
+
+def _lazy_G(ctx: Context, kd: int, build: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """G for the stages after a spectrum that did not need it, formed on first use if it fits."""
+    def materialize() -> torch.Tensor:
+        resources.check_fits("analysis", f"G ({ctx.layout.n_params} × {kd}) for the stages after the spectrum",
+                             8 * ctx.layout.n_params * kd, ctx.device,
+                             "turn off analysis.layers / analysis.hessian / analysis.levelset, or use fewer "
+                             "inputs (data.n); the spectrum above is kept")
+        return build()
+
+    return materialize
 
 
 def analysis_stages(preset: Preset) -> list[tuple[str, Callable[[Context, Report], Any]]]:

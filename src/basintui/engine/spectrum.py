@@ -47,6 +47,9 @@ class Spectrum:
     n_params: int  # N
     n_outputs: int  # kd
     method: str
+    complete: bool = True  # False: only the top of the spectrum (the matrix-free route)
+    rank_exact: bool = True  # False: every value found exceeds the tolerance, so rank ≥ `rank` only
+    rank_at_rtol_exact: dict[str, bool] | None = None  # the same, per rtol (None: all exact)
 
     @property
     def regime(self) -> str:
@@ -55,7 +58,10 @@ class Spectrum:
         return "under" if self.n_params < self.n_outputs else "square"
 
     @property
-    def submersion(self) -> bool:
+    def submersion(self) -> bool | None:
+        """rank(G) = kd; None when only a lower bound on the rank is known and it is below kd."""
+        if not self.rank_exact and self.rank < self.n_outputs:
+            return None
         return self.rank == self.n_outputs
 
     @property
@@ -323,12 +329,18 @@ def streamed_singular_values(source: RowBlocks, cancel: CancelToken | None = Non
     return sv, "streamed " + route
 
 
-def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0, method: str = "") -> Spectrum:
+def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0, method: str = "",
+            complete: bool = True) -> Spectrum:
+    """Rank, ranks at other tolerances, gap and effective rank of the singular values `sv`. With
+    `complete=False`, `sv` is only the top of the spectrum: a count of values above a tolerance is
+    then exact when some value found lies at or below it (every later one is smaller still), and a
+    lower bound otherwise."""
     sv = np.sort(np.asarray(sv, dtype=np.float64))[::-1]
     sigma_max = float(sv[0]) if len(sv) else 0.0
     tol, rule = default_tolerance(sigma_max, (n_params, n_outputs), rtol)
     rank = int(np.count_nonzero(sv > tol))
     at = {key: int(np.count_nonzero(sv > float(key) * sigma_max)) for key in RTOLS}
+    full = complete or len(sv) >= min(n_params, n_outputs)
     return Spectrum(
         singular_values=sv,
         tolerance=tol,
@@ -340,6 +352,9 @@ def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0,
         n_params=n_params,
         n_outputs=n_outputs,
         method=method,
+        complete=full,
+        rank_exact=full or rank < len(sv),
+        rank_at_rtol_exact=None if full else {key: v < len(sv) for key, v in at.items()},
     )
 
 

@@ -33,6 +33,21 @@ def run_table(r: dict[str, Any]) -> Table:
     return t
 
 
+def rank_text(g: dict[str, Any]) -> str:
+    """rank(G) as the report states it: '12', or '≥ 32' when only a lower bound is known."""
+    return f"{'' if g.get('rank_exact', True) else '≥ '}{g['rank']}"
+
+
+def rtol_text(g: dict[str, Any]) -> str:
+    exact = g.get("rank_at_rtol_exact") or {}
+    return ", ".join(f"{k}: {'' if exact.get(k, True) else '≥ '}{v}" for k, v in g["rank_at_rtol"].items())
+
+
+def _submersion_text(g: dict[str, Any]) -> str:
+    sub = g.get("submersion")
+    return "unknown (rank only bounded below)" if sub is None else ("yes" if sub else "no")
+
+
 def g_table(r: dict[str, Any]) -> RenderableType | None:
     g = r.get("G")
     if g is None:
@@ -41,23 +56,26 @@ def g_table(r: dict[str, Any]) -> RenderableType | None:
     t.add_column(style="bold")
     t.add_column()
     kd = g["n_outputs"]
-    t.add_row("rank(G)", Text(f"rank(G) = {g['rank']}", style="bold green"))
+    t.add_row("rank(G)", Text(f"rank(G) = {rank_text(g)}", style="bold green"))
     t.add_row("shape", f"N = {g['n_params']} × kd = {kd} (G on the {g['on']})")
     t.add_row("tolerance", f"{g['tolerance']:.3g} = {g['tolerance_rule']}")
-    t.add_row("rank at rtol", ", ".join(f"{k}: {v}" for k, v in g["rank_at_rtol"].items()))
+    t.add_row("rank at rtol", rtol_text(g))
     gap = g.get("largest_gap")
     if gap:
         t.add_row("largest gap", f"{gap['decades']:.2f} decades after σ_{gap['after']} "
                                  f"({gap['above']:.3g} → {gap['below']:.3g})")
     sv = g["singular_values"]
-    if sv:
+    if sv and g.get("complete", True):
         t.add_row("σ range", f"σ₁ = {sv[0]:.4g}, σ_min = {sv[-1]:.3g}")
+    elif sv:
+        t.add_row("σ range", f"σ₁ = {sv[0]:.4g} … σ_{len(sv)} = {sv[-1]:.3g} (the top {len(sv)} only)")
     t.add_row("effective rank", f"{g['effective_rank']:.2f}")
     t.add_row("regime", {"over": "over-parameterised (N > kd)", "under": "under-parameterised (N < kd)",
                          "square": "square (N = kd)"}[g["regime"]])
-    t.add_row("kernel dim", f"N − r = {g['kernel_dim']} (upper bound on the behaviour level set's dimension)")
+    t.add_row("kernel dim", f"N − r {'=' if g.get('rank_exact', True) else '≤'} {g['kernel_dim']} "
+                            "(upper bound on the behaviour level set's dimension)")
     t.add_row("generic dim", "—" if g["generic_dim"] is None else f"N − kd = {g['generic_dim']}")
-    t.add_row("submersion", "yes" if g["submersion"] else "no")
+    t.add_row("submersion", _submersion_text(g))
     t.add_row("method", g["method"])
     meaning = Text("\n".join(g["meaning"]), style="italic")
     return Group(t, meaning)

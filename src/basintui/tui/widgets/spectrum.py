@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from ...render.summary import rank_text, rtol_text
 from .plotting import decimate, num
 
 REGIME_WORDS = {
@@ -25,7 +26,7 @@ REGIME_WORDS = {
 
 def headline(g: dict[str, Any]) -> Text:
     t = Text()
-    t.append(f"rank(G) = {g['rank']}", style="bold green")
+    t.append(f"rank(G) = {rank_text(g)}", style="bold green")
     t.append(f"   N = {g['n_params']:,}   kd = {g['n_outputs']:,}   tolerance {num(g['tolerance'], 3)}")
     t.append(f" ({g.get('tolerance_rule', '')})", style="dim")
     return t
@@ -35,7 +36,7 @@ def facts(g: dict[str, Any]) -> Group:
     t = Table.grid(padding=(0, 1))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
-    t.add_row("rank at rtol", ", ".join(f"{k}: {v}" for k, v in g.get("rank_at_rtol", {}).items()))
+    t.add_row("rank at rtol", rtol_text(g) if "rank_at_rtol" in g else "")
     gap = g.get("largest_gap")
     if gap:
         t.add_row("largest gap", f"{num(gap['decades'], 3)} decades after σ_{gap['after']} "
@@ -46,13 +47,19 @@ def facts(g: dict[str, Any]) -> Group:
     t.add_row("regime", REGIME_WORDS.get(g.get("regime", ""), str(g.get("regime"))))
     if g.get("regime") == "under":
         t.add_row("image dim", f"{g['rank']}: the local dimension of the image of parameter space in R^{g['n_outputs']}")
-    t.add_row("kernel dim", f"N − r = {g['kernel_dim']:,}: an upper bound on the dimension of the behaviour "
-                            "level set through θ (Claim 2); equal to it only where the rank is locally constant")
+    t.add_row("kernel dim", f"N − r {'=' if g.get('rank_exact', True) else '≤'} {g['kernel_dim']:,}: an upper "
+                            "bound on the dimension of the behaviour level set through θ (Claim 2); equal to it "
+                            "only where the rank is locally constant")
     t.add_row("generic dim", "— (N < kd)" if g.get("generic_dim") is None else f"N − kd = {g['generic_dim']:,}")
     sub = g.get("submersion")
-    t.add_row("submersion", Text("yes: rank(G) = kd, F is a submersion at θ", style="green") if sub else
-              Text(f"no: rank(G) = {g['rank']} < kd = {g['n_outputs']}"
-                   + (f" (deficient by {g['rank_deficiency']})" if g.get("rank_deficiency") else ""), style="yellow"))
+    if sub is None and "submersion" in g:
+        t.add_row("submersion", Text("unknown: only the top of the spectrum was computed and the rank is only "
+                                     "bounded below", style="yellow"))
+    else:
+        t.add_row("submersion", Text("yes: rank(G) = kd, F is a submersion at θ", style="green") if sub else
+                  Text(f"no: rank(G) = {g['rank']} < kd = {g['n_outputs']}"
+                       + (f" (deficient by {g['rank_deficiency']})" if g.get("rank_deficiency") else ""),
+                       style="yellow"))
     t.add_row("method", f"{g.get('method', '')}; G on the {g.get('on', 'outputs')}")
     meaning = Text("\n".join(g.get("meaning", [])), style="italic")
     return Group(t, Text(""), meaning)
@@ -140,7 +147,7 @@ class SpectrumPane(Vertical):
             plt.text("tolerance", (xs[0] + xs[-1]) / 2, math.log10(tol), color="red")
         if 0 < r < len(sv):
             plt.vline(r + 0.5, "green")
-        plt.text(f"rank {r}", max(1, min(r, len(sv))), max(ys) if r < len(sv) / 2 else min(ys), color="green")
+        plt.text(f"rank {rank_text(g)}", max(1, min(r, len(sv))), max(ys) if r < len(sv) / 2 else min(ys), color="green")
         if gap and gap.get("after") not in (None, r) and 0 < gap["after"] < len(sv):
             plt.vline(gap["after"] + 0.5, "orange")
             plt.text(f" gap {num(gap['decades'], 2)} decades", gap["after"] + 0.5 + len(sv) / 40,
