@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+SAFETY = 0.8  # plans use at most this fraction of the memory available
 DENSE_HESSIAN_MAX_PARAMS = 6000  # hessian = auto: a dense N×N Hessian (H, GGN, H − GGN) up to here
 
 
@@ -14,6 +16,21 @@ def fmt_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def host_available_bytes() -> int:
+    """Memory free for new work on this machine now: MemAvailable on Linux."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 2**40
 
 
 def factored_route_applies(n_params: int, kd: int) -> bool:
@@ -52,10 +69,23 @@ def gram_route_bytes(small: int) -> int:
 
 
 def matfree_route_bytes(n_params: int, kd: int, top_k: int, forward_bytes: int) -> int:
-    """Matrix-free svds: ARPACK's Lanczos basis (2·top_k + 1 vectors of the small side, plus a few
-    of the large side) and one forward pass with its backward and its tangent."""
-    small, large = min(n_params, kd), max(n_params, kd)
-    return 8 * (2 * top_k + 2) * small + 8 * 4 * large + 2 * forward_bytes
+    """Working set of the matrix-free route (engine/matfree.top_singular_values), in bytes.
+
+    With m = min(N, kd), M = max(N, kd), s' = min(top_k, m − 1) and ncv = min(m, max(2s' + 1, 20))
+    (ARPACK's Lanczos basis):
+
+        8 · [ (ncv + 2s') · m        Lanczos basis, the s' Ritz vectors and their QR copy
+              + s' · M               G·V, the s' products svds takes a small SVD of
+              + ncv² + 8·ncv         ARPACK's projected matrix and work arrays
+              + 4 · (N + kd) ]       the vector in and out of a product, numpy and torch copies
+        + 2 · forward_bytes          the cached reverse-mode graph and a forward-mode pass
+
+    G, GᵀG and GGᵀ never appear: nothing grows like N·kd."""
+    m, big = min(n_params, kd), max(n_params, kd)
+    sp = max(1, min(int(top_k), m - 1))
+    ncv = min(m, max(2 * sp + 1, 20))
+    words = (ncv + 2 * sp) * m + sp * big + ncv * ncv + 8 * ncv + 4 * (n_params + kd)
+    return int(8 * words + 2 * int(forward_bytes))
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, svds
 from torch import nn
 
+from ..limits import matfree_route_bytes
 from .cancel import CancelToken
 from .jacobian import Transform, outputs_at
 from .models import Layout, activation_numel, flat_params
@@ -228,22 +229,6 @@ def rank_from_top(sv_top: np.ndarray, tol: float, full_size: int) -> tuple[int, 
 
 
 def matfree_bytes(n_params: int, kd: int, s: int, forward_bytes: int) -> int:
-    """Working set of `top_singular_values`, in bytes.
-
-    With m = min(N, kd), M = max(N, kd), s' = min(s, m − 1) and ncv = min(m, max(2s' + 1, 20))
-    (eigsh's Lanczos basis):
-
-        8 · [ (ncv + 2s') · m        Lanczos basis, the s' Ritz vectors and their QR copy
-              + s' · M               G·V, the s' products svds takes a small SVD of
-              + ncv² + 8·ncv         ARPACK's projected matrix and work arrays
-              + 4 · (N + kd) ]       the vector in and out of a product, numpy and torch copies
-        + forward_bytes              one forward/backward pass of a chunk (the caller's estimate,
-                                     e.g. 3 · 8 · activation numbers per input · chunk)
-
-    G, GᵀG and GGᵀ never appear: nothing grows like N·kd.
-    """
-    m, big = min(n_params, kd), max(n_params, kd)
-    sp = max(1, min(int(s), m - 1))
-    ncv = min(m, max(2 * sp + 1, 20))
-    words = (ncv + 2 * sp) * m + sp * big + ncv * ncv + 8 * ncv + 4 * (n_params + kd)
-    return int(BYTES * words + int(forward_bytes))
+    """Working set of `top_singular_values` in bytes: limits.matfree_route_bytes, where the formula
+    lives so that the app's estimate (which never imports torch) is the same."""
+    return matfree_route_bytes(n_params, kd, s, forward_bytes)

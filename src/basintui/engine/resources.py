@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import torch
@@ -10,15 +9,16 @@ import torch
 from ..config import Preset
 from ..limits import (  # noqa: F401 (re-exported)
     DENSE_HESSIAN_MAX_PARAMS,
+    SAFETY,
     fmt_bytes,
     RoutePlan,
     choose_route,
     hessian_bytes,
+    host_available_bytes,
     spectrum_peak_bytes,
 )
 from .errors import ResourceError
 
-SAFETY = 0.8  # use at most this fraction of the memory available
 
 
 def available_bytes(device: torch.device) -> int:
@@ -26,17 +26,7 @@ def available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 2**40
+    return host_available_bytes()
 
 
 @dataclass(frozen=True)
@@ -64,7 +54,7 @@ def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torc
     avail = available_bytes(device)
     route = choose_route(n_params, kd, linear_ok, SAFETY * avail, width_sum=width_sum,
                          forward_bytes=forward_bytes, top_k=preset.analysis.top_k, force=preset.analysis.route)
-    notes = [f"spectrum route: {route.why}"]
+    notes = [f"spectrum route: {route.why}" + _time_estimate(route.flops, device)]
     if not route.g_fits and any(_stages_on(preset)):
         notes.append(f"G ({fmt_bytes(g)}) will not fit, so the stages that need it "
                      f"({', '.join(_stages_on(preset))}) are skipped; set them off to silence this")
@@ -74,6 +64,32 @@ def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torc
         notes.append(why)
     return ResourcePlan(n_params, n_train, out_dim, g, route.peak_bytes, avail, route.route, mode,
                         hb if mode == "dense" else 0, notes, forward_bytes, route)
+
+
+def dgemm_gflops(device: torch.device, n: int = 512, reps: int = 4) -> float:
+    """This device's float64 matrix-multiply rate now (GFLOP/s): the best of a few n × n products (~20 ms)."""
+    import time
+
+    a = torch.randn(n, n, dtype=torch.float64, device=device)
+    best = float("inf")
+    for _ in range(reps + 1):  # the first warms the threads up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        a @ a
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / max(best, 1e-9) / 1e9
+
+
+def _time_estimate(flops: float, device: torch.device) -> str:
+    if flops <= 0:
+        return ""
+    rate = dgemm_gflops(device)
+    seconds = flops / rate / 1e9
+    when = "under 0.1 s" if seconds < 0.1 else f"about {seconds:.2g} s"
+    return f"; its arithmetic (~{flops / 1e9:.3g} GFLOP) takes {when} at the {rate:.0f} GFLOP/s measured now"
 
 
 def _stages_on(preset: Preset) -> list[str]:

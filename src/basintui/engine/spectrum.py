@@ -322,7 +322,8 @@ def streamed_singular_values(source: RowBlocks, cancel: CancelToken | None = Non
                              rtol: float = 0.0) -> tuple[np.ndarray, str]:
     """The same rule for a G that is never whole in memory (engine/stream.py: row blocks over
     parameter chunks): its Gram summed block by block, the tail refined by the same blocks."""
-    K = streamed_gram(source, None, cancel)
+    gram = getattr(source, "gram", None)  # a source may sum its own Gram faster (stream.ParamChunks: in-place syrk)
+    K = gram(cancel) if gram is not None else streamed_gram(source, None, cancel)
     lam, V = _eigh_desc(K)
     shape = (source.n_rows, source.n_cols)
     sv, route = _from_gram(lam, V, source, None, _svd_bytes(shape), shape, rtol, cancel)

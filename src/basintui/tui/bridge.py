@@ -29,10 +29,11 @@ from textual.worker import Worker, get_current_worker
 from ..config import NATURAL_DIM, Preset
 from ..limits import (  # noqa: F401 (app code imports fmt_bytes here)
     DENSE_HESSIAN_MAX_PARAMS,
-    factored_route_applies,
+    SAFETY,
+    choose_route,
     fmt_bytes,
     hessian_bytes,
-    spectrum_peak_bytes,
+    host_available_bytes,
 )
 from ..engine import events as ev
 from ..engine.cancel import WorkerToken
@@ -76,6 +77,7 @@ class Sizes:
     hessian_mode: str
     hessian_bytes: int | None
     why_unknown: str = ""
+    route: str = ""  # the spectrum route the engine will take (limits.choose_route), "" when unknown
 
 
 def estimate_sizes(preset: Preset) -> Sizes:
@@ -112,16 +114,21 @@ def estimate_sizes(preset: Preset) -> Sizes:
     if mode == "auto" and n_params is not None:
         mode = "dense" if n_params <= DENSE_HESSIAN_MAX_PARAMS else "lanczos"
     g = peak = hb = None
+    route = ""
     if None not in (n_params, k, d):
         kd = k * d
         g = 8 * n_params * kd
-        # an MLP is a network of Linear layers and elementwise activations: the engine's factored
-        # route applies exactly when its size rule does
+        # an MLP is a network of Linear layers and elementwise activations, so the engine's route
+        # rule sees the same sizes; its forward pass keeps every layer's output (and activation's)
         widths = [in_dim, *m_cfg.hidden, d]
-        peak = spectrum_peak_bytes(n_params, kd, factored_route_applies(n_params, kd),
-                                   sum(a + b for a, b in zip(widths, widths[1:], strict=False)))
+        per_input = sum(m_cfg.hidden) * (1 if m_cfg.activation == "linear" else 2) + d
+        plan = choose_route(n_params, kd, True, SAFETY * host_available_bytes(),
+                            width_sum=sum(a + b for a, b in zip(widths, widths[1:], strict=False)),
+                            forward_bytes=3 * (8 if preset.dtype == "float64" else 4) * k * per_input,
+                            top_k=preset.analysis.top_k, force=preset.analysis.route)
+        peak, route = plan.peak_bytes, plan.route
         hb = hessian_bytes(n_params) if mode == "dense" else 0
-    return Sizes(n_params, k, d, g, peak, mode, hb, "; ".join(why))
+    return Sizes(n_params, k, d, g, peak, mode, hb, "; ".join(why), route)
 
 
 # --------------------------------------------------------------------------- the run

@@ -30,6 +30,7 @@ from ...config import (
     MODEL_KINDS,
     OPTIMIZERS,
     SECTIONS,
+    SPECTRUM_ROUTES,
     TARGET_KINDS,
     TOP_LEVEL,
     Preset,
@@ -51,6 +52,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "train.optimizer": OPTIMIZERS,
     "analysis.hessian": HESSIAN_MODES,
     "analysis.ce_output": CE_OUTPUTS,
+    "analysis.route": SPECTRUM_ROUTES,
 }
 TEXT_KEYS = ("name", "description", "data.path", "model.factory")  # taken verbatim, not as TOML
 HINTS = {
@@ -60,6 +62,7 @@ HINTS = {
     "model.hidden": "e.g. [16, 16]",
     "analysis.rtol": "0 = σ₁·max(N, kd)·ε",
     "analysis.rank_every": "0 = auto, -1 = never",
+    "analysis.top_k": "σ's found by the matrix-free route",
     "train.steps": "0 = analyse the initial θ",
     "train.batch_size": "0 = full batch",
 }
@@ -346,5 +349,16 @@ def sizes_text(s: Sizes) -> str:
     kd = s.n_train * s.out_dim
     hess = {"dense": f"dense Hessian {fmt_bytes(s.hessian_bytes or 0)}", "lanczos": "Hessian by Lanczos (matrix-free)",
             "off": "Hessian off"}.get(s.hessian_mode, s.hessian_mode)
-    return (f"{head}\nG is {s.n_params:,} × {kd:,} ({fmt_bytes(s.g_bytes)}); spectrum peak ≈ "
+    route = ROUTE_WORDS.get(s.route, s.route)
+    return (f"{head}\nG is {s.n_params:,} × {kd:,} ({fmt_bytes(s.g_bytes)}); spectrum {route}, peak ≈ "
             f"{fmt_bytes(s.peak_bytes or 0)}; {hess}")
+
+
+ROUTE_WORDS = {
+    "factored": "by the factored Gram",
+    "explicit": "from G itself",
+    "streamed-params": "by a Gram streamed over parameter chunks",
+    "streamed-inputs": "by a Gram streamed over input chunks",
+    "matfree": "top only, matrix-free",
+    "none": "by no route that fits (the run will refuse)",
+}
