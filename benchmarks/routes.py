@@ -2,8 +2,9 @@
 k ∈ {256, 1024, 4096} (float64, d = 1).
 
 Routes, measured in this one process:
-  engine      the session's own choice (engine/session.py): factored Gram when kd ≤ N/4
+  engine      the session's own choice (limits.choose_route): factored Gram when kd ≤ N/4
   explicit    G formed (Linear fast path) + the Gram/Ritz/SVD rule of engine/spectrum.py
+  streamed    G's Gram summed over parameter chunks by vmap(jacrev), never whole (any model)
   jacrev      vmap(jacrev) + torch.linalg.svdvals (the plain torch.func way)
   curvlinops  TransposedJacobianLinearOperator densified in chunks + svdvals (optional peer)
   backpack    BackPACK BatchGrad per-sample gradients + Gram + eigvalsh (optional peer)
@@ -31,21 +32,25 @@ from torch.func import functional_call, jacrev, vmap
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import dgemm_gflops, machine, peak_rss  # noqa: E402
 
-from basintui.engine.gram import linear_factors  # noqa: E402
 from basintui.engine.jacobian import compute_G  # noqa: E402
 from basintui.engine.models import build_mlp, layout_of  # noqa: E402
 from basintui.engine.resources import available_bytes, fmt_bytes  # noqa: E402
-from basintui.engine.session import use_factored_route  # noqa: E402
-from basintui.engine.spectrum import factored_singular_values, singular_values  # noqa: E402
+from basintui.engine.routes import spectrum_on_route  # noqa: E402
+from basintui.engine.spectrum import singular_values  # noqa: E402
 
 WIDTH_FOR_N = {10_000: 94, 100_000: 310, 1_000_000: 994}
 
 
 def route_engine(model, layout, x):
-    if use_factored_route(model, layout.n_params, x.shape[0]):
-        return factored_singular_values(linear_factors(model, layout, x))
-    G, _ = compute_G(model, layout, x)
-    return singular_values(G)
+    """The route the session would choose here (limits.choose_route) and its result."""
+    r = spectrum_on_route("auto", model, layout, x)
+    return r.spectrum.singular_values, f"{r.how} + {r.spectrum.method}"
+
+
+def route_streamed(model, layout, x):
+    """G's Gram streamed over parameter chunks by vmap(jacrev): the route for any model whose G won't fit."""
+    r = spectrum_on_route("streamed", model, layout, x)
+    return r.spectrum.singular_values, f"{r.how} + {r.spectrum.method}"
 
 
 def route_explicit(model, layout, x):
@@ -98,7 +103,7 @@ def route_backpack(model, layout, x):
     return lam, "BackPACK BatchGrad + Gram + eigvalsh"
 
 
-ROUTES = {"engine": route_engine, "explicit": route_explicit, "jacrev": route_jacrev,
+ROUTES = {"engine": route_engine, "explicit": route_explicit, "streamed": route_streamed, "jacrev": route_jacrev,
           "curvlinops": route_curvlinops, "backpack": route_backpack}
 
 
@@ -110,6 +115,8 @@ def estimates(route: str, N: int, k: int, gflops: float) -> tuple[float, float]:
         return 8.0 * k * k * 4 + 8.0 * k * 3000, (k * k * 6000 + 10 * k**3) / rate + 1
     if route == "explicit":
         return 2.2 * g, (N * k * k + 10 * k**3) / rate + g / 2e9 + 1
+    if route == "streamed":
+        return 8.0 * k * k * 4 + 2 * 2**28, 3 * (N * k * k + 10 * k**3) / rate + 6 * g / 5e8 + 1
     if route == "jacrev":
         return 3.2 * g, 9 * N * k * k / rate + g / 5e8 + 1
     if route == "curvlinops":

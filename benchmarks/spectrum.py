@@ -21,20 +21,16 @@ from torch.func import functional_call, jacrev, vmap
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import dgemm_gflops, machine, peak_rss  # noqa: E402
 
-from basintui.engine.gram import linear_factors  # noqa: E402
 from basintui.engine.jacobian import compute_G  # noqa: E402
 from basintui.engine.models import build_mlp, layout_of  # noqa: E402
-from basintui.engine.session import use_factored_route  # noqa: E402
-from basintui.engine.spectrum import analyse, factored_singular_values, spectrum_of  # noqa: E402
+from basintui.engine.routes import spectrum_on_route  # noqa: E402
+from basintui.engine.spectrum import spectrum_of  # noqa: E402
 
 
 def engine_spectrum(model, layout, x):
-    """The session's own choice of route (engine/session.py `_analyse`)."""
-    if use_factored_route(model, layout.n_params, x.shape[0]):
-        sv, method = factored_singular_values(linear_factors(model, layout, x))
-        return analyse(sv, layout.n_params, x.shape[0], method=method), "factored linear"
-    G, route = compute_G(model, layout, x)
-    return spectrum_of(G), route
+    """The session's own choice of route (limits.choose_route)."""
+    r = spectrum_on_route("auto", model, layout, x)
+    return r.spectrum, r.how
 
 
 def baseline(model, x):

@@ -245,57 +245,23 @@ def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str =
 
 
 def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: resources.ResourcePlan) -> None:
-    rtol = ctx.preset.analysis.rtol
+    from .routes import spectrum_on_route
+
     kd = ctx.x.shape[0] * ctx.out_dim
-    N = ctx.layout.n_params
-    route = plan.g_method
-    if route == "explicit":
-        G, how = _stage("jacobian", ctx, timings,
-                        lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
-                                                   cancel=ctx.cancel))
-        ctx.G = G
-        report.G_route = how
-        spec = _stage("spectrum", ctx, timings, lambda: spectrum.spectrum_of(G, rtol=rtol, cancel=ctx.cancel))
-    elif route == "matfree":
-        from . import matfree
-
-        report.G_route = "matrix-free"
-        top = _stage("spectrum", ctx, timings,
-                     lambda: matfree.top_singular_values(ctx.model, ctx.layout, ctx.x, ctx.preset.analysis.top_k,
-                                                         transform=ctx.transform, cancel=ctx.cancel))
-        if not top.converged:
-            ctx.emit(Note(f"svds did not converge in {top.products} products; the values are ARPACK's last "
-                          "estimates", "warn"))
-            report.notes.append(f"svds did not converge ({top.products} products)")
-        spec = spectrum.analyse(top.singular_values, N, kd, rtol=rtol, method=top.method, complete=False)
-        ctx.g_source = _lazy_G(ctx, kd, lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x,
-                                                                  transform=ctx.transform, cancel=ctx.cancel)[0])
+    result = spectrum_on_route(plan.g_method, ctx.model, ctx.layout, ctx.x, out_dim=ctx.out_dim,
+                               transform=ctx.transform, cancel=ctx.cancel, rtol=ctx.preset.analysis.rtol,
+                               top_k=ctx.preset.analysis.top_k,
+                               stage=lambda name, fn: _stage(name, ctx, timings, fn))
+    for text in result.warnings:
+        ctx.emit(Note(text, "warn"))
+        report.notes.append(text)
+    report.G_route = result.how
+    ctx.factors = result.factors
+    if result.G is not None:
+        ctx.G = result.G
     else:
-        if route == "factored":
-            from .gram import linear_factors
-
-            source = _stage("jacobian", ctx, timings,
-                            lambda: linear_factors(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
-                                                   cancel=ctx.cancel))
-            ctx.factors = source
-            report.G_route = "factored linear"
-            ctx.g_source = _lazy_G(ctx, kd, source.materialize)
-            run_spectrum = lambda: spectrum.factored_singular_values(source, ctx.cancel, rtol)  # noqa: E731
-        else:
-            if route == "streamed-params":
-                from .stream import param_chunks
-
-                source = param_chunks(ctx.model, ctx.layout, ctx.x, transform=ctx.transform)
-                report.G_route = f"streamed over {source.n_blocks} parameter chunks"
-            else:
-                source = jacobian.InputChunks(ctx.model, ctx.layout, ctx.x, transform=ctx.transform,
-                                              out_dim=ctx.out_dim)
-                report.G_route = f"streamed over input chunks of {source.chunk}"
-            ctx.g_source = _lazy_G(ctx, kd, lambda: jacobian.compute_G(ctx.model, ctx.layout, ctx.x,
-                                                                      transform=ctx.transform, cancel=ctx.cancel)[0])
-            run_spectrum = lambda: spectrum.streamed_singular_values(source, ctx.cancel, rtol)  # noqa: E731
-        sv, method = _stage("spectrum", ctx, timings, run_spectrum)
-        spec = spectrum.analyse(sv, N, kd, rtol=rtol, method=method)
+        ctx.g_source = _lazy_G(ctx, kd, result.build_G)
+    spec = result.spectrum
     ctx.spectrum = spec
     report.G = spec
     ctx.emit(Partial("spectrum", report.to_dict()))
