@@ -54,6 +54,12 @@ def main() -> None:
     layout = layout_of(model)
     x = torch.randn(args.k, 10, dtype=torch.float64)
     print(f"machine: {machine()}; DGEMM {dgemm_gflops():.1f} GFLOP/s")
+    # warm-up: the first eigh/svd/einsum/vmap calls in a process pay one-off library start-up costs
+    small = build_mlp(10, (16, 16), 1, "tanh", True).double()
+    xs = torch.randn(32, 10, dtype=torch.float64)
+    engine_spectrum(small, layout_of(small), xs)
+    spectrum_of(compute_G(small, layout_of(small), xs)[0])
+    baseline(small, xs)
     print(f"tanh MLP 10-{args.width}-{args.width}-1: N = {layout.n_params}, k = {args.k}, float64")
 
     with peak_rss() as eng:

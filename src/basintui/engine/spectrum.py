@@ -162,15 +162,12 @@ class DenseRows:
             yield block if V is None else block @ V
 
 
-def gram_eigh(A: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-    """Eigenvalues (descending) and eigenvectors of AᵀA for a tall A (large × small)."""
+def gram_of(A: torch.Tensor) -> torch.Tensor:
+    """AᵀA for a tall A (large × small)."""
     if A.is_cuda:
-        lam, V = torch.linalg.eigh(A.T @ A)
-        return lam.flip(0).cpu().numpy(), V.flip(1)
+        return A.T @ A
     a = A.numpy()
-    K = a.T @ a  # numpy runs syrk for this product: half the flops of a general GEMM
-    lam, V = torch.linalg.eigh(torch.from_numpy(K))  # torch's LAPACK (MKL) ran eigh 3.6× faster than numpy's
-    return lam.flip(0).numpy(), V.flip(1)
+    return torch.from_numpy(a.T @ a)  # numpy runs syrk for this product: half the flops of a general GEMM
 
 
 def streamed_gram(source: RowBlocks, V: torch.Tensor | None = None,
@@ -193,6 +190,28 @@ def streamed_gram(source: RowBlocks, V: torch.Tensor | None = None,
 def _eigh_desc(M: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
     lam, W = torch.linalg.eigh(M)
     return lam.flip(0).cpu().numpy(), W.flip(1)
+
+
+SUBSET_FRACTION = 0.15  # up to this share of the eigenvectors, LAPACK's subset driver beats a full eigh
+
+
+def gram_values(K: torch.Tensor) -> np.ndarray:
+    """Eigenvalues of a Gram, descending, without eigenvectors: at k = 1,024 this took 0.085 s
+    against 0.17 s for eigh with vectors, and 2.0 s against 10.3 s at k = 4,096 (2-core box)."""
+    return torch.linalg.eigvalsh(K).flip(0).cpu().numpy()
+
+
+def smallest_vectors(K: torch.Tensor, s: int) -> torch.Tensor:
+    """Orthonormal eigenvectors of the s smallest eigenvalues of K (m × s): LAPACK's subset driver
+    (syevr) for a small share, a full eigh otherwise (measured at m = 4,096: 4.9 s for 10%, 19.5 s
+    for 45%, against 10.3 s for all)."""
+    m = K.shape[0]
+    if not K.is_cuda and s <= SUBSET_FRACTION * m:
+        import scipy.linalg
+
+        _, W = scipy.linalg.eigh(K.numpy(), subset_by_index=[0, s - 1], driver="evr")
+        return torch.from_numpy(np.ascontiguousarray(W))
+    return torch.linalg.eigh(K)[1][:, :s]
 
 
 def _untrusted(lam: np.ndarray) -> int:
@@ -231,10 +250,10 @@ def ritz_tail(source: RowBlocks, V: torch.Tensor, floor: float,
     return np.sort(np.concatenate(values))[::-1] if values else np.zeros(0), level
 
 
-def _from_gram(lam: np.ndarray, V: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.ndarray] | None,
+def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.ndarray] | None,
                full_svd_bytes: int, shape: tuple[int, int], rtol: float,
                cancel: CancelToken | None) -> tuple[np.ndarray, str]:
-    """Singular values from the Gram's eigenpairs (λ descending), refined where they can't be trusted.
+    """Singular values from the Gram K's eigenvalues, refined where they can't be trusted.
 
     The eigenvalues are exact enough only down to about m·ε·λ₁. When the smallest is below
     GRAM_TRUST_FACTOR·m·ε·λ₁, the tail (λ below TAIL_FACTOR times that threshold) is refined by
@@ -245,6 +264,7 @@ def _from_gram(lam: np.ndarray, V: torch.Tensor, source: RowBlocks, full_svd: Ca
     TAIL_BAND of the tolerance sends the decision to a full SVD (`full_svd`) when that fits;
     when it does not, the Ritz values decide and the route says so.
     """
+    lam = gram_values(K)
     small = lam.size
     if lam[0] <= 0:
         return np.zeros(small), "gram-eigh"
@@ -259,9 +279,9 @@ def _from_gram(lam: np.ndarray, V: torch.Tensor, source: RowBlocks, full_svd: Ca
     block_rows = max(1, STREAM_BYTES // (8 * s))
     check_fits("data.n", f"refining the {s} smallest singular values (their {s} × {s} Gram, eigenvectors and "
                          f"a block of {min(block_rows, max(shape))} rows of G·V)",
-               4 * 8 * s * s + 8 * small * s + min(STREAM_BYTES, 8 * max(shape) * s), V.device,
+               4 * 8 * s * s + 8 * small * s + min(STREAM_BYTES, 8 * max(shape) * s), K.device,
                "use fewer training inputs (data.n) or a smaller model; the Gram alone cannot resolve them")
-    sv_tail, levels = ritz_tail(source, V[:, small - s:], floor, cancel)
+    sv_tail, levels = ritz_tail(source, smallest_vectors(K, s), floor, cancel)
     head = np.sqrt(np.maximum(lam[: small - s], 0.0))
     refined = np.concatenate([head, sv_tail])
     how = f"{s} smallest σ refined by streamed Rayleigh-Ritz on G·V, {levels} level{'s' if levels > 1 else ''}"
@@ -272,7 +292,7 @@ def _from_gram(lam: np.ndarray, V: torch.Tensor, source: RowBlocks, full_svd: Ca
     try:
         if full_svd is None:
             raise ResourceError("data.n", "G is never whole on this route", full_svd_bytes)
-        check_fits("data.n", "a full SVD of G", full_svd_bytes, V.device, "")
+        check_fits("data.n", "a full SVD of G", full_svd_bytes, K.device, "")
     except ResourceError:
         return refined, (f"gram-eigh + Ritz tail ({how}); a Ritz value lies within {TAIL_BAND:g}× of the "
                          f"tolerance and a full SVD ({fmt_bytes(full_svd_bytes)}) does not fit, so the "
@@ -302,8 +322,7 @@ def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken |
     if method != "gram":
         raise ValueError(f"unknown spectrum method {method!r}")
     A = _tall(G)
-    lam, V = gram_eigh(A)
-    return _from_gram(lam, V, DenseRows(A), lambda: svdvals(G), 8 * small * small + 8 * large * small // 4,
+    return _from_gram(gram_of(A), DenseRows(A), lambda: svdvals(G), 8 * small * small + 8 * large * small // 4,
                       (n, m), rtol, cancel)
 
 
@@ -311,9 +330,8 @@ def factored_singular_values(factors, cancel: CancelToken | None = None, rtol: f
     """The same rule on K = GᵀG built from per-layer factors (engine/gram.py); G is formed only if a
     full SVD must decide and fits. Needs kd ≤ N (the Gram is kd × kd)."""
     K = factors.gram(cancel)
-    lam, V = _eigh_desc(K)
     shape = (factors.n_params, factors.n_outputs)
-    sv, route = _from_gram(lam, V, factors, lambda: svdvals(factors.materialize()), _svd_bytes(shape),
+    sv, route = _from_gram(K, factors, lambda: svdvals(factors.materialize()), _svd_bytes(shape),
                            shape, rtol, cancel)
     return sv, "factored " + route
 
@@ -324,9 +342,8 @@ def streamed_singular_values(source: RowBlocks, cancel: CancelToken | None = Non
     parameter chunks): its Gram summed block by block, the tail refined by the same blocks."""
     gram = getattr(source, "gram", None)  # a source may sum its own Gram faster (stream.ParamChunks: in-place syrk)
     K = gram(cancel) if gram is not None else streamed_gram(source, None, cancel)
-    lam, V = _eigh_desc(K)
     shape = (source.n_rows, source.n_cols)
-    sv, route = _from_gram(lam, V, source, None, _svd_bytes(shape), shape, rtol, cancel)
+    sv, route = _from_gram(K, source, None, _svd_bytes(shape), shape, rtol, cancel)
     return sv, "streamed " + route
 
 
