@@ -83,7 +83,7 @@ def spectrum_on_route(route: str, model: nn.Module, layout: Layout, x: torch.Ten
         from .stream import param_chunks
 
         source = param_chunks(model, layout, x, transform=transform)
-        how = f"streamed over {source.n_blocks} parameter chunks"
+        how = f"streamed over {source.n_blocks} parameter chunk{'s' if source.n_blocks != 1 else ''}"
     elif route == "streamed-inputs":
         source = jacobian.InputChunks(model, layout, x, transform=transform, out_dim=out_dim)
         how = f"streamed over input chunks of {source.chunk}"

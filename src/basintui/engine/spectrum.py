@@ -187,11 +187,6 @@ def streamed_gram(source: RowBlocks, V: torch.Tensor | None = None,
     return M if isinstance(M, torch.Tensor) else torch.from_numpy(M)
 
 
-def _eigh_desc(M: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-    lam, W = torch.linalg.eigh(M)
-    return lam.flip(0).cpu().numpy(), W.flip(1)
-
-
 SUBSET_FRACTION = 0.15  # up to this share of the eigenvectors, LAPACK's subset driver beats a full eigh
 
 
@@ -237,8 +232,8 @@ def ritz_tail(source: RowBlocks, V: torch.Tensor, floor: float,
     level = 0
     while V.shape[1] > 0:
         level += 1
-        mu, W = _eigh_desc(streamed_gram(source, V, cancel))
-        mu = np.maximum(mu, 0.0)
+        M = streamed_gram(source, V, cancel)
+        mu = np.maximum(gram_values(M), 0.0)
         s = _untrusted(mu)
         # The unrefined part is bounded by √(TAIL_FACTOR·threshold·μ₁) (plus ~ε·s·μ₁ of rounding).
         bound = float(np.sqrt(TAIL_FACTOR * GRAM_TRUST_FACTOR * mu.size * EPS * mu[0] * 1.01)) if mu.size else 0.0
@@ -246,7 +241,7 @@ def ritz_tail(source: RowBlocks, V: torch.Tensor, floor: float,
             values.append(np.sqrt(mu))
             break
         values.append(np.sqrt(mu[: mu.size - s]))
-        V = V @ W[:, mu.size - s:].to(V.device)
+        V = V @ smallest_vectors(M, s).to(V.device)
     return np.sort(np.concatenate(values))[::-1] if values else np.zeros(0), level
 
 

@@ -254,7 +254,7 @@ class BasinApp(App[int]):
         kd = m.n_train * m.out_dim
         self.pane(SetupPane).show_measured(
             f"Measured by the engine for the last run: N = {m.n_params:,}, k = {m.n_train:,}, d = {m.out_dim}; "
-            f"G {m.n_params:,} × {kd:,} ({fmt_bytes(m.g_bytes)}); Hessian {m.hessian}"
+            f"G {m.n_params:,} × {kd:,} ({fmt_bytes(m.g_bytes)}), spectrum route {m.method}; Hessian {m.hessian}"
             + (f" ({fmt_bytes(m.hessian_bytes)})" if m.hessian_bytes else ""))
 
     def on_stage_changed(self, m: StageChanged) -> None:
