@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from basintui.config import load_preset
 from basintui.engine.session import run
@@ -65,3 +66,18 @@ def test_a_forced_route_that_cannot_serve_the_preset_exits_2_naming_the_key():
     assert "analysis.route" in proc.stderr and "kd ≤ N" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("run", "default", "--set", "analysis.route=svds", timeout=120)
     assert proc.returncode == 2 and "analysis.route" in proc.stderr and "matfree" in proc.stderr
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
+@pytest.mark.parametrize("name,route", [("default", "factored"), ("default", "streamed"), ("digits", "explicit"),
+                                        ("underparam", "streamed"), ("collapse", "matfree")])
+def test_every_route_on_cuda_gives_the_cpu_rank_and_values(name, route):
+    extra = {"analysis.top_k": 50} if route == "matfree" else {}
+    cpu = _run(name, **{"analysis.route": "explicit", "device": "cpu"})
+    gpu = _run(name, **{"analysis.route": route, "device": "cuda", **extra})
+    assert gpu.device.startswith("cuda") and gpu.G.rank == cpu.G.rank
+    n = len(gpu.G.singular_values)
+    ref = cpu.G.singular_values[:n]
+    big = ref >= 1e-4 * ref[0]
+    assert np.max(np.abs(gpu.G.singular_values[big] - ref[big]) / ref[big]) <= 1e-8
