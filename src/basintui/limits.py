@@ -120,8 +120,10 @@ def choose_route(n_params: int, kd: int, linear_ok: bool, usable: float, *, widt
     if force != "auto":
         return _forced(force, n_params, kd, linear_ok, usable, g_fits, width_sum, forward_bytes, top_k)
     if linear_ok and factored_route_applies(n_params, kd) and factored <= usable:
+        g_words = (f"G itself ({fmt_bytes(g)}) is formed only for the stages that need it" if g_fits else
+                   f"G itself ({fmt_bytes(g)}) does not fit and is never formed")
         return RoutePlan("factored", factored, f"factored per-layer Gram ({kd} × {kd}, {fmt_bytes(factored)}); "
-                         f"G itself ({fmt_bytes(g)}) is formed only for the stages that need it", g_fits,
+                         + g_words, g_fits,
                          float(kd) ** 2 * width_sum + float(kd) ** 3)
     if explicit <= usable:
         return RoutePlan("explicit", explicit, f"explicit G ({n_params} × {kd}, {fmt_bytes(g)}) and its "
