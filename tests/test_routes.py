@@ -41,7 +41,7 @@ def test_each_route_gives_the_explicit_routes_rank_and_values(name, route, expec
 def test_matrix_free_route_finds_the_rank_exactly_when_the_tolerance_falls_inside_the_top():
     ref = _run("collapse", **{"analysis.route": "explicit"})  # rank 44 of kd = 56
     got = _run("collapse", **{"analysis.route": "matfree", "analysis.top_k": 50})
-    assert got.G_route == "matrix-free" and not got.G.complete
+    assert got.G_route == "J and Jᵀ products" and "svds" in got.G.method and not got.G.complete
     assert got.G.rank == ref.G.rank == 44 and got.G.rank_exact
     top = ref.G.singular_values[:50]
     big = top >= 1e-4 * top[0]
@@ -53,7 +53,7 @@ def test_matrix_free_route_says_the_rank_is_only_bounded_below_when_every_value_
     proc = run_cli("run", "default", "--set", "analysis.route=matfree", "--set", "analysis.top_k=20",
                    "--set", "train.steps=30", "--json", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "rank(G) = ≥ 20" in proc.stdout or "≥ 20" in proc.stdout
+    assert "rank(G) ≥ 20" in proc.stdout
     g = json.loads(out.read_text())["G"]
     assert g["complete"] is False and g["rank_exact"] is False and g["rank"] == 20
     assert len(g["singular_values"]) == 20 and g["submersion"] is None

@@ -183,8 +183,8 @@ def interpret(s: Spectrum) -> list[str]:
 def _interpret_top(s: Spectrum) -> list[str]:
     """The words for a spectrum known only at its top (the matrix-free route)."""
     N, kd, r, found = s.n_params, s.n_outputs, s.rank, len(s.singular_values)
-    lines = [f"Only the top {found} of min(N, kd) = {min(N, kd)} singular values were computed (N = {N} "
-             f"parameters, kd = {kd} outputs): neither G nor its Gram fits in memory."]
+    lines = [f"Only the top {found} of min(N, kd) = {min(N, kd)} singular values were computed, by the "
+             f"matrix-free route (N = {N} parameters, kd = {kd} outputs); the run's notes say why."]
     if s.rank_exact:
         lines.append(f"rank(G) = {r} exactly: σ_{found} = {s.singular_values[-1]:.3g} is at or below the tolerance "
                      f"{s.tolerance:.3g}, so every smaller singular value is too. Kernel dimension N − r = "

@@ -71,7 +71,7 @@ def spectrum_on_route(route: str, model: nn.Module, layout: Layout, x: torch.Ten
         spec = spectrum.analyse(top.singular_values, N, kd, rtol=rtol, method=top.method, complete=False)
         warn = [] if top.converged else [f"svds did not converge in {top.products} products; the values are "
                                          "ARPACK's last estimates"]
-        return RouteResult(spec, "matrix-free", form_G, warnings=warn)
+        return RouteResult(spec, "J and Jᵀ products", form_G, warnings=warn)
     if route == "factored":
         from .gram import linear_factors
 

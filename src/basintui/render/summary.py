@@ -34,8 +34,8 @@ def run_table(r: dict[str, Any]) -> Table:
 
 
 def rank_text(g: dict[str, Any]) -> str:
-    """rank(G) as the report states it: '12', or '≥ 32' when only a lower bound is known."""
-    return f"{'' if g.get('rank_exact', True) else '≥ '}{g['rank']}"
+    """rank(G) as the report states it: 'rank(G) = 12', or 'rank(G) ≥ 32' when only a lower bound is known."""
+    return f"rank(G) {'=' if g.get('rank_exact', True) else '≥'} {g['rank']}"
 
 
 def rtol_text(g: dict[str, Any]) -> str:
@@ -56,7 +56,7 @@ def g_table(r: dict[str, Any]) -> RenderableType | None:
     t.add_column(style="bold")
     t.add_column()
     kd = g["n_outputs"]
-    t.add_row("rank(G)", Text(f"rank(G) = {rank_text(g)}", style="bold green"))
+    t.add_row("rank(G)", Text(rank_text(g), style="bold green"))
     t.add_row("shape", f"N = {g['n_params']} × kd = {kd} (G on the {g['on']})")
     t.add_row("tolerance", f"{g['tolerance']:.3g} = {g['tolerance_rule']}")
     t.add_row("rank at rtol", rtol_text(g))

@@ -26,7 +26,7 @@ REGIME_WORDS = {
 
 def headline(g: dict[str, Any]) -> Text:
     t = Text()
-    t.append(f"rank(G) = {rank_text(g)}", style="bold green")
+    t.append(rank_text(g), style="bold green")
     t.append(f"   N = {g['n_params']:,}   kd = {g['n_outputs']:,}   tolerance {num(g['tolerance'], 3)}")
     t.append(f" ({g.get('tolerance_rule', '')})", style="dim")
     return t
@@ -147,7 +147,7 @@ class SpectrumPane(Vertical):
             plt.text("tolerance", (xs[0] + xs[-1]) / 2, math.log10(tol), color="red")
         if 0 < r < len(sv):
             plt.vline(r + 0.5, "green")
-        plt.text(f"rank {rank_text(g)}", max(1, min(r, len(sv))), max(ys) if r < len(sv) / 2 else min(ys), color="green")
+        plt.text(f"rank {'' if g.get('rank_exact', True) else '≥ '}{r}", max(1, min(r, len(sv))), max(ys) if r < len(sv) / 2 else min(ys), color="green")
         if gap and gap.get("after") not in (None, r) and 0 < gap["after"] < len(sv):
             plt.vline(gap["after"] + 0.5, "orange")
             plt.text(f" gap {num(gap['decades'], 2)} decades", gap["after"] + 0.5 + len(sv) / 40,
