@@ -97,3 +97,22 @@ def test_stage_that_needs_G_after_the_factored_spectrum_is_refused_and_the_spect
     assert report.G is not None and report.G.rank == 16 and report.G_route == "factored linear"
     assert report.error["kind"] == "input" and "G (" in report.error["message"]
     assert report.levelset is None
+
+
+def test_stages_that_need_a_G_that_cannot_fit_are_skipped_with_the_reason_and_the_spectrum_kept(monkeypatch):
+    from basintui.engine import session
+    from basintui.render.summary import why_missing
+
+    p = make_preset(data={"n": 64, "dim": 6}, model={"hidden": [64, 64]}, train={"steps": 0},
+                    analysis={"hessian": "dense", "layers": True})
+    N, kd = 64 * 6 + 64 + 64 * 64 + 64 + 65, 64
+    g2 = 2 * 8 * N * kd  # G and its copy: the route planner's test for "G fits"
+    monkeypatch.setattr(resources, "available_bytes", lambda device: int(g2 / resources.SAFETY) - 1)
+    report = session.run(p)
+    d = report.to_dict()
+    assert report.G.rank == 64 and d["G"]["method"].startswith("factored linear")
+    assert d["hessian"] is None and d["layers"] is None
+    assert set(d["skipped"]) == {"hessian", "layers"} and "does not fit" in d["skipped"]["hessian"]
+    assert any(n.startswith("layers: skipped") for n in d["notes"])
+    assert why_missing(d, "hessian", "The Hessian", None, "Hessian").startswith(
+        "The Hessian was not computed: skipped, because it needs G")

@@ -268,8 +268,11 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: reso
     for name, fn in analysis_stages(ctx.preset):
         setattr(report, name, None)
         if plan.route is not None and not plan.route.g_fits:
-            report.notes.append(f"{name}: skipped, because it needs G ({fmt_bytes(plan.g_bytes)}), which does "
-                                f"not fit in the memory available ({fmt_bytes(plan.available)})")
+            why = (f"skipped, because it needs G ({fmt_bytes(plan.g_bytes)}), which does not fit in the memory "
+                   f"available ({fmt_bytes(plan.available)}); the spectrum of G is kept")
+            report.extras.setdefault("skipped", {})[name] = why
+            report.notes.append(f"{name}: {why}")
+            ctx.emit(Note(f"{name}: {why}", "warn"))
             continue
         value = _stage(name, ctx, timings, lambda fn=fn: fn(ctx, report))
         if value is not None:

@@ -48,6 +48,21 @@ def _submersion_text(g: dict[str, Any]) -> str:
     return "unknown (rank only bounded below)" if sub is None else ("yes" if sub else "no")
 
 
+def why_missing(report: dict[str, Any], stage: str, what: str, off: str | None, stage_word: str) -> str:
+    """Why a report has no `stage` section, in one sentence: `off` when the preset turned it off,
+    else cancelled, skipped (G did not fit), failed, or an engine without that stage."""
+    if off:
+        return off
+    if report.get("training", {}).get("status") == "cancelled":
+        return f"{what} was not computed: the run was cancelled."
+    skipped = (report.get("skipped") or {}).get(stage)
+    if skipped:
+        return f"{what} was not computed: {skipped}."
+    if report.get("error"):
+        return f"{what} was not computed: " + report["error"]["message"]
+    return f"{what} was not computed for this run (this engine has no {stage_word} stage)."
+
+
 def g_table(r: dict[str, Any]) -> RenderableType | None:
     g = r.get("G")
     if g is None:

@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from ...render.summary import why_missing
 from .plotting import decimate, num
 
 VERDICT_STYLE = {"holds": "bold green", "fails": "bold red", "not_applicable": "bold yellow"}
@@ -79,15 +80,8 @@ class HessianPane(Vertical):
         h = report.get("hessian")
         if not h:
             mode = report.get("config", {}).get("analysis", {}).get("hessian")
-            status = report.get("training", {}).get("status")
-            if mode == "off":
-                why = "The Hessian analysis is off for this run (analysis.hessian = off)."
-            elif status == "cancelled":
-                why = "The Hessian was not computed: the run was cancelled."
-            elif report.get("error"):
-                why = "The Hessian was not computed: " + report["error"]["message"]
-            else:
-                why = "The Hessian was not computed for this run (this engine has no Hessian stage)."
+            off = "The Hessian analysis is off for this run (analysis.hessian = off)."
+            why = why_missing(report, "hessian", "The Hessian", off if mode == "off" else None, "Hessian")
             self.clear(why)
             return
         self.h = h

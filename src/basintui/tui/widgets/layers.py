@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from ...render.summary import why_missing
 from .plotting import num
 
 COLUMNS = (
@@ -120,15 +121,8 @@ class LayersPane(Vertical):
         table.clear()
         if not layers:
             enabled = report.get("config", {}).get("analysis", {}).get("layers", True)
-            status = report.get("training", {}).get("status")
-            if not enabled:
-                why = "The information-loss analysis is off for this run (analysis.layers = false)."
-            elif status == "cancelled":
-                why = "The information-loss analysis was not computed: the run was cancelled."
-            elif report.get("error"):
-                why = "The information-loss analysis was not computed: " + report["error"]["message"]
-            else:
-                why = "The information-loss analysis was not computed for this run (this engine has no layers stage)."
+            off = "The information-loss analysis is off for this run (analysis.layers = false)."
+            why = why_missing(report, "layers", "The information-loss analysis", None if enabled else off, "layers")
             self.clear(why)
             return
         self.blocks = list(layers)

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from ...render.summary import why_missing
 from .plotting import num
 
 
@@ -70,15 +71,8 @@ class LevelSetPane(Vertical):
         ls = report.get("levelset")
         if not ls:
             asked = report.get("config", {}).get("analysis", {}).get("levelset", False)
-            status = report.get("training", {}).get("status")
-            if not asked:
-                why = "The level-set check is off for this run (set analysis.levelset = true in Setup)."
-            elif status == "cancelled":
-                why = "The level-set check was not computed: the run was cancelled."
-            elif report.get("error"):
-                why = "The level-set check was not computed: " + report["error"]["message"]
-            else:
-                why = "The level-set check was not computed for this run (this engine has no level-set stage)."
+            off = "The level-set check is off for this run (set analysis.levelset = true in Setup)."
+            why = why_missing(report, "levelset", "The level-set check", None if asked else off, "level-set")
             self.clear(why)
             return
         g = report.get("G") or {}
