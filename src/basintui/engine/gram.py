@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..limits import STREAM_BYTES
 from .cancel import CancelToken
 from .models import Layout, sequence
 
@@ -87,7 +88,7 @@ class LinearFactors:
         return self.n_outputs
 
     def blocks(self, V: torch.Tensor | None = None, cancel: CancelToken | None = None,
-               budget_bytes: int = 256 * 2**20) -> Iterator[torch.Tensor]:
+               budget_bytes: int = STREAM_BYTES) -> Iterator[torch.Tensor]:
         """G's rows in order, block by block (G_c, or G_c·V when V is given), never G whole: a block
         is a run of one layer's output units (rows o·in … o·in + in − 1 each), then its bias.
         For V (kd × s): G_c·V[(o, i), j] = Σ_r b_ro ã_ri V_rj, computed as ((b_o ⊙ V)ᵀ Ã) per unit."""

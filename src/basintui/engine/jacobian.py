@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from ..limits import STREAM_BYTES
 from .cancel import CancelToken
 from .models import Layout, sequence
 
@@ -140,7 +141,7 @@ class InputChunks:
     over the blocks costs one G's worth of per-sample gradients; memory is one block."""
 
     def __init__(self, model: nn.Module, layout: Layout, x: torch.Tensor, *, transform: Transform = None,
-                 out_dim: int = 1, budget_bytes: int = 256 * 2**20) -> None:
+                 out_dim: int = 1, budget_bytes: int = STREAM_BYTES) -> None:
         self.model, self.layout, self.x, self.transform = model, layout, x, transform
         self.n_rows = x.shape[0] * out_dim
         self.n_cols = layout.n_params

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .cancel import CancelToken
-from ..limits import fmt_bytes
+from ..limits import STREAM_BYTES, fmt_bytes
 from .errors import ResourceError
 from .resources import check_fits
 
@@ -120,7 +120,6 @@ def _tall(G: torch.Tensor) -> torch.Tensor:
     return G if G.shape[0] >= G.shape[1] else G.T
 
 
-STREAM_BYTES = 256 * 2**20  # one row block of G·V (and of G) at a time
 MAX_RITZ_LEVELS = 8  # each level shrinks the unrefined scale by ≥ 3e-4 (σ); 5 reach below ε·σ₁
 
 

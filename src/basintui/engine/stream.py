@@ -37,11 +37,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from ..limits import STREAM_BYTES
 from .cancel import CancelToken
 from .jacobian import Transform, param_dict
 from .models import Layout
-
-BUDGET_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class ParamChunks:
     respect to that slice of θ only."""
 
     def __init__(self, model: nn.Module, layout: Layout, x: torch.Tensor, *, transform: Transform = None,
-                 budget_bytes: int = BUDGET_BYTES) -> None:
+                 budget_bytes: int = STREAM_BYTES) -> None:
         self.model = model
         self.layout = layout
         self.x = x
@@ -210,6 +209,6 @@ class ParamChunks:
 
 
 def param_chunks(model: nn.Module, layout: Layout, x: torch.Tensor, *, transform: Transform = None,
-                 budget_bytes: int = BUDGET_BYTES) -> ParamChunks:
+                 budget_bytes: int = STREAM_BYTES) -> ParamChunks:
     """The row-block source for G. `model` and `x` must already be float64 on one device."""
     return ParamChunks(model, layout, x, transform=transform, budget_bytes=budget_bytes)
