@@ -113,34 +113,35 @@ def choose_route(n_params: int, kd: int, linear_ok: bool, usable: float, *, widt
     `force` (analysis.route) takes one route, refused with its estimate if it does not fit."""
     small, large = min(n_params, kd), max(n_params, kd)
     g = 8 * n_params * kd
-    explicit = spectrum_peak_bytes(n_params, kd, False)
-    factored = spectrum_peak_bytes(n_params, kd, True, width_sum)
     g_fits = 2 * g <= usable
+    streamed = streamed_route(n_params, kd)
+    peak = {"factored": spectrum_peak_bytes(n_params, kd, True, width_sum),
+            "explicit": spectrum_peak_bytes(n_params, kd, False),
+            streamed: gram_route_bytes(small),
+            "matfree": matfree_route_bytes(n_params, kd, top_k, forward_bytes)}
     gram_flops = float(small) ** 2 * large
+    flops = {"factored": float(kd) ** 2 * width_sum + float(kd) ** 3, "explicit": gram_flops + float(small) ** 3,
+             streamed: 2 * gram_flops + float(small) ** 3, "matfree": 0.0}
     if force != "auto":
-        return _forced(force, n_params, kd, linear_ok, usable, g_fits, width_sum, forward_bytes, top_k)
+        return _forced(force, n_params, kd, linear_ok, usable, g_fits, top_k, peak, flops)
+    factored, explicit, gram, mf = peak["factored"], peak["explicit"], peak[streamed], peak["matfree"]
     if linear_ok and factored_route_applies(n_params, kd) and factored <= usable:
         g_words = (f"G itself ({fmt_bytes(g)}) is formed only for the stages that need it" if g_fits else
                    f"G itself ({fmt_bytes(g)}) does not fit and is never formed")
         return RoutePlan("factored", factored, f"factored per-layer Gram ({kd} × {kd}, {fmt_bytes(factored)}); "
-                         + g_words, g_fits,
-                         float(kd) ** 2 * width_sum + float(kd) ** 3)
+                         + g_words, g_fits, flops["factored"])
     if explicit <= usable:
         return RoutePlan("explicit", explicit, f"explicit G ({n_params} × {kd}, {fmt_bytes(g)}) and its "
                          f"{'Gram' if large >= 2 * small else 'SVD'} ({fmt_bytes(explicit)} at the peak)", True,
-                         gram_flops + float(small) ** 3)
-    gram = gram_route_bytes(small)
+                         flops["explicit"])
     if linear_ok and kd <= n_params and factored <= usable:
         return RoutePlan("factored", factored, f"G ({fmt_bytes(g)}) does not fit in {fmt_bytes(usable)}: "
-                         f"factored per-layer Gram ({kd} × {kd}, {fmt_bytes(factored)})", False,
-                         float(kd) ** 2 * width_sum + float(kd) ** 3)
+                         f"factored per-layer Gram ({kd} × {kd}, {fmt_bytes(factored)})", False, flops["factored"])
     if gram <= usable:
         over = "parameter chunks" if kd <= n_params else "input chunks"
-        return RoutePlan("streamed-params" if kd <= n_params else "streamed-inputs", gram,
-                         f"G ({fmt_bytes(g)}) does not fit in {fmt_bytes(usable)}: its {small} × {small} Gram is "
-                         f"summed over {over} ({fmt_bytes(gram)}), G is never whole", False,
-                         2 * gram_flops + float(small) ** 3)
-    mf = matfree_route_bytes(n_params, kd, top_k, forward_bytes)
+        return RoutePlan(streamed, gram, f"G ({fmt_bytes(g)}) does not fit in {fmt_bytes(usable)}: its {small} × "
+                         f"{small} Gram is summed over {over} ({fmt_bytes(gram)}), G is never whole", False,
+                         flops[streamed])
     if mf <= usable:
         return RoutePlan("matfree", mf, f"neither G ({fmt_bytes(g)}) nor its {small} × {small} Gram "
                          f"({fmt_bytes(gram)}) fits in {fmt_bytes(usable)}: matrix-free svds finds the top "
@@ -150,9 +151,14 @@ def choose_route(n_params: int, kd: int, linear_ok: bool, usable: float, *, widt
                      False, 0.0)
 
 
-def _forced(force: str, n_params: int, kd: int, linear_ok: bool, usable: float, g_fits: bool, width_sum: int,
-            forward_bytes: int, top_k: int) -> RoutePlan:
-    small, large = min(n_params, kd), max(n_params, kd)
+def streamed_route(n_params: int, kd: int) -> str:
+    """Which streamed route serves G (N × kd): over parameter chunks when its Gram is kd × kd, else over inputs."""
+    return "streamed-params" if kd <= n_params else "streamed-inputs"
+
+
+def _forced(force: str, n_params: int, kd: int, linear_ok: bool, usable: float, g_fits: bool, top_k: int,
+            peak: dict[str, int], flops: dict[str, float]) -> RoutePlan:
+    small = min(n_params, kd)
     if force == "factored" and not (linear_ok and kd <= n_params):
         return RoutePlan("none", 0, "analysis.route = factored needs a network of Linear layers and elementwise "
                          f"activations with kd ≤ N (here N = {n_params}, kd = {kd}{'' if linear_ok else ', and the model is not one'})",
@@ -161,13 +167,9 @@ def _forced(force: str, n_params: int, kd: int, linear_ok: bool, usable: float, 
         return RoutePlan("none", 0, f"analysis.top_k = {top_k} must be below min(N, kd) = {small} for the "
                          "matrix-free route (use another route to get every singular value)", False, 0.0,
                          key="analysis.top_k")
-    route = {"streamed": "streamed-params" if kd <= n_params else "streamed-inputs"}.get(force, force)
-    peak = {"explicit": spectrum_peak_bytes(n_params, kd, False),
-            "factored": spectrum_peak_bytes(n_params, kd, True, width_sum),
-            "streamed-params": gram_route_bytes(small), "streamed-inputs": gram_route_bytes(small),
-            "matfree": matfree_route_bytes(n_params, kd, top_k, forward_bytes)}[route]
-    if peak > usable:
-        return RoutePlan("none", peak, f"analysis.route = {force} needs about {fmt_bytes(peak)} and "
+    route = streamed_route(n_params, kd) if force == "streamed" else force
+    if peak[route] > usable:
+        return RoutePlan("none", peak[route], f"analysis.route = {force} needs about {fmt_bytes(peak[route])} and "
                          f"{fmt_bytes(usable)} is usable", False, 0.0, key="analysis.route")
-    return RoutePlan(route, peak, f"{force}, as analysis.route asks ({fmt_bytes(peak)})",
-                     g_fits if route != "explicit" else True, float(small) ** 2 * large)
+    return RoutePlan(route, peak[route], f"{force}, as analysis.route asks ({fmt_bytes(peak[route])})",
+                     g_fits if route != "explicit" else True, flops[route])

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..limits import SAFETY, TOP_K, choose_route
+from ..limits import SAFETY, TOP_K, choose_route, streamed_route
 from . import jacobian, spectrum
 from .cancel import CancelToken
 from .models import Layout
@@ -58,7 +58,7 @@ def spectrum_on_route(route: str, model: nn.Module, layout: Layout, x: torch.Ten
         route = choose_route(N, kd, jacobian.linear_path_ok(model), SAFETY * available_bytes(x.device),
                              top_k=top_k).route
     if route == "streamed":
-        route = "streamed-params" if kd <= N else "streamed-inputs"
+        route = streamed_route(N, kd)
     if route == "explicit":
         G, how = stage("jacobian", lambda: jacobian.compute_G(model, layout, x, transform=transform, cancel=cancel))
         spec = stage("spectrum", lambda: spectrum.spectrum_of(G, rtol=rtol, cancel=cancel))
