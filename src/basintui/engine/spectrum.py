@@ -175,15 +175,9 @@ def streamed_gram(source: RowBlocks, V: torch.Tensor | None = None,
     width = source.n_cols if V is None else V.shape[1]
     M = None
     for Y in source.blocks(V, cancel):
-        if Y.is_cuda:
-            M = Y.T @ Y if M is None else M.addmm_(Y.T, Y)
-        else:
-            y = Y.numpy()
-            P = y.T @ y  # syrk
-            M = P if M is None else np.add(M, P, out=M)
-    if M is None:
-        return torch.zeros(width, width, dtype=torch.float64)
-    return M if isinstance(M, torch.Tensor) else torch.from_numpy(M)
+        P = gram_of(Y)
+        M = P if M is None else M.add_(P)
+    return torch.zeros(width, width, dtype=torch.float64) if M is None else M
 
 
 SUBSET_FRACTION = 0.15  # up to this share of the eigenvectors, LAPACK's subset driver beats a full eigh
