@@ -44,6 +44,7 @@ from ..limits import matfree_route_bytes
 from .cancel import CancelToken
 from .jacobian import Transform, outputs_at
 from .models import Layout, activation_numel, flat_params
+from .spectrum import rank_from_top  # noqa: F401 (the rule that reads a rank off the top values)
 
 # A forward and backward pass keeps about 3 numbers per activation (value, saved input, gradient).
 PASS_FACTOR = 3
@@ -212,20 +213,6 @@ def top_singular_values(model: nn.Module, layout: Layout, x: torch.Tensor, s: in
     note = "" if converged else f", NOT converged: {len(sv)} of {s} values"
     method = (f"matrix-free svds arpack (top {s} of min(N, kd) = {m}, {op.products} products{note})")
     return TopSpectrum(sv, n, kd, op.products, converged, method)
-
-
-def rank_from_top(sv_top: np.ndarray, tol: float, full_size: int) -> tuple[int, bool]:
-    """(rank, exact) from the top singular values alone.
-
-    If fewer than len(sv_top) values exceed `tol`, every further value is ≤ σ_s ≤ tol, so the
-    rank is exactly that count (exact=True). If all of them exceed it, the rank is only known to
-    be ≥ len(sv_top) (exact=False). With the whole spectrum (len(sv_top) == full_size) it is exact.
-    Assumes sv_top really are the top values (a converged solve).
-    """
-    sv = np.asarray(sv_top, dtype=np.float64)
-    count = int(np.count_nonzero(sv > tol))
-    exact = len(sv) >= full_size or count < len(sv)
-    return count, exact
 
 
 def matfree_bytes(n_params: int, kd: int, s: int, forward_bytes: int) -> int:

@@ -337,6 +337,20 @@ def streamed_singular_values(source: RowBlocks, cancel: CancelToken | None = Non
     return sv, "streamed " + route
 
 
+def rank_from_top(sv_top: np.ndarray, tol: float, full_size: int) -> tuple[int, bool]:
+    """(rank, exact) from the top singular values alone.
+
+    If fewer than len(sv_top) values exceed `tol`, every further value is ≤ σ_s ≤ tol, so the
+    rank is exactly that count (exact=True). If all of them exceed it, the rank is only known to
+    be ≥ len(sv_top) (exact=False). With the whole spectrum (len(sv_top) == full_size) it is exact.
+    Assumes sv_top really are the top values (a converged solve).
+    """
+    sv = np.asarray(sv_top, dtype=np.float64)
+    count = int(np.count_nonzero(sv > tol))
+    exact = len(sv) >= full_size or count < len(sv)
+    return count, exact
+
+
 def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0, method: str = "",
             complete: bool = True) -> Spectrum:
     """Rank, ranks at other tolerances, gap and effective rank of the singular values `sv`. With
@@ -346,9 +360,11 @@ def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0,
     sv = np.sort(np.asarray(sv, dtype=np.float64))[::-1]
     sigma_max = float(sv[0]) if len(sv) else 0.0
     tol, rule = default_tolerance(sigma_max, (n_params, n_outputs), rtol)
-    rank = int(np.count_nonzero(sv > tol))
-    at = {key: int(np.count_nonzero(sv > float(key) * sigma_max)) for key in RTOLS}
-    full = complete or len(sv) >= min(n_params, n_outputs)
+    full_size = len(sv) if complete else min(n_params, n_outputs)
+    rank, rank_exact = rank_from_top(sv, tol, full_size)
+    counted = {key: rank_from_top(sv, float(key) * sigma_max, full_size) for key in RTOLS}
+    at = {key: c for key, (c, _) in counted.items()}
+    full = len(sv) >= full_size
     return Spectrum(
         singular_values=sv,
         tolerance=tol,
@@ -361,8 +377,8 @@ def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0,
         n_outputs=n_outputs,
         method=method,
         complete=full,
-        rank_exact=full or rank < len(sv),
-        rank_at_rtol_exact=None if full else {key: v < len(sv) for key, v in at.items()},
+        rank_exact=rank_exact,
+        rank_at_rtol_exact=None if full else {key: e for key, (_, e) in counted.items()},
     )
 
 
