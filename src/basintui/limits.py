@@ -39,6 +39,11 @@ def factored_route_applies(n_params: int, kd: int) -> bool:
     return 4 * kd <= n_params
 
 
+def forward_pass_bytes(n_inputs: int, numbers_per_input: int, element_size: int) -> int:
+    """A full-batch forward and backward pass: about 3× every number the layers output per input."""
+    return 3 * element_size * n_inputs * numbers_per_input
+
+
 def hessian_bytes(n_params: int) -> int:
     """Dense Hessian analysis: H, GGN and H − GGN in float64, plus eigh's workspace (~one more)."""
     return 4 * 8 * n_params * n_params

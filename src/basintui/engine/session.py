@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import Preset
-from ..limits import fmt_bytes
+from ..limits import fmt_bytes, forward_pass_bytes
 from . import data as data_mod
 from . import jacobian, resources, spectrum
 from .cancel import CancelToken
@@ -154,7 +154,7 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
     widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
     per_input = activation_numel(model, x_train[:2])
     plan = resources.plan(preset, N, k, d, device, linear_ok=jacobian.linear_path_ok(model), width_sum=widths,
-                          forward_bytes=3 * x_train.element_size() * k * per_input)
+                          forward_bytes=forward_pass_bytes(k, per_input, x_train.element_size()))
     emit(Plan(N, k, d, plan.g_bytes, plan.g_method, plan.hessian_mode, plan.hessian_bytes, plan.peak_bytes))
     for text in plan.notes:
         note(text)

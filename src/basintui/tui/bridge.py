@@ -32,6 +32,7 @@ from ..limits import (  # noqa: F401 (app code imports fmt_bytes here)
     SAFETY,
     choose_route,
     fmt_bytes,
+    forward_pass_bytes,
     hessian_bytes,
     host_available_bytes,
 )
@@ -124,7 +125,7 @@ def estimate_sizes(preset: Preset) -> Sizes:
         per_input = sum(m_cfg.hidden) * (1 if m_cfg.activation == "linear" else 2) + d
         plan = choose_route(n_params, kd, True, SAFETY * host_available_bytes(),
                             width_sum=sum(a + b for a, b in zip(widths, widths[1:], strict=False)),
-                            forward_bytes=3 * (8 if preset.dtype == "float64" else 4) * k * per_input,
+                            forward_bytes=forward_pass_bytes(k, per_input, 8 if preset.dtype == "float64" else 4),
                             top_k=preset.analysis.top_k, force=preset.analysis.route)
         peak, route = plan.peak_bytes, plan.route
         hb = hessian_bytes(n_params) if mode == "dense" else 0
