@@ -149,6 +149,8 @@ def spectrum_dict(s: Spectrum, route: str, on: str) -> dict[str, Any]:
         "complete": s.complete,
         "rank_exact": s.rank_exact,
         "rank_at_rtol_exact": None if s.rank_at_rtol_exact is None else dict(s.rank_at_rtol_exact),
+        "rank_rule": s.rule.to_dict(),
+        "near_threshold": s.near_threshold,
     }
 
 

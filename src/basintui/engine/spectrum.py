@@ -50,6 +50,18 @@ class Spectrum:
     complete: bool = True  # False: only the top of the spectrum (the matrix-free route)
     rank_exact: bool = True  # False: every value found exceeds the tolerance, so rank ≥ `rank` only
     rank_at_rtol_exact: dict[str, bool] | None = None  # the same, per rtol (None: all exact)
+    rtol: float = 0.0  # the preset's analysis.rtol (0: the numpy rule)
+
+    @property
+    def rule(self) -> RankRule:
+        """The rank rule this spectrum was decided by; every other rank in the report uses it."""
+        s1 = float(self.singular_values[0]) if len(self.singular_values) else 0.0
+        return RankRule(self.tolerance_rule, self.rtol, s1, self.tolerance, max(self.n_params, self.n_outputs))
+
+    @property
+    def near_threshold(self) -> int:
+        """Singular values within a factor 2 of the tolerance: the rank there is decided by rounding."""
+        return near_threshold(self.singular_values, self.tolerance)
 
     @property
     def regime(self) -> str:
@@ -77,7 +89,58 @@ class Spectrum:
         return min(self.n_params, self.n_outputs) - self.rank
 
     def rank_at(self, tol: float) -> int:
-        return int(np.count_nonzero(self.singular_values > tol))
+        return count_above(self.singular_values, tol)
+
+
+NEAR_FACTOR = 2.0  # a singular value within this factor of the threshold is "near": rounding decides it
+
+
+@dataclass(frozen=True)
+class RankRule:
+    """The one rule that decides every rank in a report (DESIGN §1): σ counts when σ > threshold.
+
+    `scale` is σ₁ of the matrix whose singular values are counted (G, or G·Q^½ for GGN);
+    threshold = rtol · scale when rtol > 0, else scale · max(shape) · ε (the numpy rule). A value in
+    [threshold / NEAR_FACTOR, threshold · NEAR_FACTOR] is near the threshold: the rank there is decided
+    by rounding, and `near` counts such values so the report can say so."""
+
+    rule: str
+    rtol: float
+    scale: float
+    threshold: float
+    size: int  # max(shape): the numpy rule's factor
+
+    @classmethod
+    def for_matrix(cls, sigma_max: float, shape: tuple[int, int], rtol: float = 0.0) -> "RankRule":
+        tol, rule = default_tolerance(sigma_max, shape, rtol)
+        return cls(rule=rule, rtol=float(rtol), scale=float(sigma_max), threshold=float(tol), size=int(max(shape)))
+
+    def rescaled(self, factor: float) -> "RankRule":
+        """The same rule for the matrix c·A (c = factor > 0): every σ and the threshold times c."""
+        return RankRule(self.rule, self.rtol, self.scale * factor, self.threshold * factor, self.size)
+
+    def count(self, sv: np.ndarray) -> int:
+        return count_above(sv, self.threshold)
+
+    def near(self, sv: np.ndarray) -> int:
+        return near_threshold(sv, self.threshold)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"rule": self.rule, "rtol": self.rtol, "scale": self.scale, "threshold": self.threshold,
+                "near_factor": NEAR_FACTOR}
+
+
+def count_above(sv: np.ndarray, tol: float) -> int:
+    """The rank rule itself: how many singular values exceed the threshold (float64)."""
+    return int(np.count_nonzero(np.asarray(sv, dtype=np.float64) > tol))
+
+
+def near_threshold(sv: np.ndarray, tol: float) -> int:
+    """How many singular values lie within a factor NEAR_FACTOR of the threshold (either side)."""
+    s = np.asarray(sv, dtype=np.float64)
+    if tol <= 0:
+        return 0
+    return int(np.count_nonzero((s >= tol / NEAR_FACTOR) & (s <= tol * NEAR_FACTOR)))
 
 
 def default_tolerance(sigma_max: float, shape: tuple[int, int], rtol: float = 0.0) -> tuple[float, str]:
@@ -346,7 +409,7 @@ def rank_from_top(sv_top: np.ndarray, tol: float, full_size: int) -> tuple[int, 
     Assumes sv_top really are the top values (a converged solve).
     """
     sv = np.asarray(sv_top, dtype=np.float64)
-    count = int(np.count_nonzero(sv > tol))
+    count = count_above(sv, tol)
     exact = len(sv) >= full_size or count < len(sv)
     return count, exact
 
@@ -379,6 +442,7 @@ def analyse(sv: np.ndarray, n_params: int, n_outputs: int, *, rtol: float = 0.0,
         complete=full,
         rank_exact=rank_exact,
         rank_at_rtol_exact=None if full else {key: e for key, (_, e) in counted.items()},
+        rtol=float(rtol),
     )
 
 
