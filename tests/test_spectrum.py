@@ -38,7 +38,7 @@ TAILS = {
     "rank-deficient": lambda r: np.concatenate([np.geomspace(1, 1e-2, 30), np.zeros(50)]),
     "clustered-tiny": lambda r: np.concatenate([np.geomspace(1, 2e-3, 40), 1e-9 * (1 + r.random(40))]),
     "slow-decay": lambda r: np.geomspace(1, 1e-10, 80),
-    "near-tolerance": lambda r: np.concatenate([np.ones(40), np.full(40, 600 * 2.2e-16)]),
+    "near-tolerance": lambda r: np.concatenate([np.ones(40), np.full(40, 1.5 * 600 * EPS)]),  # 1.5× τ: near, no tie
 }
 
 
@@ -54,8 +54,9 @@ def test_every_gram_outcome_matches_the_dense_svd(name):
     assert np.max(np.abs(sv - ref)) <= 1e-12 * ref[0]  # Gram values just above the Ritz tail carry ~ε·σ₁²/σ_b
     big = ref >= 1e-4 * ref[0]
     assert np.max(np.abs(sv[big] - ref[big]) / ref[big]) <= 1e-8
-    if name == "near-tolerance":  # values at the tolerance: the decision must go to a full SVD
-        assert method.startswith("svd")
+    if name == "near-tolerance":  # values within 2× of the tolerance: an exact method must decide
+        assert method.startswith("svd") and "exact method decided" in method
+        assert s.near_threshold == 40 and s.rank == 80
 
 
 def test_gram_route_agrees_with_svd_when_well_conditioned():
@@ -106,16 +107,18 @@ def test_exact_zero_singular_values_do_not_break_the_gap():
 
 
 def test_nested_ritz_levels_resolve_a_tail_that_is_itself_ill_conditioned():
-    # Four decades of structure under the Gram's trust line: one Ritz level leaves 1e-10 and the
-    # exact zeros under its own trust line, so a second level must refine them.
-    sv_true = np.concatenate([np.geomspace(1, 1e-3, 40), np.full(20, 1e-6), np.full(10, 1e-10), np.zeros(10)])
+    # Structure under the Gram's trust line: one Ritz level leaves 1e-10 and the exact zeros under its
+    # own trust line, so a second level must refine them. Every value sits a clear factor (≥ 5×) from
+    # the tolerance (6.7e-13) and from the rtol thresholds 1e-3, 1e-6, 1e-9: no tie decides anything.
+    sv_true = np.concatenate([np.geomspace(1, 1e-2, 40), np.full(20, 1e-5), np.full(10, 1e-10), np.zeros(10)])
     G = _with_singular_values(3000, 80, sv_true, seed=4)
     sv, method = singular_values(G, "gram")
     ref = np.linalg.svd(G.numpy(), compute_uv=False)
     assert "2 levels" in method or "3 levels" in method
     s, s_ref = analyse(sv, 3000, 80, method=method), analyse(ref, 3000, 80)
     assert s.rank == s_ref.rank == 70
-    assert s.rank_at_rtol == s_ref.rank_at_rtol
+    assert s.rank_at_rtol == s_ref.rank_at_rtol == {"1e-3": 40, "1e-6": 60, "1e-9": 60}
+    assert s.near_threshold == 0
     assert np.max(np.abs(sv - ref)) <= 1e-13 * ref[0]
     big = ref >= 1e-4 * ref[0]
     assert np.max(np.abs(sv[big] - ref[big]) / ref[big]) <= 1e-8
@@ -132,10 +135,60 @@ def test_streamed_route_never_holds_G_and_matches_the_dense_svd(budget):
     assert np.max(np.abs(sv - ref)) <= 1e-13 * ref[0]
 
 
-def test_a_ritz_value_at_the_tolerance_without_room_for_a_full_svd_is_decided_and_said():
-    sv_true = np.concatenate([np.ones(40), np.full(40, 600 * 2.2e-16)])
+def test_a_streamed_G_near_the_tolerance_is_decided_by_its_R_factor():
+    # A streamed G is never whole, so no full SVD: the R factor folded over its row blocks decides.
+    sv_true = np.concatenate([np.ones(40), np.full(40, 1.5 * 600 * EPS)])
     G = _with_singular_values(600, 80, sv_true, seed=2)
-    sv, method = streamed_singular_values(DenseRows(G))  # a streamed G can never be SVD'd whole
-    assert "within 30× of the tolerance" in method and "Ritz values decided the rank" in method
+    sv, method = streamed_singular_values(DenseRows(G, budget_bytes=8 * 80 * 50))  # 50 rows a block
+    assert "R factor" in method and "exact method decided" in method
     ref = np.linalg.svd(G.numpy(), compute_uv=False)
-    assert np.max(np.abs(sv - ref)) <= 1e-14 * ref[0]  # the values that decided are still exact to ~ε·σ₁
+    assert np.max(np.abs(sv - ref)) <= 1e-14 * ref[0]
+    assert analyse(sv, 600, 80).rank == analyse(ref, 600, 80).rank == 80
+
+
+def test_when_no_exact_method_fits_the_ritz_values_decide_and_say_so(monkeypatch):
+    from basintui.engine import spectrum as sp
+
+    sv_true = np.concatenate([np.ones(40), np.full(40, 1.5 * 600 * EPS)])
+    G = _with_singular_values(600, 80, sv_true, seed=2)
+    monkeypatch.setattr(sp, "_tsqr_bytes", lambda n: 2**62)  # R cannot fit anywhere
+    sv, method = streamed_singular_values(DenseRows(G))
+    assert "Ritz values (upper bounds on the small singular values) decided the rank" in method
+    ref = np.linalg.svd(G.numpy(), compute_uv=False)
+    assert np.all(sv[40:] >= ref[40:] - 10 * EPS * ref[0])  # Ritz values are upper bounds (up to rounding)
+
+
+def test_streamed_r_has_the_singular_values_of_G_to_machine_precision():
+    from basintui.engine.spectrum import streamed_r
+
+    rng = np.random.default_rng(3)
+    sv_true = np.concatenate([np.geomspace(1, 1e-14, 30), np.zeros(10)])
+    G = _with_singular_values(500, 40, sv_true, seed=3)
+    R = streamed_r(DenseRows(G, budget_bytes=8 * 40 * 7))  # 7-row blocks: many folds
+    ref = np.linalg.svd(G.numpy(), compute_uv=False)
+    assert R.shape == (40, 40) and torch.allclose(torch.triu(R), R)
+    assert np.max(np.abs(np.linalg.svd(R.numpy(), compute_uv=False) - ref)) <= 50 * EPS * ref[0]
+    assert rng is not None
+
+
+def test_values_at_the_threshold_are_counted_as_near_and_the_rank_is_said_to_depend_on_rounding():
+    # On purpose: five values exactly at τ (a tie), five at 1.9τ and five at τ/1.9 (near, either side).
+    tau = 100 * EPS
+    sv = np.concatenate([[1.0], np.full(5, 1.9 * tau), np.full(5, tau), np.full(5, tau / 1.9), [tau / 10]])
+    s = analyse(sv, 100, 17)
+    assert s.tolerance == pytest.approx(tau)
+    assert s.near_threshold == 15
+    assert 6 <= s.rank <= 11  # the tie may go either way; the report must say so, not hide it
+    words = " ".join(interpret(s))
+    assert "15 singular values lie within a factor 2 of the tolerance" in words
+    assert s.rule.count(sv) == s.rank and s.rule.near(sv) == 15
+
+
+def test_one_rank_rule_rescales_exactly():
+    sv = np.array([3.0, 1e-3, 1e-9, 1e-14, 1e-17])
+    s = analyse(sv, 50, 5, rtol=1e-6)
+    rule = s.rule
+    assert rule.rtol == 1e-6 and rule.scale == 3.0 and rule.threshold == pytest.approx(3e-6)
+    assert rule.count(sv) == s.rank == 2
+    r2 = rule.rescaled(np.sqrt(2.0))
+    assert r2.count(np.sqrt(2.0) * sv) == 2 and r2.threshold == pytest.approx(np.sqrt(2.0) * 3e-6)

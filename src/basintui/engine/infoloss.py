@@ -39,7 +39,7 @@ from torch import nn
 
 from .cancel import CancelToken
 from .models import Layout
-from .spectrum import EPS, default_tolerance, svdvals
+from .spectrum import EPS, count_above, default_tolerance, svdvals
 
 ACT_RTOL = 1e-9  # activations equal iff ‖·‖∞ ≤ ACT_RTOL · max|A|
 COEF_ZERO = 1e-8  # a null-space coefficient below this (relative to the group's largest) carries no weight
@@ -100,7 +100,8 @@ def close_pairs(V: np.ndarray, tol: float, norm: str = "inf", cancel: CancelToke
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs i < j with ‖V[i] − V[j]‖ ≤ tol (norm 'inf' or '2'), exactly; a random orthonormal
     projection to a few dimensions (a contraction) only prunes the candidates first."""
-    V = np.ascontiguousarray(V, dtype=np.float64).reshape(V.shape[0], -1)
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    V = V.reshape(V.shape[0], int(np.prod(V.shape[1:], dtype=np.int64)))  # -1 cannot be inferred when k = 0
     k, D = V.shape
     if k < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -192,9 +193,13 @@ def _has_params(m: nn.Module) -> bool:
 
 
 def capture_activations(model: nn.Module, layout: Layout, x: torch.Tensor) -> list[BlockActivations]:
-    """Per block of an nn.Sequential, in float64, with forward hooks (one forward pass)."""
+    """Per block of an nn.Sequential, in float64, with forward hooks (one forward pass). Any other
+    model is one block, the whole model, whose activation is its output."""
     if not layout.sequential:
-        raise ValueError(f"per-block activations need an nn.Sequential: {layout.why_not_sequential}")
+        with torch.no_grad():
+            out = model(x.to(torch.float64))
+        post = out.reshape(out.shape[0], -1).to(torch.float64).cpu().numpy()
+        return [BlockActivations(post, post, False)]
     mods = list(model._modules.values())  # with repeats, as Sequential.forward calls them
     wanted: dict[int, int] = {}  # module index -> which call of that module object it is
     seen: dict[int, int] = {}
@@ -256,9 +261,10 @@ def _qr_r(M: torch.Tensor) -> torch.Tensor:
 
 
 def _rank(M: torch.Tensor, tol: float) -> int:
+    """The report's one rank rule (spectrum.count_above) on M's singular values, at G's tolerance."""
     if M.numel() == 0:
         return 0
-    return int(np.count_nonzero(svdvals(M) > tol))
+    return count_above(svdvals(M), tol)
 
 
 # --------------------------------------------------------------------------- per-block result
@@ -661,7 +667,9 @@ def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
     meta: dict[str, Any] = {
         "available": bool(layout.sequential),
         "why_not": None if layout.sequential else
-        f"per-block analysis needs an nn.Sequential: {layout.why_not_sequential}",
+        (f"per-block analysis needs an nn.Sequential: {layout.why_not_sequential}; the table has one row, the "
+         "whole model, whose activation is its output"),
+        "whole_model": not layout.sequential,
         "g_tolerance": tol,
         "activation_tolerance": f"‖A[i] − A[j]‖∞ ≤ {ACT_RTOL:g} · max|A_ℓ| (stated per block as atol)",
         "ranking_rule": RANKING_RULE,
@@ -674,17 +682,15 @@ def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
     names = None
     R = None
     result: list[BlockReport] = []
-    if layout.sequential:
-        la = analyse_blocks(ctx.model, layout, ctx.x, G, tol, d, ctx.cancel, g_rank=g_rank)
-        result, partitions = la.blocks, la.partitions
-        R = la.R if layout.blocks[-1].stop == G.shape[0] else None
-        names = [b.name for b in la.blocks]
-        P0 = la.partitions[0]
-        meta.update(raw_classes=P0.n_classes, raw_entropy_bits=P0.entropy(),
-                    raw_atol=activation_atol(ctx.x.cpu().numpy()))
-    else:
-        report.notes.append(meta["why_not"] + "; the rest of the run goes on (dependent inputs are still "
-                            "listed, without the block where they collided)")
+    la = analyse_blocks(ctx.model, layout, ctx.x, G, tol, d, ctx.cancel, g_rank=g_rank)
+    result, partitions = la.blocks, la.partitions
+    R = la.R if layout.blocks[-1].stop == G.shape[0] else None
+    names = [b.name for b in la.blocks]
+    P0 = la.partitions[0]
+    meta.update(raw_classes=P0.n_classes, raw_entropy_bits=P0.entropy(),
+                raw_atol=activation_atol(ctx.x.cpu().numpy()))
+    if not layout.sequential:
+        report.notes.append(meta["why_not"] + "; the rest of the run goes on")
     ctx.cancel.check()
     report.dependent_inputs = dependent_inputs(G, tol, d, partitions, names, R=R, cancel=ctx.cancel, g_rank=g_rank)
     report.extras["layers_info"] = meta

@@ -160,10 +160,16 @@ def interpret(s: Spectrum) -> list[str]:
     if not s.complete:
         return _interpret_top(s)
     lines = [f"rank(G) = {r} of at most min(N, kd) = {min(N, kd)} (N = {N} parameters, kd = {kd} outputs)."]
+    if r == 0:
+        lines.append("rank(G) = 0: every behavioural gradient vanishes at θ, so to first order no parameter moves "
+                     "any output. The rank says nothing about the level set's dimension here: at such a point it "
+                     "can be a point, a curve or everything (seed 003: f = a² + b², a², 0 at the origin all have "
+                     "rank 0); analysis.levelset measures it.")
     if s.regime == "under":
         lines.append(
-            f"Under-parameterised (N < kd): F is never a submersion. rank(G) = {r} is the local dimension "
-            f"of the image of parameter space in behaviour space R^{kd}.")
+            f"Under-parameterised (N < kd): F is never a submersion. Where the rank is locally constant, "
+            f"rank(G) = {r} is the local dimension of the image of parameter space in behaviour space R^{kd}; "
+            f"where it drops, nearby points have a higher rank.")
     else:
         lines.append(
             f"Kernel dimension N − r = {s.kernel_dim}: an upper bound on the dimension of any smooth piece of "
@@ -175,6 +181,11 @@ def interpret(s: Spectrum) -> list[str]:
         else:
             lines.append(f"Rank-deficient by {s.rank_deficiency}: the behavioural gradients are linearly dependent; "
                          f"the bound {s.kernel_dim} exceeds the generic dimension N − kd = {s.generic_dim}.")
+    near = s.near_threshold
+    if near:
+        lines.append(f"{near} singular value{'s lie' if near > 1 else ' lies'} within a factor 2 of the tolerance "
+                     f"({s.tolerance:.3g}): the rank there is decided by rounding, anywhere from "
+                     f"{s.rank_at(s.tolerance * 2)} to {s.rank_at(s.tolerance / 2)}.")
     at = s.rank_at_rtol
     if len(set(at.values()) | {r}) > 1:
         lines.append("The rank depends on the tolerance: " + ", ".join(f"{v} at rtol {k}" for k, v in at.items())

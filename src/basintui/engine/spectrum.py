@@ -24,7 +24,6 @@ EPS = float(np.finfo(np.float64).eps)
 RTOLS = ("1e-3", "1e-6", "1e-9")
 GRAM_TRUST_FACTOR = 1e3  # trust the Gram alone when λ_min ≥ 1e3·m·ε·λ₁ (σ error ≤ 5e-4 relative, bound)
 TAIL_FACTOR = 100.0  # the Ritz tail: eigenvalues below 100× the trust threshold (σ ≲ 1.5e-4·σ₁ at m = 1024)
-TAIL_BAND = 30.0  # a refined σ within 30× of the tolerance sends the decision to a full SVD
 
 
 @dataclass(frozen=True)
@@ -303,6 +302,66 @@ def ritz_tail(source: RowBlocks, V: torch.Tensor, floor: float,
     return np.sort(np.concatenate(values))[::-1] if values else np.zeros(0), level
 
 
+def streamed_r(source: RowBlocks, cancel: CancelToken | None = None) -> torch.Tensor:
+    """The R factor of A = QR (at most n_cols × n_cols), folded over A's row blocks (TSQR): R ← R of [R; A_c].
+
+    Orthogonal transformations only, so σ(R) = σ(A) up to a backward error of about ε·‖A‖ — as exact as
+    an SVD of A itself, which a Gram (squared condition number) and Ritz values (upper bounds on the
+    small singular values, contaminated by an inexact subspace) are not. Memory: R plus one block."""
+    R: torch.Tensor | None = None
+    for Y in source.blocks(None, cancel):
+        M = Y.to(torch.float64) if R is None else torch.cat([R, Y.to(torch.float64)])
+        R = torch.linalg.qr(M, mode="r")[1]
+        if R.shape[0] > R.shape[1]:
+            R = R[: R.shape[1]]
+    if R is None:
+        return torch.zeros(0, source.n_cols, dtype=torch.float64)
+    return R
+
+
+def _tsqr_bytes(n_cols: int) -> int:
+    """R, the stacked [R; block] and LAPACK's copy of it."""
+    return 8 * n_cols * n_cols + 2 * (8 * n_cols * n_cols + STREAM_BYTES)
+
+
+CONTAMINATION_SAFETY = 10.0  # measured errors stayed ≤ 0.06 × the estimate (30 constructed spectra, 2 nets)
+
+
+def _uncertain(sv_tail: np.ndarray, thresholds: list[float], contamination: float) -> bool:
+    """Whether some Ritz value could lie on the other side of a threshold than the exact value.
+
+    Ritz values of A·V are upper bounds on the smallest singular values (interlacing), so one below a
+    threshold is certified below it. One above may be an inexact subspace's contamination: the Gram's
+    eigenvectors carry errors of about ε·λ₁/λ_j towards each kept direction j, which adds about
+    m·ε·λ₁/σ_h (σ_h the smallest kept value) to A·V. A value in (t / NEAR_FACTOR, NEAR_FACTOR·t +
+    CONTAMINATION_SAFETY × that contamination) is not certified."""
+    for t in thresholds:
+        lo, hi = t / NEAR_FACTOR, t * NEAR_FACTOR + CONTAMINATION_SAFETY * contamination
+        if ((sv_tail > lo) & (sv_tail < hi)).any():
+            return True
+    return False
+
+
+def _exact_decision(source: RowBlocks, full_svd: Callable[[], np.ndarray] | None, full_svd_bytes: int,
+                    small: int, device: torch.device, cancel: CancelToken | None) -> tuple[np.ndarray, str] | None:
+    """All singular values by a backward-stable method: a full SVD of G when G is whole and the SVD fits,
+    else the SVD of G's R factor folded over its row blocks (TSQR); None when neither fits."""
+    if cancel is not None:
+        cancel.check()
+    if full_svd is not None:
+        try:
+            check_fits("data.n", "a full SVD of G", full_svd_bytes, device, "")
+            return full_svd(), "svd"
+        except ResourceError:
+            pass
+    try:
+        check_fits("data.n", "the R factor of G folded over row blocks", _tsqr_bytes(small), device, "")
+    except ResourceError:
+        return None
+    R = streamed_r(source, cancel)
+    return svdvals(R) if R.numel() else np.zeros(0), "svd of G's R factor (streamed QR over row blocks)"
+
+
 def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.ndarray] | None,
                full_svd_bytes: int, shape: tuple[int, int], rtol: float,
                cancel: CancelToken | None) -> tuple[np.ndarray, str]:
@@ -310,12 +369,15 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
 
     The eigenvalues are exact enough only down to about m·ε·λ₁. When the smallest is below
     GRAM_TRUST_FACTOR·m·ε·λ₁, the tail (λ below TAIL_FACTOR times that threshold) is refined by
-    Rayleigh-Ritz (`ritz_tail`): the Gram's eigenvectors span the small singular subspace
-    accurately even where their eigenvalues are noise, so the singular values of A·V_tail recover
-    the tail to about ε·σ₁. A·V_tail is streamed in row blocks into its own small Gram, so the
-    refinement needs s² + one block of memory, never the N × s product. A refined value within
-    TAIL_BAND of the tolerance sends the decision to a full SVD (`full_svd`) when that fits;
-    when it does not, the Ritz values decide and the route says so.
+    Rayleigh-Ritz (`ritz_tail`): the Gram's eigenvectors span the small singular subspace to about
+    ε·λ₁/λ_j, so the singular values of A·V_tail recover the tail down to about m·ε·λ₁/σ_h (σ_h the
+    smallest value kept from the Gram). A·V_tail is streamed in row blocks into its own small Gram, so
+    the refinement needs s² + one block of memory, never the N × s product. Ritz values are upper
+    bounds; where one could still lie on the wrong side of the tolerance or of an rtol threshold
+    (`_uncertain`), an exact method decides (`_exact_decision`): a full SVD of G when it fits, else
+    the SVD of G's R factor folded over the same row blocks. So every route gives the explicit SVD's
+    rank wherever no singular value is near a threshold. Only when neither fits do the Ritz values
+    decide, and the route says so.
     """
     lam = gram_values(K)
     small = lam.size
@@ -328,7 +390,8 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
         cancel.check()
     tol = default_tolerance(float(np.sqrt(lam[0])), shape, rtol)[0]
     sigma1 = float(np.sqrt(lam[0]))
-    floor = min(tol, float(min(RTOLS, key=float)) * sigma1) / TAIL_BAND
+    thresholds = [tol] + [float(key) * sigma1 for key in RTOLS]
+    floor = min(thresholds) / NEAR_FACTOR
     block_rows = max(1, STREAM_BYTES // (8 * s))
     check_fits("data.n", f"refining the {s} smallest singular values (their {s} × {s} Gram, eigenvectors and "
                          f"a block of {min(block_rows, max(shape))} rows of G·V)",
@@ -337,20 +400,20 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
     sv_tail, levels = ritz_tail(source, smallest_vectors(K, s), floor, cancel)
     head = np.sqrt(np.maximum(lam[: small - s], 0.0))
     refined = np.concatenate([head, sv_tail])
+    sigma_h = float(head[-1]) if head.size and head[-1] > 0 else sigma1
+    contamination = small * EPS * float(lam[0]) / sigma_h
     how = f"{s} smallest σ refined by streamed Rayleigh-Ritz on G·V, {levels} level{'s' if levels > 1 else ''}"
-    if not ((sv_tail > tol / TAIL_BAND) & (sv_tail < tol * TAIL_BAND)).any():
+    if not _uncertain(sv_tail, thresholds, contamination):
         return refined, f"gram-eigh + Ritz tail ({how})"
-    if cancel is not None:
-        cancel.check()
-    try:
-        if full_svd is None:
-            raise ResourceError("data.n", "G is never whole on this route", full_svd_bytes)
-        check_fits("data.n", "a full SVD of G", full_svd_bytes, K.device, "")
-    except ResourceError:
-        return refined, (f"gram-eigh + Ritz tail ({how}); a Ritz value lies within {TAIL_BAND:g}× of the "
-                         f"tolerance and a full SVD ({fmt_bytes(full_svd_bytes)}) does not fit, so the "
-                         f"Ritz values decided the rank")
-    return full_svd(), "svd (a Ritz value sat near the tolerance, so a full SVD decided)"
+    exact = _exact_decision(source, full_svd, full_svd_bytes, small, K.device, cancel)
+    why = (f"a Ritz value lay within {NEAR_FACTOR:g}× of a threshold or of its contamination bound "
+           f"({CONTAMINATION_SAFETY:g} × {contamination:.2g})")
+    if exact is None:
+        return refined, (f"gram-eigh + Ritz tail ({how}); {why}, and neither a full SVD "
+                         f"({fmt_bytes(full_svd_bytes)}) nor G's R factor ({fmt_bytes(_tsqr_bytes(small))}) fits, "
+                         f"so the Ritz values (upper bounds on the small singular values) decided the rank")
+    sv, method = exact
+    return sv, f"{method} ({why}, so an exact method decided)"
 
 
 def _svd_bytes(shape: tuple[int, int]) -> int:
