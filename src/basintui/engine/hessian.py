@@ -13,13 +13,22 @@ probabilities (ce with analysis.ce_output = "probabilities"). Q per loss:
     ce on logits             Q_i = diag(p) − ppᵀ            (full, rank d − 1)
     ce on probabilities      Q_i = diag(y/p²)               (diagonal; ℓ = −Σ_c y_c log p_c)
 
-Ranks of H, GGN and R all use one tolerance tied to the scale of G, never a matrix's own maximum:
+One rank rule governs G, GGN and H (DESIGN §1, issue 12), stated once in the report (`rank_rule`):
 
-    τ_H = σ₁(G)² · q_max · N · ε     (q_max = the largest eigenvalue of any Q_i)
+    G     σ(G) > τ_G, τ_G = the spectrum's rule (rtol·σ₁, or σ₁·max(N, kd)·ε when rtol = 0)
+    GGN   σ(G·Q^½) > τ_GGN, the same rule on the singular values of G·Q^½. For Q = c·I (mse, c = 2)
+          these are √c·σ(G) exactly, so τ_GGN = √c·τ_G and rank(GGN) = rank(G) by construction, on
+          every route; otherwise a float64 SVD of G·Q^½ and RankRule.for_matrix with the same rtol.
+    H     |λ| > τ_H = max(q_max·τ_G², σ₁(G)²·q_max·N·ε): the λ threshold that corresponds to G's
+          (σ ↔ λ = q·σ²), floored at what a float64 dense Hessian resolves (its eigenvalues carry
+          absolute errors ~ N·ε·‖H‖, and ‖GGN‖₂ ≤ σ₁²·q_max). With the numpy rule the floor governs;
+          with rtol = 1e-3 the rtol threshold does, so rtol moves rank(H) as it moves rank(G).
 
-— an upper bound on ‖GGN‖₂ times the numpy factor N·ε. When σ₁(G)²·q_max = 0 (G = 0) the scale falls
-back to 1, i.e. τ_H = N·ε absolute. rank(GGN) is read from the eigenvalues of the smaller Gram matrix of
-G·Q^{1/2} (GGN's non-zero eigenvalues), never from an N × N matrix.
+(q_max = the largest eigenvalue of any Q_i; when σ₁(G)²·q_max = 0 the floor falls back to N·ε.)
+
+Claim 3 up to the residual (Weyl): H = GGN + R, |λ_i(H) − λ_i(GGN)| ≤ ‖R‖₂, so at most rank(GGN)
+eigenvalues of H lie outside [−b, b] and at least #{λ(GGN) > 2b} lie above b, for any b ≥ ‖R‖₂; b is
+‖R‖₂ unless that is below H's resolution floor (then b = the floor, and the report says so).
 
 Dense route: H column-blocks by vmapped forward-over-reverse Hessian-vector products, then eigvalsh of
 H, GGN and R. Lanczos route (large N): extreme eigenvalues by scipy's eigsh on a LinearOperator of
@@ -54,7 +63,7 @@ Q_PD_RTOL = 1e-12  # Q counts as positive definite when its smallest eigenvalue 
 LANCZOS_RESIDUAL_RTOL = 1e-8  # lanczos: H = GGN taken as measured when ‖H − GGN‖₂ ≤ 1e-8 ‖H‖₂
 N_EXTREME = 20
 SMALL_RESIDUAL_REL = 1e-6  # below this ‖H − GGN‖/‖H‖ the why-text calls the residual term small
-RTOLS = ("1e-3", "1e-6", "1e-9")  # ranks also reported at these fractions of the scale σ₁(G)²·q_max
+RTOLS = spectrum.RTOLS  # ranks of G, GGN, H and H − GGN also reported at these rtols of G's rule
 HVP_CHUNK_BYTES = 128 * 2**20
 
 THRESHOLD_RULES = {
@@ -166,34 +175,48 @@ def dense_hessian(L, theta: torch.Tensor, cancel: CancelToken | None = None, chu
     return 0.5 * (H + H.T)
 
 
-def eigvalsh_cancellable(A: torch.Tensor, cancel: CancelToken | None = None, poll_s: float = 0.2) -> np.ndarray:
-    """Eigenvalues of a symmetric matrix, descending. LAPACK cannot be interrupted, so it runs in a
-    helper thread while this one polls the cancel token; on cancel the caller gets Cancelled at once
-    (the helper finishes in the background and its result is dropped)."""
-    a = A.detach().cpu().numpy()
-    if cancel is None or a.shape[0] <= 500:
-        return np.linalg.eigvalsh(a)[::-1].copy()
+def run_cancellable(fn: Callable[[], Any], cancel: CancelToken | None = None, poll_s: float = 0.2) -> Any:
+    """fn() in a helper thread while this one polls the cancel token (LAPACK cannot be interrupted): on
+    cancel the caller gets Cancelled at once and the helper's result is dropped when it finishes."""
+    if cancel is None:
+        return fn()
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["value"] = np.linalg.eigvalsh(a)
+            box["value"] = fn()
         except BaseException as exc:  # pragma: no cover - LAPACK failure, re-raised below
             box["error"] = exc
 
-    t = threading.Thread(target=work, name="basintui-eigvalsh", daemon=True)
+    t = threading.Thread(target=work, name="basintui-lapack", daemon=True)
     t.start()
     while t.is_alive():
         t.join(poll_s)
         cancel.check()
     if "error" in box:
         raise box["error"]
-    return box["value"][::-1].copy()
+    return box["value"]
 
 
-def sqrt_Q(Q: torch.Tensor) -> torch.Tensor:
+def eigvalsh_cancellable(A: torch.Tensor, cancel: CancelToken | None = None, poll_s: float = 0.2) -> np.ndarray:
+    """Eigenvalues of a symmetric matrix, descending, answering a cancel while LAPACK runs."""
+    a = A.detach().cpu().numpy()
+    if cancel is None or a.shape[0] <= 500:
+        return np.linalg.eigvalsh(a)[::-1].copy()
+    return run_cancellable(lambda: np.linalg.eigvalsh(a), cancel, poll_s)[::-1].copy()
+
+
+def sqrt_Q(Q: torch.Tensor, kind: str | None = None) -> torch.Tensor:
+    """A square root of each Q_i (k × d × d), so that G·Q^½ has GGN's eigenvalues as its squared singular
+    values. Diagonal Q: the exact square root of the diagonal. Otherwise by eigh, with eigenvalues at or below
+    d·ε·max eig(Q_i) (what eigh cannot tell from zero) set to zero: the square root would turn a rounding
+    error of 1e-17 into 3e-9 and give softmax's null direction a singular value far above G's tolerance."""
+    if kind in ("identity", "diagonal"):
+        return torch.diag_embed(torch.sqrt(torch.clamp(torch.diagonal(Q, dim1=1, dim2=2), min=0.0)))
     w, V = torch.linalg.eigh(Q)
-    return V @ torch.diag_embed(torch.sqrt(torch.clamp(w, min=0.0))) @ V.transpose(1, 2)
+    floor = Q.shape[-1] * EPS * torch.clamp(w.abs().amax(dim=1, keepdim=True), min=0.0)
+    w = torch.where(w > floor, w, torch.zeros_like(w))
+    return V @ torch.diag_embed(torch.sqrt(w)) @ V.transpose(1, 2)
 
 
 def times_Q(G: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
@@ -372,7 +395,10 @@ class HessianResult:
     notes: list[str] = field(default_factory=list)
     density: Density | None = None
     matvecs: int = 0
-    rank_at_rtol: dict[str, dict[str, int]] | None = None  # rank of H, GGN, H − GGN at rtol · σ₁(G)²·q_max
+    rank_at_rtol: dict[str, dict[str, Any]] | None = None  # G, GGN, H, H − GGN at each rtol of G's rule
+    rank_rule: dict[str, Any] | None = None  # the one rule: G, GGN and H (rule, rtol, scale, threshold, floor)
+    weyl: Weyl | None = None  # Claim 3 up to the residual (None: ‖R‖₂ not measured)
+    rank_ggn_exact: bool = True  # False: rank(GGN) = rank(G) is a lower bound (a spectrum known at its top)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -391,6 +417,8 @@ class HessianResult:
             "rank_method": self.rank_method,
             "tolerance": self.tolerance,
             "tolerance_rule": self.tolerance_rule,
+            "rank_rule": self.rank_rule,
+            "rank_ggn_exact": self.rank_ggn_exact,
             "rank_at_rtol": self.rank_at_rtol,
             "eigenvalues": self.eigenvalues,
             "eigenvalues_order": "descending" + ("" if self.method == "dense" else
@@ -412,6 +440,7 @@ class HessianResult:
             "q_range": [self.q_min, self.q_max],
             "hypotheses": self.hypotheses,
             "claim3": {"verdict": self.claim3, "why": self.claim3_why},
+            "weyl": self.weyl.to_dict() if self.weyl is not None else None,
             "regime": self.regime,
             "notes": list(self.notes),
             "density": self.density.to_dict() if self.density is not None else None,
@@ -419,16 +448,150 @@ class HessianResult:
         }
 
 
-def hessian_tolerance(sigma1: float, q_max: float, n_params: int) -> tuple[float, str]:
-    scale = sigma1 * sigma1 * q_max
-    if scale > 0:
-        return scale * n_params * EPS, (f"σ₁(G)² · q_max · N · ε = {sigma1:.3g}² · {q_max:.3g} · {n_params} · 2.2e-16 "
-                                        "(the scale of GGN, never the matrix's own maximum)")
-    return n_params * EPS, f"N · ε = {n_params} · 2.2e-16 (absolute: G = 0, so GGN = 0 and there is no scale)"
+def resolution_floor(sigma1: float, q_max: float, n_params: int) -> float:
+    """The smallest |λ| a float64 dense Hessian resolves: σ₁(G)²·q_max (≥ ‖GGN‖₂) times N·ε; N·ε when G = 0."""
+    scale = sigma1 * sigma1 * max(q_max, 0.0)
+    return scale * n_params * EPS if scale > 0 else n_params * EPS
+
+
+@dataclass(frozen=True)
+class HessianRule:
+    """H's threshold under G's rule: τ_H = max(q_max·τ_G², floor), σ ↔ λ = q·σ² (DESIGN §1)."""
+
+    rtol: float
+    scale: float  # σ₁(G)²·q_max: the λ that corresponds to σ₁(G)
+    from_G: float  # q_max·τ_G²: the λ that corresponds to G's threshold
+    floor: float  # σ₁(G)²·q_max·N·ε: what a float64 dense Hessian resolves
+    n_params: int
+
+    @property
+    def threshold(self) -> float:
+        return max(self.from_G, self.floor)
+
+    @property
+    def floor_applied(self) -> bool:
+        return self.floor > self.from_G
+
+    def count(self, eigenvalues: np.ndarray) -> int:
+        return int(np.count_nonzero(np.abs(np.asarray(eigenvalues, dtype=np.float64)) > self.threshold))
+
+    def near(self, eigenvalues: np.ndarray) -> int:
+        """|λ| within NEAR_FACTOR of the threshold on the σ scale (√|λ| against √τ_H)."""
+        return spectrum.near_threshold(np.sqrt(np.abs(np.asarray(eigenvalues, dtype=np.float64))),
+                                       math.sqrt(self.threshold))
+
+    @property
+    def why(self) -> str:
+        if self.floor_applied:
+            return (f"the resolution floor governs: q_max·τ_G² = {self.from_G:.3g} lies below what a float64 "
+                    f"Hessian resolves (its eigenvalues carry absolute errors ~ N·ε·‖H‖), so H is counted at "
+                    f"σ₁(G)²·q_max·N·ε = {self.floor:.3g}; rank(G) is compared with rank_G_resolvable, the "
+                    "singular values of G whose q_max·σ² clear it")
+        return (f"G's threshold governs: q_max·τ_G² = {self.from_G:.3g} lies above the resolution floor "
+                f"σ₁(G)²·q_max·N·ε = {self.floor:.3g}, so H is counted where G is")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": "|λ| > max(q_max · τ_G², σ₁(G)² · q_max · N · ε)  (σ ↔ λ = q·σ²)", "rtol": self.rtol,
+                "scale": self.scale, "threshold": self.threshold, "from_G": self.from_G, "floor": self.floor,
+                "floor_applied": self.floor_applied,
+                "governed_by": "resolution floor" if self.floor_applied else "G's threshold", "why": self.why}
+
+
+def hessian_rule(rule_G: spectrum.RankRule, q_max: float, n_params: int) -> HessianRule:
+    q = max(q_max, 0.0)
+    return HessianRule(rtol=rule_G.rtol, scale=rule_G.scale**2 * q, from_G=q * rule_G.threshold**2,
+                       floor=resolution_floor(rule_G.scale, q, n_params), n_params=n_params)
 
 
 def _count(vals: np.ndarray, tol: float) -> int:
     return int(np.count_nonzero(np.abs(vals) > tol))
+
+
+@dataclass(frozen=True)
+class Weyl:
+    """Claim 3 up to the residual: H's eigenvalues against the band [−b, b], b = max(‖R‖₂, resolution)."""
+
+    residual_norm: float  # ‖R‖₂ = ‖H − GGN‖₂
+    band: float  # b: ‖R‖₂, or the resolution when ‖R‖₂ is below it
+    resolution: float
+    above_band: int  # #{λ(H) > b}
+    below_band: int  # #{λ(H) < −b}
+    outside_band_exact: bool  # False: Lanczos saw only the extremes and the count is a lower bound
+    ggn_above_2r: int  # #{λ(GGN) > 2b}
+    rank_ggn: int
+    n_eigenvalues_H: int  # how many of H's eigenvalues the counts come from
+    n_eigenvalues_H_total: int  # N
+    n_eigenvalues_GGN: int
+    residual_from: str
+
+    @property
+    def outside_band(self) -> int:
+        return self.above_band + self.below_band
+
+    @property
+    def band_widened(self) -> bool:
+        return self.band > self.residual_norm
+
+    @property
+    def agrees(self) -> bool:
+        """Both Weyl counts equal rank(GGN), on an exact count: H has exactly rank(GGN) eigenvalues that the
+        residual cannot explain."""
+        return self.outside_band_exact and self.outside_band == self.ggn_above_2r == self.rank_ggn
+
+    @property
+    def hidden(self) -> int:
+        """GGN's eigenvalues (counted in its rank) at or below 2b: the residual's scale can hide them."""
+        return max(self.rank_ggn - self.ggn_above_2r, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"residual_norm": self.residual_norm, "band": self.band, "band_widened": self.band_widened,
+                "resolution": self.resolution, "outside_band": self.outside_band,
+                "outside_band_exact": self.outside_band_exact, "above_band": self.above_band,
+                "below_band": self.below_band, "ggn_above_2r": self.ggn_above_2r, "rank_ggn": self.rank_ggn,
+                "hidden_by_residual": self.hidden, "agrees": self.agrees,
+                "n_eigenvalues_H": self.n_eigenvalues_H, "n_eigenvalues_H_total": self.n_eigenvalues_H_total,
+                "n_eigenvalues_GGN": self.n_eigenvalues_GGN, "residual_norm_from": self.residual_from,
+                "rule": ("Weyl: |λ_i(H) − λ_i(GGN)| ≤ ‖R‖₂, so at most rank(GGN) eigenvalues of H lie outside "
+                         "[−b, b] and at least #{λ(GGN) > 2b} lie above b, b = ‖R‖₂ (or the resolution floor "
+                         "when ‖R‖₂ is below it)"),
+                "statement": self.statement}
+
+    @property
+    def statement(self) -> str:
+        band = (f"b = ‖R‖₂ = {self.residual_norm:.3g}" if not self.band_widened else
+                f"b = {self.band:.3g} (‖R‖₂ = {self.residual_norm:.3g} is below what the eigenvalues resolve, "
+                "so the band is widened to that)")
+        out = (f"{self.outside_band}" if self.outside_band_exact else
+               f"at least {self.outside_band} (a lower bound: only the extreme eigenvalues are known and the "
+               "last found at one end still lies outside the band)")
+        return (f"With {band}: {out} of H's eigenvalues lie outside [−b, b] (Weyl allows at most rank(GGN) = "
+                f"{self.rank_ggn}), and {self.ggn_above_2r} of GGN's lie above 2b (so at least that many of H's "
+                "lie above b).")
+
+
+def weyl_dense(ev: np.ndarray, ev_ggn: np.ndarray, r_norm: float, resolution: float, rank_ggn: int) -> Weyl:
+    b = max(r_norm, resolution)
+    return Weyl(residual_norm=r_norm, band=b, resolution=resolution,
+                above_band=int(np.count_nonzero(ev > b)), below_band=int(np.count_nonzero(ev < -b)),
+                outside_band_exact=True, ggn_above_2r=int(np.count_nonzero(ev_ggn > 2 * b)), rank_ggn=rank_ggn,
+                n_eigenvalues_H=int(ev.size), n_eigenvalues_H_total=int(ev.size),
+                n_eigenvalues_GGN=int(ev_ggn.size), residual_from="eigvalsh of the dense H − GGN")
+
+
+def weyl_extremes(top: np.ndarray, bottom: np.ndarray, n: int, ev_ggn: np.ndarray, r_norm: float,
+                  resolution: float, rank_ggn: int) -> Weyl:
+    """The counts from the largest (`top`) and smallest (`bottom`) eigenvalues Lanczos found. Every
+    eigenvalue not found lies between max(bottom) and min(top): the count is exact when that interval is
+    inside the band (a found eigenvalue inside it at each end), and a lower bound otherwise."""
+    b = max(r_norm, resolution)
+    found = np.unique(np.concatenate([top, bottom]))
+    exact = found.size >= n or (top.size > 0 and bottom.size > 0 and float(top.min()) <= b
+                                and float(bottom.max()) >= -b)
+    return Weyl(residual_norm=r_norm, band=b, resolution=resolution,
+                above_band=int(np.count_nonzero(found > b)), below_band=int(np.count_nonzero(found < -b)),
+                outside_band_exact=bool(exact), ggn_above_2r=int(np.count_nonzero(ev_ggn > 2 * b)),
+                rank_ggn=rank_ggn, n_eigenvalues_H=int(found.size), n_eigenvalues_H_total=n,
+                n_eigenvalues_GGN=int(ev_ggn.size), residual_from="Lanczos (eigsh) on H − GGN as an operator")
 
 
 # --------------------------------------------------------------------------- the stage
@@ -460,12 +623,15 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
     spec = ctx.spectrum if ctx.spectrum is not None else spectrum.spectrum_of(G, rtol=preset.analysis.rtol)
     sv = spec.singular_values
     sigma1 = float(sv[0]) if len(sv) else 0.0
+    rtol = spec.rtol
+    rule_G = spec.rule
 
     oc = output_curvature(model, layout, theta, x, y, ctx.loss, ctx.transform)
     qeig = torch.linalg.eigvalsh(oc.Q)
     q_min, q_max = float(qeig.min()), float(qeig.max())
     q_pos = q_max > 0 and q_min > Q_PD_RTOL * q_max
-    tol, rule = hessian_tolerance(sigma1, max(q_max, 0.0), n)
+    rule_H = hessian_rule(rule_G, q_max, n)
+    tol = rule_H.threshold
 
     # Gradients: by autograd on L, and through G (∇θL = G ∇_Fℓ) as a check.
     L = total_loss_fn(model, layout, x, y, ctx.loss)
@@ -479,19 +645,43 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
     critical = grad_norm <= CRITICAL_RTOL * sigma1 * S if sigma1 > 0 else grad_norm <= CRITICAL_RTOL * S
     ctx.cancel.check()
 
-    # rank(GGN) from the factor G·Q^{1/2}: its squared singular values are GGN's non-zero eigenvalues.
-    # (Its smaller Gram, GSᵀGS or GS·GSᵀ, has those eigenvalues with absolute errors ~ ε·‖GGN‖, well under
-    # τ_H = N·ε·σ₁²·q_max: as precise as the tolerance needs, and cheaper than an SVD.)
-    GS = times_Q(G, sqrt_Q(oc.Q))
-    if GS.numel():
-        K = GS.T @ GS if GS.shape[0] >= GS.shape[1] else GS @ GS.T
-        lam_ggn = np.clip(eigvalsh_cancellable(0.5 * (K + K.T), ctx.cancel), 0.0, None)
-        del K
+    # rank(GGN): the singular values of G·Q^½ under G's rule. Q = c·I: they are √c·σ(G) exactly, so the
+    # spectrum's values and its rule rescaled by √c decide, and rank(GGN) = rank(G) by construction on every
+    # route (the same comparisons σ > τ_G). Otherwise a float64 SVD of G·Q^½ (the Gram route with its
+    # refinement when the Hessian is Lanczos and G·Q^½ is long) and RankRule.for_matrix with the same rtol.
+    if oc.kind == "identity" and q_max > 0:
+        root = math.sqrt(q_max)
+        rule_ggn = rule_G.rescaled(root)
+        rank_ggn, rank_ggn_exact = spec.rank, spec.rank_exact
+        near_ggn = spec.near_threshold
+        ggn_at_rtol = dict(spec.rank_at_rtol)
+        sv_full = sv if spec.complete else run_cancellable(lambda: spectrum.svdvals(G), ctx.cancel)
+        sv_ggn = root * sv_full
+        ggn_from = (f"√{q_max:g}·σ(G): Q = {q_max:g}·I, so the singular values of G·Q^½ are the spectrum's own, and "
+                    f"τ_GGN = √{q_max:g}·τ_G (rank(GGN) = rank(G) by construction)")
+        if not spec.complete:
+            ggn_from += ("; the spectrum was found only at its top, so GGN's whole spectrum (for the Weyl counts "
+                         "and the plot) comes from a float64 SVD of G")
     else:
-        lam_ggn = np.zeros(0)
-    sv_ggn = np.sqrt(lam_ggn)
-    rank_ggn = _count(lam_ggn, tol)
-    rank_G_res = int(np.count_nonzero(sv**2 * max(q_max, 0.0) > tol)) if q_max > 0 else 0
+        GS = times_Q(G, sqrt_Q(oc.Q, oc.kind))
+        how_sv = "svd" if mode == "dense" else "auto"
+        sv_ggn, sv_route = run_cancellable(lambda: spectrum.singular_values(GS, how_sv, None, rtol=rtol), ctx.cancel)
+        del GS
+        rule_ggn = spectrum.RankRule.for_matrix(float(sv_ggn[0]) if sv_ggn.size else 0.0, (n, kd), rtol)
+        rank_ggn, rank_ggn_exact = rule_ggn.count(sv_ggn), True
+        near_ggn = rule_ggn.near(sv_ggn)
+        s1g = float(sv_ggn[0]) if sv_ggn.size else 0.0
+        ggn_at_rtol = {key: spectrum.count_above(sv_ggn, float(key) * s1g) for key in RTOLS}
+        ggn_from = f"float64 singular values of G·Q^½ ({sv_route}), the same rule with rtol = {rtol:g}"
+    ev_ggn = np.zeros(n)
+    m_ggn = min(n, sv_ggn.size)
+    ev_ggn[:m_ggn] = np.sort(np.asarray(sv_ggn, dtype=np.float64) ** 2)[::-1][:m_ggn]
+    if oc.kind == "identity" and q_max > 0:
+        ev_ggn[:m_ggn] = np.sort(q_max * np.asarray(sv_full, dtype=np.float64) ** 2)[::-1][:m_ggn]
+    if rule_H.floor_applied:
+        rank_G_res = int(np.count_nonzero(sv**2 * max(q_max, 0.0) > tol)) if q_max > 0 else 0
+    else:
+        rank_G_res = spec.rank  # q_max·σ² > q_max·τ_G² ⇔ σ > τ_G: the same comparisons as rank(G)
     ctx.cancel.check()
 
     Qfull = oc.Q
@@ -499,6 +689,9 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
     def ggn_vec(v: torch.Tensor) -> torch.Tensor:
         w = (G.T @ v).reshape(k, d)
         return G @ torch.einsum("kce,ke->kc", Qfull, w).reshape(-1)
+
+    def rules_at(key: str) -> HessianRule:
+        return hessian_rule(spectrum.RankRule.for_matrix(sigma1, (n, kd), float(key)), q_max, n)
 
     density = None
     matvecs = 0
@@ -513,24 +706,23 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
         del GGN
         ev = eigvalsh_cancellable(H, ctx.cancel)
         ev_res = eigvalsh_cancellable(R, ctx.cancel)
-        # GGN's eigenvalues: the squared singular values of G·Q^{1/2}, then zeros (exact, and one eigh fewer)
-        ev_ggn = np.zeros(n)
-        m = min(n, sv_ggn.size)
-        ev_ggn[:m] = np.sort(sv_ggn**2)[::-1][:m]
         del H, R
-        scale_h = sigma1 * sigma1 * max(q_max, 0.0)
-        rank_at_rtol = {key: {"H": _count(ev, float(key) * scale_h), "GGN": _count(sv_ggn**2, float(key) * scale_h),
-                              "residual": _count(ev_res, float(key) * scale_h)} for key in RTOLS}
-        rank: int | None = _count(ev, tol)
-        rank_res: int | None = _count(ev_res, tol)
+        rank_at_rtol: dict[str, dict[str, Any]] | None = {}
+        for key in RTOLS:
+            rk = rules_at(key)
+            rank_at_rtol[key] = {"G": spec.rank_at_rtol[key], "GGN": ggn_at_rtol[key], "H": rk.count(ev),
+                                 "residual": rk.count(ev_res), "H_threshold": rk.threshold,
+                                 "floor_applied": rk.floor_applied}
+        rank: int | None = rule_H.count(ev)
+        rank_res: int | None = rule_H.count(ev_res)
         n_neg: int | None = int(np.count_nonzero(ev < -tol))
         h_norm = float(np.abs(ev).max()) if ev.size else 0.0
         r_norm = float(np.abs(ev_res).max()) if ev_res.size else 0.0
         lam_max, lam_min = float(ev[0]), float(ev[-1])
         rank_method = "eigenvalues of the dense Hessian (eigvalsh), |λ| > τ_H"
-        eigenvalues, ggn_eigs, res_eigs = ev, ev_ggn, ev_res
+        eigenvalues, res_eigs = ev, ev_res
+        weyl = weyl_dense(ev, ev_ggn, r_norm, rule_H.floor, rank_ggn)
     else:
-        rank_at_rtol = None
         hvp = hvp_fn(L, theta)
         count = [0]
 
@@ -553,9 +745,11 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
         density = slq_density(mv, n, steps=slq_steps, n_vectors=slq_vectors, seed=preset.seed, cancel=ctx.cancel)
         matvecs = count[0]
         eigenvalues = np.unique(np.concatenate([top, bottom]))[::-1].copy()
-        ggn_eigs = np.sort(sv_ggn**2)[::-1]
         res_eigs = None
         n_neg = None
+        rank_at_rtol = {key: {"G": spec.rank_at_rtol[key], "GGN": ggn_at_rtol[key], "H": None, "residual": None,
+                              "H_threshold": rules_at(key).threshold, "floor_applied": rules_at(key).floor_applied}
+                        for key in RTOLS}
         if (zero_res and h_norm > 0 and r_norm <= LANCZOS_RESIDUAL_RTOL * h_norm) or (h_norm == 0 and r_norm == 0):
             rank, rank_res = rank_ggn, 0
             rank_method = (f"rank(GGN) (from the singular values of G·Q^{{1/2}}): H = GGN here, since the residual "
@@ -566,6 +760,10 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
                            "extreme eigenvalues and the density")
         notes.append(f"Lanczos: {len(top)} largest and {len(bottom)} smallest eigenvalues by eigsh on "
                      f"Hessian-vector products (forward-over-reverse), {matvecs} products in all")
+        weyl = None
+        if not math.isnan(r_norm):
+            resolution = max(rule_H.floor, LANCZOS_TOL * (h_norm if math.isfinite(h_norm) else 0.0))
+            weyl = weyl_extremes(top, bottom, n, ev_ggn, r_norm, resolution, rank_ggn)
 
     if math.isnan(r_norm) or math.isnan(h_norm):
         residual_rel = None
@@ -587,24 +785,47 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
         notes.append("ce on probabilities: ∂ℓ/∂p = −y/p; only its part tangent to the simplex (each row minus its "
                      "mean) reaches the Hessian, since Σ_c p_c ≡ 1. output_residual_norm is that part; the raw "
                      "norm is output_residual_raw_norm.")
+    near_H = rule_H.near(eigenvalues) if rank is not None and mode == "dense" else None
+    near_G = spec.near_threshold
+    if near_G or near_ggn or near_H:
+        notes.append("Near the threshold (within 2× on the σ scale), so rounding decides them: "
+                     f"{near_G} singular values of G, {near_ggn} of G·Q^½"
+                     + (f", {near_H} eigenvalues of H" if near_H is not None else "") + ".")
+    rank_rule = {
+        "statement": ("One rule decides every rank: G counts σ(G) > τ_G; GGN counts σ(G·Q^½) > τ_GGN under the "
+                      "same rule; H and H − GGN count |λ| > τ_H = max(q_max·τ_G², σ₁(G)²·q_max·N·ε), the λ "
+                      "threshold that corresponds to G's (σ ↔ λ = q·σ²), floored at what a float64 dense Hessian "
+                      "resolves. " + rule_H.why[0].upper() + rule_H.why[1:] + "."),
+        "G": {**rule_G.to_dict(), "near": near_G, "rank": spec.rank, "rank_exact": spec.rank_exact},
+        "GGN": {**rule_ggn.to_dict(), "near": near_ggn, "rank": rank_ggn, "rank_exact": rank_ggn_exact,
+                "from": ggn_from},
+        "H": {**rule_H.to_dict(), "near": near_H, "rank": rank},
+        "rank_at_rtol": ("at each rtol r: G counts σ > r·σ₁(G), GGN σ(G·Q^½) > r·σ₁(G·Q^½), H and H − GGN "
+                         "|λ| > max(q_max·(r·σ₁(G))², σ₁(G)²·q_max·N·ε)"),
+    }
+    tolerance_rule = (f"τ_H = max(q_max·τ_G², σ₁(G)²·q_max·N·ε) = max({rule_H.from_G:.3g}, {rule_H.floor:.3g}): "
+                      + ("the resolution floor" if rule_H.floor_applied else "G's threshold")
+                      + f" governs (τ_G = {rule_G.threshold:.3g}: {rule_G.rule}; q_max = {q_max:.3g})")
 
     verdict, why = claim3_verdict(rank=rank, rank_G=spec.rank, rank_ggn=rank_ggn, rank_res=rank_res,
                                   rank_G_res=rank_G_res, critical=critical, zero_res=zero_res, q_pos=q_pos,
                                   oc=oc, grad_norm=grad_norm, res_norm=res_norm_eff, q_min=q_min, q_max=q_max,
-                                  residual_rel=residual_rel, d=d, k=k)
+                                  residual_rel=residual_rel, d=d, k=k, weyl=weyl, rank_G_exact=spec.rank_exact,
+                                  rank_ggn_exact=rank_ggn_exact, floor_applied=rule_H.floor_applied)
     result = HessianResult(
         method=mode,
         reduction=(f"sum over the k = {k} training inputs of the per-input loss (training reports the mean: "
                    f"divide H, its eigenvalues and ∇θL by {k} for the training loss's)"),
         loss=ctx.loss, on=oc.on, loss_formula=oc.formula, n_params=n, n_outputs=kd,
-        eigenvalues=eigenvalues, ggn_eigenvalues=ggn_eigs, residual_eigenvalues=res_eigs,
-        tolerance=tol, tolerance_rule=rule, rank=rank, rank_ggn=rank_ggn, rank_residual=rank_res,
+        eigenvalues=eigenvalues, ggn_eigenvalues=ev_ggn, residual_eigenvalues=res_eigs,
+        tolerance=tol, tolerance_rule=tolerance_rule, rank=rank, rank_ggn=rank_ggn, rank_residual=rank_res,
         rank_G=spec.rank, rank_G_resolvable=rank_G_res, rank_method=rank_method, n_negative=n_neg,
         lambda_max=lam_max, lambda_min=lam_min, grad_norm=grad_norm, grad_norm_via_G=grad_via_G,
         output_residual_norm=res_norm_eff, output_residual_raw_norm=res_norm_raw, residual_norm=r_norm,
         hessian_norm=h_norm, residual_rel=residual_rel, loss_hessian=oc.kind, loss_hessian_positive=bool(q_pos),
         q_min=q_min, q_max=q_max, hypotheses=hypotheses, claim3=verdict, claim3_why=why, regime=spec.regime,
-        notes=notes, density=density, matvecs=matvecs, rank_at_rtol=rank_at_rtol,
+        notes=notes, density=density, matvecs=matvecs, rank_at_rtol=rank_at_rtol, rank_rule=rank_rule,
+        weyl=weyl, rank_ggn_exact=rank_ggn_exact,
     )
     for text in notes:
         ctx.emit(Note(text))
@@ -612,10 +833,12 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
 
 
 def claim3_verdict(*, rank, rank_G, rank_ggn, rank_res, rank_G_res, critical, zero_res, q_pos, oc, grad_norm,
-                   res_norm, q_min, q_max, residual_rel, d, k) -> tuple[str, str]:
-    """Claim 3 (rank H = rank G at a minimum): holds | fails | not_applicable, and why in words."""
-    measured = (f"Measured: rank(H) = {rank if rank is not None else 'not measured'}, rank(G) = {rank_G}, "
-                f"rank(GGN) = {rank_ggn}"
+                   res_norm, q_min, q_max, residual_rel, d, k, weyl: Weyl | None = None, rank_G_exact: bool = True,
+                   rank_ggn_exact: bool = True, floor_applied: bool = True) -> tuple[str, str]:
+    """Claim 3 (rank H = rank G at a minimum): holds | holds_up_to_residual | fails | not_applicable, and why."""
+    ge = "" if rank_G_exact else "≥ "
+    measured = (f"Measured: rank(H) = {rank if rank is not None else 'not measured'}, rank(G) = {ge}{rank_G}, "
+                f"rank(GGN) = {'' if rank_ggn_exact else '≥ '}{rank_ggn}"
                 + (f", rank(H − GGN) = {rank_res}" if rank_res is not None else "")
                 + (f", ‖H − GGN‖/‖H‖ = {residual_rel:.3g}" if residual_rel is not None else "") + ".")
     missing = []
@@ -634,16 +857,30 @@ def claim3_verdict(*, rank, rank_G, rank_ggn, rank_res, rank_G_res, critical, ze
                      "null space of G, yet the residual term Σ (∂ℓ/∂f) ∇²f stays")
         missing.append(f"the residual is not zero (‖∇_Fℓ‖ = {res_norm:.3g}), so H = GGN + a residual term that does "
                        f"not vanish{extra}")
+    q_missing = []
     if not q_pos:
         if oc.kind == "full":
-            missing.append(f"the loss Hessian in output space is not diagonal: ce on logits has Q_i = diag(p) − ppᵀ, "
-                           f"singular (rank d − 1 = {d - 1} per input), so rank(GGN) = {rank_ggn} can fall below "
-                           f"rank(G) = {rank_G} (bound k(d − 1) = {k * (d - 1)})")
+            q_missing.append(f"the loss Hessian in output space is not diagonal: ce on logits has Q_i = diag(p) − ppᵀ, "
+                             f"singular (rank d − 1 = {d - 1} per input), so rank(GGN) = {rank_ggn} can fall below "
+                             f"rank(G) = {rank_G} (bound k(d − 1) = {k * (d - 1)})")
         else:
-            missing.append(f"the loss Hessian in output space is not positive definite (smallest eigenvalue "
-                           f"{q_min:.3g} of at most {q_max:.3g}), so GGN loses rank where Q does")
+            q_missing.append(f"the loss Hessian in output space is not positive definite (smallest eigenvalue "
+                             f"{q_min:.3g} of at most {q_max:.3g}), so GGN loses rank where Q does")
+    missing += q_missing
     if missing:
-        return "not_applicable", "Claim 3's hypotheses do not hold: " + "; ".join(missing) + ". " + measured
+        head = "Claim 3's hypotheses do not hold: " + "; ".join(missing) + ". "
+        if weyl is None:
+            return "not_applicable", head + measured
+        up_to = _weyl_words(weyl, rank_G, rank_ggn, rank, rank_ggn_exact)
+        if not q_missing and weyl.agrees and rank_ggn_exact and rank_G_exact and rank_ggn == rank_G:
+            head = ("Claim 3's exact hypotheses fail only because θ is not exactly a zero-residual critical point: "
+                    + "; ".join(missing) + ". ")
+            exact = (f" The exact rank(H) = {rank} also counts the residual's own eigenvalues above the tolerance."
+                     if rank is not None and rank != rank_ggn else "")
+            return "holds_up_to_residual", (head + "It holds up to the residual: w" + weyl.statement[1:]
+                                            + f" So H has exactly rank(GGN) = rank(G) = {rank_G} eigenvalues that "
+                                              "the residual cannot explain." + exact + " " + measured)
+        return "not_applicable", head + up_to + " " + measured
     qword = {"identity": "Q = 2I", "diagonal": "Q is diagonal and positive"}.get(oc.kind, "Q is positive definite")
     hyp = (f"The hypotheses hold: a critical point (‖∇θL‖ = {grad_norm:.3g}) with zero residual "
            f"(‖∇_Fℓ‖ = {res_norm:.3g}) and {qword}, so H = GGN = G Q Gᵀ and rank(H) should equal rank(G).")
@@ -651,9 +888,28 @@ def claim3_verdict(*, rank, rank_G, rank_ggn, rank_res, rank_G_res, critical, ze
         return "not_applicable", hyp + " But rank(H) was not measured (Lanczos mode). " + measured
     if rank == rank_G:
         return "holds", hyp + f" It does: rank(H) = rank(G) = {rank_G}. " + measured
-    if rank == rank_G_res:
+    if floor_applied and rank == rank_G_res:
         return "not_applicable", (hyp + f" rank(H) = {rank} equals the rank of G counting only the singular values "
                                   f"whose squares a float64 Hessian can resolve ({rank_G_res}); rank(G) = {rank_G} "
                                   "includes smaller ones, so the ranks cannot be compared at this precision. "
                                   + measured)
     return "fails", hyp + f" But rank(H) = {rank} ≠ rank(G) = {rank_G}. " + measured
+
+
+def _weyl_words(weyl: Weyl, rank_G: int, rank_ggn: int, rank: int | None, rank_ggn_exact: bool) -> str:
+    """Why Claim 3 does not hold even up to the residual, from the Weyl counts (a sentence that matches them)."""
+    words = "Up to the residual (Weyl), w" + weyl.statement[1:]
+    if not weyl.outside_band_exact:
+        return words + " On a lower bound the counts cannot confirm Claim 3 up to the residual."
+    if not rank_ggn_exact:
+        return words + f" rank(GGN) ≥ {rank_ggn} is only a lower bound, so the counts cannot be compared with it."
+    if weyl.outside_band > rank_ggn or weyl.ggn_above_2r > rank_ggn:
+        return words + (f" rank(GGN) = {rank_ggn} at this tolerance counts fewer than the eigenvalues the residual "
+                        "cannot explain: the tolerance, not the residual, decides the rank here.")
+    if weyl.agrees:  # the counts agree, but rank(GGN) ≠ rank(G) or Q is not positive definite
+        return words + (f" So H has exactly rank(GGN) = {rank_ggn} eigenvalues that the residual cannot explain, "
+                        f"but rank(GGN) ≠ rank(G) = {rank_G}." if rank_ggn != rank_G else
+                        f" So H has exactly rank(GGN) = {rank_ggn} eigenvalues that the residual cannot explain.")
+    return words + (f" The residual's scale hides {weyl.hidden} of GGN's {rank_ggn} eigenvalues (they lie at or "
+                    f"below 2b), so only between {weyl.ggn_above_2r} and {weyl.outside_band} of H's eigenvalues are "
+                    f"beyond what the residual can explain, not rank(G) = {rank_G}.")
