@@ -232,7 +232,9 @@ def test_non_sequential_model_says_why_and_the_run_goes_on():
     rep = run(p)
     r = rep.to_dict()
     assert r["error"] is None and r["G"]["rank"] > 0
-    assert r["layers"] == []
+    assert len(r["layers"]) == 1 and r["layers_info"]["whole_model"] is True  # one row: the whole model
+    assert r["layers"][0]["n_params"] == r["model"]["n_params"]
+    assert r["layers"][0]["cumulative_rank"] == r["G"]["rank"]
     assert r["layers_info"]["available"] is False
     assert "nn.Sequential" in r["layers_info"]["why_not"] and "TwoPath" in r["layers_info"]["why_not"]
     assert any("nn.Sequential" in n for n in r["notes"])

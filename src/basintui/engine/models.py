@@ -7,6 +7,8 @@ with the parameter-free modules after it; any other model is one block.
 
 from __future__ import annotations
 
+import copy
+
 import importlib
 import importlib.util
 import sys
@@ -204,33 +206,59 @@ def activation_numel(model: nn.Module, x_small: torch.Tensor) -> int:
     return max(1, total[0] // max(1, x_small.shape[0]))
 
 
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+BATCH_COUPLING_RTOL = 1e-9  # float64 outputs, batch vs one at a time: rounding stays near 1e-16 relative
+
+
+def _stochastic_modules(model: nn.Module) -> list[str]:
+    return [name or type(model).__name__ for name, m in model.named_modules()
+            if isinstance(m, _DROPOUT) and m.training and m.p > 0]
+
+
+def _batchnorm_modules(model: nn.Module) -> list[str]:
+    return [name or type(model).__name__ for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+
+
 def check_batch_independent(model: nn.Module, x: torch.Tensor, n_check: int = 8) -> None:
-    """Per-sample gradients mean nothing when a forward pass mixes inputs (BatchNorm in train
-    mode, attention over the batch, …): compare a batch's outputs with the same inputs one at a time."""
+    """Per-sample gradients mean nothing when a forward pass is random (Dropout in train mode) or mixes
+    inputs (BatchNorm in train mode, attention over the batch, …). Each cause is refused with its own
+    reason; any other coupling is caught by comparing a batch's outputs with the same inputs one at a
+    time, in float64 on a copy (so a float32 model is judged at float64 rounding, not at its own)."""
+    dropout = _stochastic_modules(model)
+    if dropout:
+        raise InputError(
+            "model",
+            f"Dropout in train mode ({', '.join(dropout)}) makes the output random, so f(θ, x) and its "
+            "behavioural gradients are not functions of θ: put those layers in eval mode (model.eval() in the "
+            "factory) or remove them.")
+    batchnorm = _batchnorm_modules(model)
+    if batchnorm:
+        raise InputError(
+            "model",
+            f"BatchNorm in train mode ({', '.join(batchnorm)}) normalises each input by the statistics of the "
+            "whole batch, so an input's output depends on the other inputs in the batch and per-sample "
+            "behavioural gradients are meaningless: put those layers in eval mode or remove them.")
     n = min(n_check, x.shape[0])
     if n < 2:
         return
+    m64 = copy.deepcopy(model).to(torch.float64)
+    x64 = x[:n].to(torch.float64)
     with torch.no_grad():
-        together = model(x[:n])
+        together = m64(x64)
         try:
-            alone = torch.cat([model(x[i: i + 1]) for i in range(n)], dim=0)
-        except (RuntimeError, ValueError) as exc:  # e.g. BatchNorm refusing a batch of one
-            alone = None
-            failure = str(exc).splitlines()[0]
-    if alone is None:
-        raise InputError(
-            "model",
-            f"the model cannot run on one input at a time ({failure}); per-sample behavioural gradients "
-            "need a model whose output for an input does not depend on the rest of the batch "
-            "(BatchNorm in train mode couples the batch).",
-        )
-    scale = together.abs().max().item() + 1e-300
+            alone = torch.cat([m64(x64[i: i + 1]) for i in range(n)], dim=0)
+        except (RuntimeError, ValueError) as exc:
+            raise InputError(
+                "model",
+                f"the model cannot run on one input at a time ({str(exc).splitlines()[0]}); per-sample "
+                "behavioural gradients need a model whose output for an input does not depend on the rest "
+                "of the batch.") from None
+    scale = max(together.abs().max().item(), alone.abs().max().item())
     diff = (together - alone).abs().max().item()
-    if not diff <= 1e-9 * scale + 1e-12:
+    if not diff <= BATCH_COUPLING_RTOL * scale:
         raise InputError(
             "model",
             "the model's output for an input depends on the other inputs in the batch "
-            f"(batch vs one-at-a-time outputs differ by {diff:.3g}; BatchNorm in train mode or other "
-            "batch coupling). Per-sample behavioural gradients are meaningless for such a model: "
-            "remove the coupling or put those layers in eval mode.",
-        )
+            f"(batch vs one-at-a-time outputs differ by {diff:.3g} of {scale:.3g}, in float64). Per-sample "
+            "behavioural gradients are meaningless for such a model: remove the coupling.")
