@@ -165,3 +165,26 @@ def test_batchnorm_keeps_its_own_reason():
     with pytest.raises(InputError, match="BatchNorm in train mode"):
         run(p)
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_near_threshold_values_are_shown_in_the_summary_and_the_spectrum_pane():
+    from rich.console import Console
+
+    from basintui.engine.report import spectrum_dict
+    from basintui.engine.spectrum import EPS, analyse
+    from basintui.render.summary import g_table
+    from basintui.tui.widgets.spectrum import facts
+
+    tau = 50 * EPS
+    s = analyse(np.array([1.0, 0.5, 1.5 * tau, tau / 1.5, tau / 100]), 50, 5)
+    g = json.loads(json.dumps(spectrum_dict(s, "explicit", "outputs")))
+    assert g["near_threshold"] == 2 and g["rank"] == 3
+    assert g["rank_rule"]["threshold"] == pytest.approx(tau) and g["rank_rule"]["rtol"] == 0.0
+
+    def text(renderable) -> str:
+        console = Console(width=160, record=True, file=open("/dev/null", "w"))
+        console.print(renderable)
+        return console.export_text()
+
+    for out in (text(g_table({"G": g})), text(facts(g))):
+        assert "2 within 2× of the tolerance" in out and "anywhere from 2 to 4" in out

@@ -43,6 +43,20 @@ def rtol_text(g: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {'' if exact.get(k, True) else '≥ '}{v}" for k, v in g["rank_at_rtol"].items())
 
 
+def near_text(g: dict[str, Any]) -> Text:
+    """How many singular values sit within a factor 2 of the tolerance, and the ranks rounding could give."""
+    near = g.get("near_threshold") or 0
+    tol = g["tolerance"]
+    factor = (g.get("rank_rule") or {}).get("near_factor", 2.0)
+    if not near:
+        return Text(f"none within {factor:g}× of the tolerance: the rank does not hang on rounding")
+    sv = g.get("singular_values") or []
+    lo = sum(1 for s in sv if s > tol * factor)
+    hi = sum(1 for s in sv if s > tol / factor)
+    return Text(f"{near} within {factor:g}× of the tolerance: the rank there is decided by rounding "
+                f"(anywhere from {lo} to {hi})", style="yellow")
+
+
 def _submersion_text(g: dict[str, Any]) -> str:
     sub = g.get("submersion")
     return "unknown (rank only bounded below)" if sub is None else ("yes" if sub else "no")
@@ -75,6 +89,7 @@ def g_table(r: dict[str, Any]) -> RenderableType | None:
     t.add_row("shape", f"N = {g['n_params']} × kd = {kd} (G on the {g['on']})")
     t.add_row("tolerance", f"{g['tolerance']:.3g} = {g['tolerance_rule']}")
     t.add_row("rank at rtol", rtol_text(g))
+    t.add_row("near threshold", near_text(g))
     gap = g.get("largest_gap")
     if gap:
         t.add_row("largest gap", f"{gap['decades']:.2f} decades after σ_{gap['after']} "

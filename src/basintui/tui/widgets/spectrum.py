@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from ...render.summary import rank_text, rtol_text
+from ...render.summary import near_text, rank_text, rtol_text
 from .plotting import decimate, num
 
 REGIME_WORDS = {
@@ -37,6 +37,8 @@ def facts(g: dict[str, Any]) -> Group:
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
     t.add_row("rank at rtol", rtol_text(g) if "rank_at_rtol" in g else "")
+    if "near_threshold" in g:
+        t.add_row("near threshold", near_text(g))
     gap = g.get("largest_gap")
     if gap:
         t.add_row("largest gap", f"{num(gap['decades'], 3)} decades after σ_{gap['after']} "
@@ -46,7 +48,8 @@ def facts(g: dict[str, Any]) -> Group:
     t.add_row("effective rank", num(g.get("effective_rank"), 4))
     t.add_row("regime", REGIME_WORDS.get(g.get("regime", ""), str(g.get("regime"))))
     if g.get("regime") == "under":
-        t.add_row("image dim", f"{g['rank']}: the local dimension of the image of parameter space in R^{g['n_outputs']}")
+        t.add_row("image dim", f"{g['rank']}: the local dimension of the image of parameter space in "
+                               f"R^{g['n_outputs']} where the rank is locally constant")
     t.add_row("kernel dim", f"N − r {'=' if g.get('rank_exact', True) else '≤'} {g['kernel_dim']:,}: an upper "
                             "bound on the dimension of the behaviour level set through θ (Claim 2); equal to it "
                             "only where the rank is locally constant")
