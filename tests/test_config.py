@@ -15,7 +15,7 @@ from basintui.config import (
     to_toml,
 )
 
-BUILTIN = ["collapse", "deep-linear", "default", "digits", "underparam", "xor-relu"]
+BUILTIN = ["collapse", "critique", "deep-linear", "default", "digits", "underparam", "xor-relu"]
 
 
 def test_every_builtin_preset_loads_and_round_trips_through_toml():

@@ -136,7 +136,10 @@ def test_every_preset_trains_in_float32_and_decides_ranks_in_float64(tmp_path, n
     assert proc.returncode == 0, proc.stderr
     r = json.loads(out.read_text())
     assert r["config"]["dtype"] == "float32" and r["error"] is None
-    assert r["G"]["rank"] >= 1 and r["G"]["rank_rule"]["threshold"] > 0
+    if name == "critique":  # θ = 0 is the singular point itself: G = 0 in any precision
+        assert r["G"]["rank"] == 0 and r["G"]["singular_values"] == [0.0] * len(r["G"]["singular_values"])
+    else:
+        assert r["G"]["rank"] >= 1 and r["G"]["rank_rule"]["threshold"] > 0
     # every rank decision is float64: the singular values carry float64 resolution, not float32's
     sv = np.asarray(r["G"]["singular_values"])
     assert sv.dtype == np.float64 and len(sv) == min(r["model"]["n_params"], r["data"]["n_train"] * r["data"]["out_dim"])
@@ -188,3 +191,21 @@ def test_near_threshold_values_are_shown_in_the_summary_and_the_spectrum_pane():
 
     for out in (text(g_table({"G": g})), text(facts(g))):
         assert "2 within 2× of the tolerance" in out and "anywhere from 2 to 4" in out
+
+
+CRITIQUE = {"bowl": (2, 0, True), "valley": (2, 1, True), "flat": (2, 2, True), "cross": (2, 1, False),
+            "cone": (3, 2, False)}
+
+
+@pytest.mark.parametrize("fn", sorted(CRITIQUE))
+def test_the_critique_preset_at_each_singular_point(fn):
+    from basintui.config import load_preset
+
+    n_params, dim, manifold = CRITIQUE[fn]
+    rep = run(load_preset("critique", [f"model.factory=critique:{fn}", "device=cpu"]))
+    assert rep.error is None, rep.error
+    r = json.loads(json.dumps(rep.to_dict()))
+    assert r["model"]["n_params"] == n_params and r["G"]["rank"] == 0 and r["G"]["kernel_dim"] == n_params
+    ls = r["levelset"]
+    assert ls["estimated_dim"] == dim and ls["manifold"] is manifold
+    assert r["hessian"]["rank"] == 0 and len(r["layers"]) == 1
