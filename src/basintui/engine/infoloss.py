@@ -662,7 +662,7 @@ def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
     """The `layers` stage: per-block report (returned) and `report.dependent_inputs` (set)."""
     G, spec, layout = ctx.G, ctx.spectrum, ctx.layout
     tol = spec.tolerance if spec is not None else g_tolerance(G)
-    g_rank = spec.rank if spec is not None else None
+    g_rank = spec.rank if spec is not None and spec.rank_exact else None  # a lower bound is not G's rank
     d = ctx.out_dim
     meta: dict[str, Any] = {
         "available": bool(layout.sequential),
