@@ -1,32 +1,69 @@
-"""A probe of the behaviour level set {θ : F(θ) = F(θ*)} itself (DESIGN §4), instead of assuming
-that its dimension is N − rank(G).
+"""A probe of the behaviour level set Z = {θ : F(θ) = F(θ*)} near θ* (DESIGN §4, issue 12), instead of
+assuming that its dimension is N − rank(G). It answers three questions: the dimension of Z near θ* (the
+largest dimension of its local branches), whether Z is a manifold there (`manifold`: true, false, or
+null with the reason when it cannot tell), and how both answers depend on the probe radius.
 
 (a) Rank constancy. rank(G) re-measured (same tolerance rule as at θ*) at random points θ* + ρu,
-    ‖u‖ = 1, for radii ρ ∈ RADII · max(1, ‖θ*‖). The rank is lower semicontinuous, so nearby points
-    can only show a higher rank; if every probe agrees with θ*, the rank is taken as locally
-    constant and the constant-rank theorem makes N − r the level set's dimension.
-(b) Walk. An orthonormal set of M random directions of ker J(θ*) (all of it when the kernel has at
-    most MAX_DIRECTIONS dimensions). From θ*, a step of length h = STEP · max(1, ‖θ*‖) along each,
-    then a retraction onto F(θ) = F(θ*) by damped Gauss-Newton (Levenberg-Marquardt, minimum-norm
-    steps δ = −G (GᵀG + λI)⁻¹ (F(θ) − F(θ*))), until ‖F(θ) − F(θ*)‖ ≤ RETRACT_RTOL · max(1, ‖F(θ*)‖).
-    Local PCA of the retracted displacements D (one row per direction): along a tangent direction of
-    the level set the points keep their step, σ_j(D) ≈ h; along a direction the level set does not
-    contain, the retraction takes the step back, σ_j(D) ≈ 0. A principal axis counts when
-    σ_j(D) > PCA_THRESHOLD · h (one half of the step). With the whole kernel probed this count is the
-    estimate; with only M < dim ker directions it is a lower bound, and the estimate is the retention
-    dim ker · mean over directions of (‖displacement‖/h)² (for a tangent space T ⊆ ker J it is dim T in
-    expectation), read as dim ker when within two standard errors (or 0.5 %) of it.
-    Where J(θ*) = 0 (seed 003's examples) ker J is everything: for f = a² a step along b keeps
-    F, so the retraction leaves it; a step along a changes F by a², and Gauss-Newton (δa = −a/2 per
-    iteration) pulls it back to a = 0. So f = a² + b², a², 0 give 0, 1, 2.
-(c) Claim 1. ‖F(θ* + s v) − F(θ*)‖ for s = h₁/2 … h₁/256, h₁ = CLAIM1_BASE · max(1, ‖θ*‖): along
-    unit v ∈ ker J it scales as s², along v in the row space of J as s; the fitted log-log slopes (median over a few directions) are reported.
+    ‖u‖ = 1, ρ ∈ RADII · max(1, ‖θ*‖). The rank is lower semicontinuous, so nearby points can only
+    show a higher rank; if every probe agrees with θ*, the rank is taken as locally constant and the
+    constant-rank theorem makes Z a manifold of dimension N − r. Where the rank drops this says nothing
+    about Z (seed 003: f = a² + b², a², 0 all have rank 0 at 0 and level sets of dimension 0, 1, 2).
+
+(b) Walk, at each radius ρ ∈ RADII · max(1, ‖θ*‖) separately:
+    1. Points. M random unit directions u in the whole parameter space (M = POINTS_SMALL when
+       N ≤ SMALL_N, else POINTS_LARGE), a step to θ* + ρu, and a retraction onto Z.
+    2. Retraction. Gauss-Newton minimum-norm steps δ = −J⁺ (F(θ) − F(θ*)) (J⁺ keeps the singular values
+       above the rank rule), each followed by a line search over step lengths α: α = 1 is taken when it
+       cuts the residual tenfold; otherwise α = 2, 3, 4, 6, 8, … while the residual keeps falling (where F
+       vanishes to order m, Gauss-Newton alone gains only a factor (m − 1)/m per step and α = m is exact
+       for a^m), or α = 1/2, 1/4, … when α = 1 does not decrease it. J is reused (chord steps) while a
+       step cuts the residual at least in half and recomputed otherwise. Stopping rule, all relative:
+       converged when, with J evaluated at the point itself, the next Gauss-Newton step is at most
+       XTOL · L (L = the step that started the retraction: ρ, or ε in the local probe below) and the
+       residual is at most max(RES_RTOL · S, floor) (S = ‖F(start) − F(θ*)‖, how much F moves at this
+       scale; floor = FLOOR_ULPS · ε_mach · (‖F(θ*)‖ + ‖F(θ)‖), F's own round-off); or, when no step
+       length decreases the residual any more, converged "at round-off" if the residual is at the floor
+       and the last step is at most LOOSE · L. Nothing is compared with an absolute tolerance: for
+       f = a⁶ at ρ = 1e-2 every trial point has |f| ≤ 1e-12 and is still retracted. A retraction that
+       does not converge is reported and its point is not used.
+    3. Returned points. A retracted point p with ‖p − θ*‖ ≤ RETURN_FRAC · ρ came back to θ*. If every
+       converged point did, Z is the single point θ* at this radius: dimension 0, a (0-dimensional)
+       manifold.
+    4. Local branch dimension, measured around each other point p (the rank of J at p is not used
+       for it: for f = a², J = 0 on the whole zero set, a line). Candidates: the directions that J(p)
+       maps to (nearly) zero, i.e. the complement of its right singular vectors with σ > max(rank rule,
+       KER_RTOL · σ₁(J(p))) (a generous cut: p lies on Z only up to the retraction's accuracy, which
+       tilts J(p) by a tiny amount; a candidate that is not tangent is pulled back by the probe).
+       A small step ε = LOCAL_FRAC · ‖p − θ*‖ along each of an orthonormal basis of the candidates
+       (all of them when at most `max_directions`, else that many random ones), retracted onto Z,
+       gives displacements D. Full basis: the branch dimension is the number of singular values of
+       D/ε above PCA_THRESHOLD (a tangent direction keeps its step, a normal one is pulled back), and
+       the tangent space T_p is spanned by their right singular vectors. Sampled basis: the retention
+       K_p · mean(‖D_j‖²/ε²) (K_p candidates; its expectation is dim T_p), read as K_p (and T_p = all
+       candidates) within two standard errors or 0.5 % of it; otherwise T_p is unknown.
+    5. The answer at this radius. Dimension = the largest branch dimension. `manifold`: false when
+       branches of different dimensions are seen, or when two tangent spaces differ by a principal
+       angle with sin ≥ DIFFER_SIN (two branches crossing: f = ab, a² − b², the cone a² + b² − c²), or
+       when the points do not lie near one subspace of that dimension through θ* (sin ≥ DIFFER_SIN);
+       true when every tangent space agrees within sin ≤ SAME_SIN and the points lie within
+       sin ≤ SAME_SIN of one subspace; null with the reason otherwise (between the two thresholds,
+       tangent spaces unknown, fewer than half of the retractions converged, too few points).
+
+(c) Across radii. When every radius that gave an answer gives the same dimension and the same
+    verdict, that is the answer; a radius that could not tell is named in `manifold_why`. When two
+    radii disagree, `radius_dependent` is true, and `estimated_dim` and `manifold` are null (never one
+    number for an answer that changes with the radius); `by_radius` holds every radius's answer.
+
+(d) Claim 1. ‖F(θ* + s v) − F(θ*)‖ for s = h₁/2 … h₁/256, h₁ = CLAIM1_BASE · max(1, ‖θ*‖): along
+    unit v ∈ ker J it scales as s², along v in the row space of J as s; the fitted log-log slopes
+    (median over a few directions) are reported.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,17 +76,33 @@ from .events import Note
 from .jacobian import compute_G, outputs_at
 from .models import flat_params, set_flat_params
 
-RADII = (1e-4, 1e-3, 1e-2)  # × max(1, ‖θ*‖)
-POINTS_PER_RADIUS = 2
-STEP = 2e-3  # walk step h = STEP · max(1, ‖θ*‖)
+RADII = (1e-4, 1e-3, 1e-2)  # × max(1, ‖θ*‖): rank probes and walk radii
+POINTS_PER_RADIUS = 2  # rank probes per radius
+SMALL_N = 64
+POINTS_SMALL = 24  # walk points per radius when N ≤ SMALL_N
+POINTS_LARGE = 8  # … and when N > SMALL_N (each costs a local probe of up to max_directions retractions)
+MAX_DIRECTIONS = 32  # local probe: candidate directions probed at each point (all of them when fewer)
+XTOL = 1e-9  # converged: next Gauss-Newton step ≤ XTOL · L
+RES_RTOL = 1e-6  # … and residual ≤ RES_RTOL · S (guards against a stationary point of ‖F − F(θ*)‖ off Z)
+LOOSE = 1e-4  # at round-off: the last step ≤ LOOSE · L
+FLOOR_ULPS = 100.0  # F's round-off floor in units of ε_mach · (‖F(θ*)‖ + ‖F(θ)‖)
+RETRACT_MAX_ITER = 80
+CHORD_KEEP = 0.5  # reuse J while a step cuts the residual at least by this factor
+RETURN_FRAC = 1e-3  # a point within RETURN_FRAC · ρ of θ* came back to θ*
+LOCAL_FRAC = 1e-2  # local probe step ε = LOCAL_FRAC · ‖p − θ*‖
+KER_RTOL = 1e-6  # candidate tangent directions at p: σ_j(J(p)) ≤ KER_RTOL · σ₁(J(p)) (or the rank rule)
+PCA_THRESHOLD = 0.5  # a direction of D/ε counts as tangent when its singular value exceeds this
+SAME_SIN = 0.2  # tangent spaces agree when sin(largest principal angle) ≤ 0.2 (11.5°)
+DIFFER_SIN = 0.5  # … and clearly differ when it is ≥ 0.5 (30°); in between: cannot tell
+MIN_CONVERGED_FRAC = 0.5  # fewer converged retractions than this fraction of the points: cannot tell
+LINE_UP = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
+LINE_DOWN = tuple(2.0 ** -j for j in range(1, 21))
 CLAIM1_BASE = 1e-2  # Claim 1 steps s = CLAIM1_BASE · max(1, ‖θ*‖) · 2^-j, j = 1..8
-MAX_DIRECTIONS = 96
-PCA_THRESHOLD = 0.5  # a principal axis counts when σ_j(D) > 0.5 · h
-RETRACT_RTOL = 1e-12
-RETRACT_MAX_ITER = 60
 CLAIM1_DIRECTIONS = 3
-CLAIM1_STEPS = tuple(2.0 ** -j for j in range(1, 9))  # × h
+CLAIM1_STEPS = tuple(2.0 ** -j for j in range(1, 9))  # × h₁
 CLAIM1_TOLERANCE = 0.1  # exponents within 0.1 of 2 (null) and 1 (row space)
+
+EPS = spectrum_mod.EPS
 
 
 @dataclass
@@ -57,19 +110,19 @@ class LevelSetResult:
     locally_constant_rank: bool
     rank_at_theta: int
     rank_probes: list[dict[str, Any]]
-    estimated_dim: int
+    estimated_dim: int | None
     estimated_dim_method: str
-    pca_dim: int
-    retention_dim: float | None
-    retention_se: float | None
-    pca_extents: list[float]  # σ_j(D)/h, largest first (at most 50 shown)
-    pca_threshold: float
+    manifold: bool | None
+    manifold_why: str
+    radius_dependent: bool
+    by_radius: list[dict[str, Any]]
     kernel_dim: int
     generic_dim: int | None
     n_params: int
     n_outputs: int
     walk: dict[str, Any]
     claim1: dict[str, Any]
+    rules: dict[str, Any] = field(default_factory=dict)
     meaning: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,24 +132,46 @@ class LevelSetResult:
             "rank_probes": self.rank_probes,
             "estimated_dim": self.estimated_dim,
             "estimated_dim_method": self.estimated_dim_method,
-            "pca_dim": self.pca_dim,
-            "retention_dim": self.retention_dim,
-            "retention_se": self.retention_se,
-            "pca_extents": self.pca_extents,
-            "pca_threshold": self.pca_threshold,
-            "pca_rule": f"a principal axis of the retracted displacements counts when σ_j(D) > {self.pca_threshold} · h",
+            "manifold": self.manifold,
+            "manifold_why": self.manifold_why,
+            "radius_dependent": self.radius_dependent,
+            "by_radius": self.by_radius,
             "kernel_dim": self.kernel_dim,
             "generic_dim": self.generic_dim,
             "n_params": self.n_params,
             "n_outputs": self.n_outputs,
             "walk": self.walk,
             "claim1": self.claim1,
+            "rules": self.rules,
             "meaning": list(self.meaning),
         }
 
 
+@dataclass
+class _Jac:
+    """J = U diag(s) Vt at one point (thin SVD, numpy float64) and the cut the pseudo-inverse uses."""
+
+    U: np.ndarray
+    s: np.ndarray
+    Vt: np.ndarray
+    cut: float
+
+    def unexplained(self, r: np.ndarray) -> float:
+        """‖r − P r‖, P the projection onto the range J's pseudo-inverse uses."""
+        keep = self.s > self.cut
+        Uk = self.U[:, keep]
+        return float(np.linalg.norm(r - Uk @ (Uk.T @ r)))
+
+    def step(self, r: np.ndarray) -> np.ndarray:
+        keep = self.s > self.cut
+        if not keep.any():
+            return np.zeros(self.Vt.shape[1])
+        coef = (self.U[:, keep].T @ r) / self.s[keep]
+        return -(self.Vt[keep].T @ coef)
+
+
 class _Probe:
-    """F and G at arbitrary θ for one model (a private copy whose parameters are overwritten)."""
+    """F and J at arbitrary θ for one model (a private copy whose parameters are overwritten)."""
 
     def __init__(self, model, layout, x, transform, rtol: float, cancel: CancelToken | None):
         self.model = copy.deepcopy(model)
@@ -105,13 +180,27 @@ class _Probe:
         self.transform = transform
         self.rtol = rtol
         self.cancel = cancel or CancelToken()
+        p0 = next(iter(self.model.parameters()), None)
+        self.device = p0.device if p0 is not None else x.device
+        self.n_F = 0
+        self.n_J = 0
+        self._jac_route: str | None = None
 
-    def F(self, theta: torch.Tensor) -> torch.Tensor:
+    def _t(self, theta) -> torch.Tensor:
+        if isinstance(theta, torch.Tensor):
+            return theta.to(device=self.device, dtype=torch.float64)
+        return torch.as_tensor(np.asarray(theta, dtype=np.float64), device=self.device)
+
+    def F_torch(self, theta: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return outputs_at(self.model, self.layout, theta, self.x, self.transform).reshape(-1)
+            return outputs_at(self.model, self.layout, self._t(theta), self.x, self.transform).reshape(-1)
+
+    def F(self, theta) -> np.ndarray:
+        self.n_F += 1
+        return self.F_torch(theta).detach().to("cpu", torch.float64).numpy()
 
     def G(self, theta: torch.Tensor) -> torch.Tensor:
-        set_flat_params(self.model, theta)
+        set_flat_params(self.model, self._t(theta))
         return compute_G(self.model, self.layout, self.x, transform=self.transform, cancel=self.cancel)[0]
 
     def rank(self, theta: torch.Tensor) -> tuple[int, float]:
@@ -120,43 +209,142 @@ class _Probe:
         sv = spec.singular_values
         return spec.rank, float(sv[0]) if len(sv) else 0.0
 
-    def retract(self, theta: torch.Tensor, target: torch.Tensor, tol: float) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Damped Gauss-Newton (Levenberg-Marquardt) onto F(θ) = target, minimum-norm steps."""
+    def _J_jacrev(self, theta: torch.Tensor) -> torch.Tensor:
+        def f(t):
+            return outputs_at(self.model, self.layout, t, self.x, self.transform).reshape(-1)
+
+        return torch.func.jacrev(f)(theta)
+
+    def J(self, theta) -> np.ndarray:
+        """J(θ) (kd × N, numpy float64), by whichever of jacrev and compute_G was faster at θ*."""
+        self.cancel.check()
+        self.n_J += 1
+        t = self._t(theta)
+        if self._jac_route is None:
+            self._jac_route = self._choose_route(t)
+        if self._jac_route == "jacrev":
+            J = self._J_jacrev(t)
+        else:
+            J = self.G(t).T
+        return J.detach().to("cpu", torch.float64).numpy()
+
+    def _choose_route(self, t: torch.Tensor) -> str:
+        t0 = time.perf_counter()
+        G = self.G(t)
+        t_g = time.perf_counter() - t0
+        try:
+            t0 = time.perf_counter()
+            Jr = self._J_jacrev(t)
+            t_r = time.perf_counter() - t0
+        except Exception:  # noqa: BLE001 - a model jacrev cannot trace: compute_G handles it
+            return "compute_G"
+        scale = float(torch.linalg.norm(G)) or 1.0
+        if Jr.shape != G.T.shape or float(torch.linalg.norm(Jr - G.T)) > 1e-8 * scale:
+            return "compute_G"
+        return "jacrev" if t_r <= t_g else "compute_G"
+
+    def jac(self, theta) -> _Jac:
+        J = self.J(theta)
+        if J.size == 0:
+            return _Jac(np.zeros((J.shape[0], 0)), np.zeros(0), np.zeros((0, J.shape[1])), 0.0)
+        U, s, Vt = np.linalg.svd(J, full_matrices=False)
+        tol = spectrum_mod.default_tolerance(float(s[0]) if len(s) else 0.0, J.shape, self.rtol)[0]
+        return _Jac(U, s, Vt, tol)
+
+    def retract(self, theta: np.ndarray, target: np.ndarray, length: float, jac: _Jac | None = None,
+                max_iter: int = RETRACT_MAX_ITER) -> tuple[np.ndarray, dict[str, Any]]:
+        """Gauss-Newton with a line search onto F(θ) = target; the stopping rule is in the module docstring.
+        `length` is the step that started the retraction (the scale the point must be accurate to);
+        `jac` a Jacobian to start from (chord steps), recomputed at the point whenever it is needed."""
+        tnorm = float(np.linalg.norm(target))
         r = self.F(theta) - target
-        rn = float(torch.linalg.norm(r))
-        before = rn
-        damp = 1e-8
+        rn = float(np.linalg.norm(r))
+        S = rn
+        info: dict[str, Any] = {"residual_before": S, "iterations": 0}
+
+        def floor_at(res: np.ndarray, th: np.ndarray, fac: _Jac) -> float:
+            # F's round-off: its size, and the size of the terms that cancel in it (‖J‖·‖θ‖, e.g. a² − b²)
+            s1 = float(fac.s[0]) if len(fac.s) else 0.0
+            return FLOOR_ULPS * EPS * (tnorm + float(np.linalg.norm(res + target)) + s1 * float(np.linalg.norm(th)))
+
+        if rn == 0.0:
+            info.update(residual_after=0.0, converged=True, stop="exact: F(θ) = F(θ*) already")
+            return theta, info
+        fresh = jac is None
+        fact = self.jac(theta) if jac is None else jac
+        stop, converged, last_step = "", False, float("inf")
         it = 0
-        stalled = ""
-        while rn > tol and it < RETRACT_MAX_ITER:
+        while it < max_iter:
             self.cancel.check()
             it += 1
-            G = self.G(theta)
-            scale = float((G * G).sum())
-            if scale == 0.0:
-                stalled = "J = 0 here: no Gauss-Newton direction"
-                break
-            lam = damp * scale
-            n, m = G.shape
-            if m <= n:
-                A = G.T @ G + lam * torch.eye(m, dtype=G.dtype, device=G.device)
-                delta = -G @ torch.linalg.solve(A, r)
-            else:
-                A = G @ G.T + lam * torch.eye(n, dtype=G.dtype, device=G.device)
-                delta = -torch.linalg.solve(A, G @ r)
-            cand = theta + delta
-            r_c = self.F(cand) - target
-            rn_c = float(torch.linalg.norm(r_c))
-            if rn_c < rn:
-                theta, r, rn = cand, r_c, rn_c
-                damp = max(damp / 10.0, 1e-14)
-            else:
-                damp *= 100.0
-                if damp > 1e8:
-                    stalled = "no decrease even with heavy damping"
+            delta = fact.step(r)
+            dn = float(np.linalg.norm(delta))
+            floor = floor_at(r, theta, fact)
+            if dn <= XTOL * length:
+                if not fresh:
+                    fact, fresh = self.jac(theta), True
+                    continue
+                # the part of the residual no first-order step removes must be negligible (else θ is a
+                # stationary point of ‖F − F(θ*)‖ off the level set)
+                if fact.unexplained(r) <= max(RES_RTOL * S, floor):
+                    converged, stop = True, "step"
+                    last_step = dn
                     break
-        return theta, {"residual_before": before, "residual_after": rn, "iterations": it,
-                       "converged": rn <= tol, **({"stalled": stalled} if stalled else {})}
+            found = self._line_search(theta, delta, target, rn, fresh)
+            if found is None:
+                if not fresh:
+                    fact, fresh = self.jac(theta), True
+                    continue
+                if rn <= floor and dn <= LOOSE * length:
+                    converged, stop = True, "round-off"
+                elif dn == 0.0:
+                    stop = "no Gauss-Newton direction (J = 0 here, or the residual is orthogonal to its range)"
+                else:
+                    stop = ("no step length decreases the residual" +
+                            (" (F's round-off floor reached)" if rn <= floor else ""))
+                last_step = dn
+                break
+            theta_n, r_n, rn_n, alpha = found
+            last_step = alpha * dn
+            ratio = rn_n / rn
+            theta, r, rn = theta_n, r_n, rn_n
+            if rn == 0.0:
+                converged, stop = True, "exact: the residual is 0"
+                break
+            if ratio > CHORD_KEEP:
+                fact, fresh = self.jac(theta), True
+            else:
+                fresh = False
+        else:
+            stop = f"{max_iter} iterations"
+        info.update(residual_after=rn, iterations=it, converged=converged, stop=stop, last_step=last_step)
+        return theta, info
+
+    def _line_search(self, theta, delta, target, rn, fresh):
+        def at(a):
+            th = theta + a * delta
+            rr = self.F(th) - target
+            return th, rr, float(np.linalg.norm(rr))
+
+        th1, r1, n1 = at(1.0)
+        best = (th1, r1, n1, 1.0)
+        if n1 <= 0.1 * rn:
+            return best
+        if n1 < rn:
+            for a in LINE_UP:
+                th, rr, nn = at(a)
+                if nn < best[2]:
+                    best = (th, rr, nn, a)
+                else:
+                    break
+            return best
+        if not fresh:
+            return None
+        for a in LINE_DOWN:
+            th, rr, nn = at(a)
+            if nn < rn:
+                return th, rr, nn, a
+        return None
 
 
 def _slope(s: np.ndarray, v: np.ndarray, floor: float) -> float | None:
@@ -167,135 +355,313 @@ def _slope(s: np.ndarray, v: np.ndarray, floor: float) -> float | None:
     return float(np.polyfit(ls, lv, 1)[0])
 
 
+def _orthonormal_complement(R: np.ndarray, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` orthonormal random vectors (columns, n × count) orthogonal to the rows of R (orthonormal)."""
+    Z = rng.standard_normal((n, count))
+    for _ in range(2):
+        if R.shape[0]:
+            Z = Z - R.T @ (R @ Z)
+    Q = np.linalg.qr(Z)[0]
+    return Q[:, :count]
+
+
+def _sin_max(a: tuple[str, np.ndarray], b: tuple[str, np.ndarray]) -> float:
+    """sin of the largest principal angle between two subspaces of equal dimension, each given as
+    ("basis", rows spanning it) or ("complement", rows spanning its orthogonal complement)."""
+    ka, A = a
+    kb, B = b
+    if ka == "basis" and kb == "basis":
+        M = B - (B @ A.T) @ A
+    elif ka == "complement" and kb == "complement":
+        M = B - (B @ A.T) @ A  # equal dimensions: the complements' angles are the subspaces' angles
+    elif ka == "basis":
+        M = B @ A.T  # components of A's vectors along B's complement
+    else:
+        M = A @ B.T
+    if M.size == 0:
+        return 0.0
+    return float(min(1.0, np.linalg.norm(M, 2)))
+
+
+def _local_probe(pr: _Probe, theta0: np.ndarray, p: np.ndarray, F0: np.ndarray, s: float, max_dirs: int,
+                 rng: np.random.Generator) -> dict[str, Any]:
+    """The branch of Z through p: its dimension and tangent space, from small retracted steps around p."""
+    n = p.size
+    eps = LOCAL_FRAC * s
+    fact = pr.jac(p)
+    s1 = float(fact.s[0]) if len(fact.s) else 0.0
+    cut = max(fact.cut, KER_RTOL * s1)
+    R = fact.Vt[fact.s > cut] if s1 > 0 else np.zeros((0, n))
+    K = n - R.shape[0]
+    out: dict[str, Any] = {"step": eps, "candidates": K, "rank_J": int(np.count_nonzero(fact.s > fact.cut))}
+    if K == 0:
+        out.update(dim=0, mode="immersion", directions=0, converged=0, extents=[])
+        out["_tangent"] = ("basis", np.zeros((0, n)))
+        return out
+    full = K <= max_dirs
+    q = K if full else max_dirs
+    V = _orthonormal_complement(R, n, q, rng)
+    disp, failed = [], 0
+    for j in range(q):
+        end, info = pr.retract(p + eps * V[:, j], F0, eps, jac=fact)
+        if info["converged"]:
+            disp.append((end - p) / eps)
+        else:
+            failed += 1
+    out.update(mode="full" if full else "sampled", directions=q, converged=len(disp))
+    if failed:
+        out.update(dim=None, extents=[],
+                   why=f"{failed} of {q} local retractions did not converge")
+        return out
+    D = np.array(disp)
+    sv, Wt = np.linalg.svd(D, full_matrices=False)[1:]
+    out["extents"] = [float(v) for v in sv[:12]]
+    if full:
+        d = int(np.count_nonzero(sv > PCA_THRESHOLD))
+        out["dim"] = d
+        out["_tangent"] = ("basis", Wt[:d]) if d <= n - d else ("complement", _complement_rows(Wt[:d], n))
+        return out
+    kept2 = (D * D).sum(axis=1)
+    retention = float(K * kept2.mean())
+    se = float(K * kept2.std(ddof=1) / math.sqrt(q)) if q > 1 else 0.0
+    out.update(retention=retention, retention_se=se)
+    if K - retention <= max(2.0 * se, 0.005 * K, 0.5):
+        out["dim"] = K
+        out["_tangent"] = ("complement", R) if R.shape[0] <= K else ("basis", _complement_rows(R, n))
+    else:
+        out["dim"] = int(min(K, max(int(np.count_nonzero(sv > PCA_THRESHOLD)), round(retention))))
+        out["why"] = "tangent space only sampled (fewer tangent directions than candidates)"
+    return out
+
+
+def _complement_rows(A: np.ndarray, n: int) -> np.ndarray:
+    """Orthonormal rows spanning the orthogonal complement of the (orthonormal) rows of A."""
+    if A.shape[0] == 0:
+        return np.eye(n)
+    Q = np.linalg.svd(A, full_matrices=True)[2]
+    return Q[A.shape[0]:]
+
+
+def _verdict_at_radius(rho: float, points: list[dict[str, Any]], locals_: list[dict[str, Any]],
+                       disp: list[np.ndarray], m: int) -> dict[str, Any]:
+    """The dimension and manifold verdict at one radius (rule 5 of the module docstring)."""
+    conv = [pt for pt in points if pt["converged"]]
+    returned = [pt for pt in conv if pt["returned"]]
+    entry: dict[str, Any] = {"radius": rho, "points": m, "converged": len(conv), "returned": len(returned)}
+    branch = [lo for lo in locals_ if lo.get("dim") is not None]
+    unknown = [lo for lo in locals_ if lo.get("dim") is None]
+    dims = sorted({lo["dim"] for lo in branch})
+    entry["branch_dims"] = {str(d): sum(1 for lo in branch if lo["dim"] == d) for d in dims}
+    entry["unresolved_points"] = len(unknown)
+    entry["max_angle_deg"] = None
+    entry["spread_deg"] = None
+    if len(conv) < max(1, math.ceil(MIN_CONVERGED_FRAC * m)):
+        entry.update(dimension=max(dims) if dims else None, manifold=None,
+                     why=f"only {len(conv)} of {m} retractions converged")
+        return entry
+    if len(returned) == len(conv):
+        entry.update(dimension=0, manifold=True,
+                     why="every retraction came back to θ*: the level set is the single point θ* here "
+                         "(a 0-dimensional manifold)")
+        return entry
+    if not branch:
+        entry.update(dimension=None, manifold=None,
+                     why="no point away from θ* had its local dimension measured: " +
+                         "; ".join(sorted({lo.get("why", "?") for lo in unknown})))
+        return entry
+    d = max(dims)
+    entry["dimension"] = d
+    if len(dims) > 1:
+        entry.update(manifold=False, why=f"branches of different dimensions ({', '.join(map(str, dims))}) meet here")
+        return entry
+    tangents = [lo["_tangent"] for lo in branch if "_tangent" in lo]
+    worst = 0.0
+    if len(tangents) >= 2:
+        for i in range(len(tangents)):
+            for j in range(i + 1, len(tangents)):
+                worst = max(worst, _sin_max(tangents[i], tangents[j]))
+        entry["max_angle_deg"] = math.degrees(math.asin(worst))
+    spread = None
+    W = [v for v, lo in zip(disp, locals_) if lo.get("dim") is not None]
+    if 0 < d < len(W):
+        Wm = np.array([w / np.linalg.norm(w) for w in W])
+        top = np.linalg.svd(Wm, full_matrices=False)[2][:d]
+        res = Wm - (Wm @ top.T) @ top
+        spread = float(min(1.0, np.linalg.norm(res, axis=1).max()))
+        entry["spread_deg"] = math.degrees(math.asin(spread))
+    if worst >= DIFFER_SIN:
+        entry.update(manifold=False, why=f"tangent spaces of the branches differ by {math.degrees(math.asin(worst)):.0f}° "
+                                         f"(sin ≥ {DIFFER_SIN}): branches cross here")
+        return entry
+    if spread is not None and spread >= DIFFER_SIN:
+        entry.update(manifold=False, why=f"the points do not lie near one {d}-dimensional subspace through θ* "
+                                         f"(off by up to {math.degrees(math.asin(spread)):.0f}°): several branches")
+        return entry
+    problems = []
+    if unknown:
+        problems.append(f"{len(unknown)} point(s) without a local dimension")
+    if len(tangents) < len(branch):
+        problems.append("tangent spaces only sampled at some points")
+    if len(tangents) < 2 and d < len(disp):
+        problems.append("too few points away from θ* to compare tangent spaces")
+    if worst > SAME_SIN:
+        problems.append(f"tangent spaces differ by {math.degrees(math.asin(worst)):.0f}°, between the "
+                        f"'same' ({math.degrees(math.asin(SAME_SIN)):.1f}°) and 'different' "
+                        f"({math.degrees(math.asin(DIFFER_SIN)):.0f}°) thresholds")
+    if spread is not None and spread > SAME_SIN:
+        problems.append(f"the points lie up to {math.degrees(math.asin(spread)):.0f}° off one subspace")
+    if problems:
+        entry.update(manifold=None, why="cannot tell: " + "; ".join(problems))
+        return entry
+    entry.update(manifold=True, why=f"one branch of dimension {d}: tangent spaces agree within "
+                                    f"{math.degrees(math.asin(worst)):.1f}°" +
+                                    (f" and the points lie within {math.degrees(math.asin(spread)):.1f}° of one "
+                                     f"{d}-dimensional subspace through θ*" if spread is not None else ""))
+    return entry
+
+
+def _combine(by_radius: list[dict[str, Any]]) -> tuple[int | None, bool | None, bool, str, str]:
+    """Top-level answers from the per-radius ones (rule (c)): dim, manifold, radius_dependent, why, method."""
+    def fmt(rho):
+        return f"ρ = {rho:.0e}"
+
+    dims = [(e["radius"], e["dimension"]) for e in by_radius if e["dimension"] is not None]
+    mans = [(e["radius"], e["manifold"]) for e in by_radius if e["manifold"] is not None]
+    undecided = [e for e in by_radius if e["manifold"] is None]
+    dim_set = {d for _, d in dims}
+    man_set = {m for _, m in mans}
+    dependent = len(dim_set) > 1 or len(man_set) > 1
+    answers = "; ".join(f"{fmt(e['radius'])}: dimension {e['dimension']}, manifold "
+                        f"{ {True: 'yes', False: 'no', None: 'cannot tell'}[e['manifold']] }" for e in by_radius)
+    if dependent:
+        why = f"the answer depends on the probe radius ({answers})"
+        return None, None, True, why, why
+    dim = dims[0][1] if dims else None
+    if not mans:
+        why = "cannot tell at any radius: " + "; ".join(f"{fmt(e['radius'])}: {e['why']}" for e in by_radius)
+        man = None
+    else:
+        man = mans[0][1]
+        first = next(e for e in by_radius if e["manifold"] is not None)
+        why = first["why"] + f" (the same at {len(mans)} of {len(by_radius)} radii"
+        if undecided:
+            why += "; " + "; ".join(f"{fmt(e['radius'])} cannot tell: {e['why']}" for e in undecided)
+        why += ")"
+    method = (f"largest local branch dimension among retracted points, the same at {len(dims)} of "
+              f"{len(by_radius)} radii ({', '.join(fmt(r) for r, _ in dims)})" if dims else
+              "no radius gave a dimension")
+    return dim, man, False, why, method
+
+
 def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: float = 0.0, seed: int = 0,
                     G: torch.Tensor | None = None, cancel: CancelToken | None = None,
-                    max_directions: int = MAX_DIRECTIONS, emit=None) -> LevelSetResult:
+                    max_directions: int = MAX_DIRECTIONS, points: int | None = None,
+                    radii: tuple[float, ...] = RADII, emit=None) -> LevelSetResult:
     """The level-set probe at the model's current parameters θ* (see the module docstring)."""
     emit = emit or (lambda e: None)
+    t_start = time.perf_counter()
     pr = _Probe(model, layout, x, transform, rtol, cancel)
-    theta0 = flat_params(model).to(torch.float64)
-    n = theta0.numel()
+    theta0_t = flat_params(model).to(torch.float64)
+    theta0 = theta0_t.detach().cpu().numpy().astype(np.float64)
+    n = theta0.size
     gen = torch.Generator(device="cpu").manual_seed(seed + 4242)
+    rng = np.random.default_rng(seed + 4242)
 
     def randn(*shape):
-        return torch.randn(*shape, generator=gen, dtype=torch.float64).to(theta0.device)
+        return torch.randn(*shape, generator=gen, dtype=torch.float64).to(theta0_t.device)
 
     if G is None:
-        G = pr.G(theta0)
+        G = pr.G(theta0_t)
     kd = G.shape[1]
     spec = spectrum_mod.spectrum_of(G, rtol=rtol, cancel=pr.cancel)
     r = spec.rank
     K = n - r
     generic = n - kd if n >= kd else None
     F0 = pr.F(theta0)
-    scale = max(1.0, float(torch.linalg.norm(theta0)))
+    scale = max(1.0, float(np.linalg.norm(theta0)))
 
     # (a) rank constancy
     probes = []
-    for rho_rel in RADII:
+    for rho_rel in radii:
         rho = rho_rel * scale
         ranks = []
         for _ in range(POINTS_PER_RADIUS):
             pr.cancel.check()
             u = randn(n)
             u = u / torch.linalg.norm(u)
-            ranks.append(pr.rank(theta0 + rho * u)[0])
+            ranks.append(pr.rank(theta0_t + rho * u)[0])
         probes.append({"radius": rho, "ranks": ranks})
     constant = all(rk == r for p in probes for rk in p["ranks"])
 
-    # Row space (range of G) and an orthonormal basis of random kernel directions.
+    # (b) the walk, radius by radius
+    m = points if points is not None else (POINTS_SMALL if n <= SMALL_N else POINTS_LARGE)
+    by_radius, walk_points = [], []
+    for rho_rel in radii:
+        rho = rho_rel * scale
+        pts, locs, disps = [], [], []
+        for _ in range(m):
+            pr.cancel.check()
+            u = rng.standard_normal(n)
+            u /= np.linalg.norm(u)
+            end, info = pr.retract(theta0 + rho * u, F0, rho)
+            s = float(np.linalg.norm(end - theta0))
+            info.update(radius=rho, distance=s / rho, returned=bool(info["converged"] and s <= RETURN_FRAC * rho))
+            if info["converged"] and not info["returned"]:
+                lo = _local_probe(pr, theta0, end, F0, s, max_directions, rng)
+                locs.append(lo)
+                disps.append(end - theta0)
+                info["local"] = {k: v for k, v in lo.items() if not k.startswith("_")}
+            pts.append(info)
+        by_radius.append(_verdict_at_radius(rho, pts, locs, disps, m))
+        walk_points.extend(pts)
+    dim, man, dependent, man_why, method = _combine(by_radius)
+    n_conv = sum(1 for p in walk_points if p["converged"])
+    walk = {
+        "radii": [e["radius"] for e in by_radius],
+        "radius_rule": f"ρ ∈ {', '.join(f'{v:g}' for v in radii)} × max(1, ‖θ*‖)",
+        "points_per_radius": m,
+        "directions": len(walk_points),
+        "converged": n_conv,
+        "retraction": (f"Gauss-Newton minimum-norm steps with a line search over the step length (1, then 2, 3, "
+                       f"4, 6, … or 1/2, 1/4, …); converged when the next step ≤ {XTOL:g} · L and the residual ≤ "
+                       f"max({RES_RTOL:g} · ‖F(start) − F(θ*)‖, F's round-off floor), L = the step that started it "
+                       f"(ρ, or ε locally); at most {RETRACT_MAX_ITER} iterations"),
+        "local_probe": (f"around each retracted point p: steps ε = {LOCAL_FRAC:g} · ‖p − θ*‖ along an orthonormal "
+                        f"basis of the directions J(p) maps to ≤ {KER_RTOL:g} · σ₁ (at most {max_directions}, else "
+                        f"a random subset and the retention estimate), retracted; a direction counts as tangent "
+                        f"when the retracted displacements keep more than {PCA_THRESHOLD} of ε along it"),
+        "returned_rule": f"a point within {RETURN_FRAC:g} · ρ of θ* came back to θ*",
+        "evaluations": {"F": pr.n_F, "J": pr.n_J},
+        "jacobian_route": pr._jac_route,
+        "seconds": None,
+        "points": walk_points,
+    }
+
+    # (d) Claim 1: ‖ΔF‖ against s along null and row-space directions
     if r > 0:
         U = torch.linalg.svd(G, full_matrices=False)[0][:, :r]
     else:
-        U = torch.zeros((n, 0), dtype=torch.float64, device=theta0.device)
-    M = min(K, max_directions)
-    if M > 0:
-        Z = randn(n, M)
-        Z = Z - U @ (U.T @ Z)
-        Z = Z - U @ (U.T @ Z)
-        B = torch.linalg.qr(Z)[0]
-    else:
-        B = torch.zeros((n, 0), dtype=torch.float64, device=theta0.device)
-
-    # (b) the walk: step h along each kernel direction, retract, PCA of the displacements
-    h = STEP * scale
-    tol = RETRACT_RTOL * max(1.0, float(torch.linalg.norm(F0)))
-    points, displacements = [], []
-    for j in range(M):
-        pr.cancel.check()
-        start = theta0 + h * B[:, j]
-        end, info = pr.retract(start, F0, tol)
-        disp = end - theta0
-        dn = float(torch.linalg.norm(disp))
-        info.update({"step": h, "displacement": dn, "kept": dn / h})
-        points.append(info)
-        if info["converged"]:
-            displacements.append(disp)
-    n_conv = len(displacements)
-    retention_se = None
-    if displacements:
-        D = torch.stack(displacements)
-        sv = torch.linalg.svdvals(D).cpu().numpy()
-        pca_dim = int(np.count_nonzero(sv > PCA_THRESHOLD * h))
-        kept2 = (D * D).sum(dim=1).cpu().numpy() / (h * h)
-        retention = float(K * kept2.mean())
-        retention_se = float(K * kept2.std(ddof=1) / math.sqrt(n_conv)) if n_conv > 1 else None
-        extents = [float(v / h) for v in sv[:50]]
-    else:
-        sv = np.zeros(0)
-        pca_dim, retention, extents = 0, (0.0 if K == 0 else None), []
-    full = M == K and n_conv == M
-    if K == 0:
-        est, method = 0, "rank(G) = N: F is an immersion here, so the level set is locally the single point θ*"
-    elif full:
-        est, method = pca_dim, (f"local PCA of {M} retracted points, one per direction of an orthonormal basis of "
-                                f"the whole kernel (σ_j(D) > {PCA_THRESHOLD}·h)")
-    elif retention is not None:
-        se = retention_se or 0.0
-        # A few missing dimensions out of many cannot be told from the curvature of the level set at step h:
-        # within two standard errors (or 0.5 % of the kernel) of dim ker, report dim ker.
-        if K - retention <= max(2.0 * se, 0.005 * K, 0.5):
-            est = K
-        else:
-            est = int(min(K, max(pca_dim, round(retention))))
-        method = (f"retention dim ker · mean(kept²) = {retention:.2f} ± {se:.2g} (standard error) from {n_conv} of "
-                  f"{K} kernel directions (too many to probe all; within 2 standard errors or 0.5 % of dim ker it "
-                  f"is read as dim ker); PCA gives the lower bound {pca_dim}")
-    else:
-        est, method = 0, "no retraction converged: the estimate is unavailable (0 reported)"
-
-    walk = {
-        "step": h,
-        "step_rule": f"h = {STEP} · max(1, ‖θ*‖)",
-        "directions": M,
-        "kernel_directions_total": K,
-        "full_kernel_basis": M == K,
-        "converged": n_conv,
-        "retraction": (f"damped Gauss-Newton (Levenberg-Marquardt, minimum-norm steps) until "
-                       f"‖F(θ) − F(θ*)‖ ≤ {RETRACT_RTOL:g} · max(1, ‖F(θ*)‖) = {tol:.3g}, at most "
-                       f"{RETRACT_MAX_ITER} iterations"),
-        "tolerance": tol,
-        "points": points,
-    }
-
-    # (c) Claim 1: ‖ΔF‖ against s along null and row-space directions
+        U = torch.zeros((n, 0), dtype=torch.float64, device=theta0_t.device)
+    Mc = min(K, CLAIM1_DIRECTIONS)
     h1 = CLAIM1_BASE * scale
     steps = np.array([h1 * c for c in CLAIM1_STEPS])
-    floor = 1e3 * spectrum_mod.EPS * max(1.0, float(torch.linalg.norm(F0)))
+    floor = 1e3 * EPS * max(1.0, float(np.linalg.norm(F0)))
 
     def curve(v: torch.Tensor) -> np.ndarray:
-        return np.array([float(torch.linalg.norm(pr.F(theta0 + s * v) - F0)) for s in steps])
+        return np.array([float(np.linalg.norm(pr.F(theta0_t + s * v) - F0)) for s in steps])
 
     null_exp, row_exp, null_curves, row_curves = [], [], [], []
-    for j in range(min(CLAIM1_DIRECTIONS, M)):
+    for _ in range(Mc):
         pr.cancel.check()
-        w = randn(M)
-        v = B @ (w / torch.linalg.norm(w))
+        v = randn(n)
+        v = v - U @ (U.T @ v)
+        v = v - U @ (U.T @ v)
+        v = v / torch.linalg.norm(v)
         c = curve(v)
         null_curves.append(c.tolist())
         null_exp.append(_slope(steps, c, floor))
     if r > 0:
-        for j in range(CLAIM1_DIRECTIONS):
+        for _ in range(CLAIM1_DIRECTIONS):
             pr.cancel.check()
             v = G @ randn(kd)
             v = v / torch.linalg.norm(v)
@@ -314,7 +680,7 @@ def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: flo
     why = []
     if ne is None:
         why.append("the outputs do not change measurably along the null directions tried (above the round-off "
-                   f"floor {floor:.2g})" if M else "the kernel is empty")
+                   f"floor {floor:.2g})" if Mc else "the kernel is empty")
     if ne is not None and ne < 2 - CLAIM1_TOLERANCE:
         why.append(f"along null directions the outputs change faster than s² (exponent {ne:.2f}): F is not smooth "
                    "at this scale along them (a ReLU-type kink crossed by the step) or the rank is fragile here")
@@ -335,26 +701,49 @@ def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: flo
         "why": "; ".join(why),
     }
 
-    meaning = [f"rank(G) = {r}; kernel dimension N − r = {K} (an upper bound on the level set's dimension)"
+    meaning = [f"rank(G) = {r}; kernel dimension N − r = {K} (an upper bound on the dimension of any smooth "
+               "piece of the level set)"
                + (f"; generic dimension N − kd = {generic}." if generic is not None else
-                  f"; N < kd, so F is never a submersion and r is the local dimension of the image.")]
+                  "; N < kd, so F is never a submersion and r is the local dimension of the image.")]
     if constant:
         meaning.append("The rank is locally constant (every probe at every radius agrees), so by the constant-rank "
                        f"theorem the level set is a manifold of dimension N − r = {K} near θ*.")
     else:
         meaning.append("The rank is NOT locally constant (nearby points have a higher rank): N − r is only an upper "
-                       "bound here and the level set can be smaller (seed 003's examples).")
-    if K > 0:
-        rel = "equals" if est == K else ("is below" if est < K else "exceeds")
-        meaning.append(f"Estimated level-set dimension {est} {rel} the kernel bound {K}.")
+                       "bound here and the level set can be smaller, or a union of branches (seed 003's examples).")
+    if dependent:
+        meaning.append("The level set's dimension or shape DEPENDS ON THE PROBE RADIUS, so no single answer is "
+                       "given: " + man_why + ".")
+    else:
+        if dim is None:
+            meaning.append("The probe could not measure the level set's dimension: " + man_why + ".")
+        else:
+            rel = ("equals" if dim == K else ("is below" if dim < K else "exceeds")) + f" the kernel bound {K}"
+            meaning.append(f"Measured level-set dimension {dim} near θ* ({rel}).")
+        if man is True:
+            meaning.append("The level set is a manifold near θ*" + (" (the isolated point θ*)" if dim == 0 else "")
+                           + ": " + man_why + ".")
+        elif man is False:
+            meaning.append("The level set is NOT a manifold near θ*: " + man_why + ".")
+        elif dim is not None:
+            meaning.append("Whether the level set is a manifold near θ* cannot be told: " + man_why + ".")
     for text in meaning[1:]:
         emit(Note(text))
+    walk["seconds"] = time.perf_counter() - t_start
+    rules = {
+        "same_sin": SAME_SIN, "differ_sin": DIFFER_SIN, "pca_threshold": PCA_THRESHOLD,
+        "return_frac": RETURN_FRAC, "local_frac": LOCAL_FRAC, "ker_rtol": KER_RTOL, "xtol": XTOL,
+        "res_rtol": RES_RTOL, "floor_ulps": FLOOR_ULPS,
+        "manifold": (f"true when every branch has the same dimension, their tangent spaces agree (largest principal "
+                     f"angle sin ≤ {SAME_SIN}) and the points lie within sin ≤ {SAME_SIN} of one subspace through "
+                     f"θ*; false when branches of different dimensions are seen or tangent spaces / the points' "
+                     f"subspace differ with sin ≥ {DIFFER_SIN}; null otherwise, with the reason"),
+    }
     return LevelSetResult(
-        locally_constant_rank=bool(constant), rank_at_theta=r, rank_probes=probes, estimated_dim=int(est),
-        estimated_dim_method=method, pca_dim=pca_dim, retention_dim=retention, retention_se=retention_se,
-        pca_extents=extents,
-        pca_threshold=PCA_THRESHOLD, kernel_dim=K, generic_dim=generic, n_params=n, n_outputs=kd, walk=walk,
-        claim1=claim1, meaning=meaning,
+        locally_constant_rank=bool(constant), rank_at_theta=r, rank_probes=probes, estimated_dim=dim,
+        estimated_dim_method=method, manifold=man, manifold_why=man_why, radius_dependent=dependent,
+        by_radius=by_radius, kernel_dim=K, generic_dim=generic, n_params=n, n_outputs=kd, walk=walk,
+        claim1=claim1, rules=rules, meaning=meaning,
     )
 
 
@@ -362,4 +751,3 @@ def analyse(ctx, report=None) -> LevelSetResult:
     """The level-set stage (analysis.levelset = true)."""
     return probe_level_set(ctx.model, ctx.layout, ctx.x, transform=ctx.transform, rtol=ctx.preset.analysis.rtol,
                            seed=ctx.preset.seed, G=ctx.G, cancel=ctx.cancel, emit=ctx.emit)
-
