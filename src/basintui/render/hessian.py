@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-VERDICT_STYLE = {"holds": "bold green", "fails": "bold red", "not_applicable": "bold yellow"}
+VERDICT_STYLE = {"holds": "bold green", "holds_up_to_residual": "bold green", "fails": "bold red",
+                 "not_applicable": "bold yellow"}
 
 
 def _g(v: Any, digits: int = 3) -> str:
@@ -23,6 +25,136 @@ def _yes(flag: bool) -> Text:
     return Text("yes", style="green") if flag else Text("no", style="red")
 
 
+def rule_rows(h: dict[str, Any]) -> list[tuple[str, str]]:
+    """The one rank rule, one row each for G, GGN and H: rule, rtol, threshold, and whether H's floor applied."""
+    rr = h.get("rank_rule")
+    if not isinstance(rr, dict):
+        return [("tolerance", f"{_g(h.get('tolerance'))} = {h.get('tolerance_rule', '')}")]
+    g, ggn, hh = rr.get("G", {}), rr.get("GGN", {}), rr.get("H", {})
+    rows = [
+        ("rule for G", f"σ(G) > τ_G = {_g(g.get('threshold'))}   ({g.get('rule', '')}; rtol = {_g(g.get('rtol'))})"),
+        ("rule for GGN", f"σ(G·Q^½) > τ_GGN = {_g(ggn.get('threshold'))}   ({ggn.get('from', ggn.get('rule', ''))})"),
+        ("rule for H", f"|λ| > τ_H = {_g(hh.get('threshold'))} = max(q_max·τ_G² = {_g(hh.get('from_G'))}, floor "
+                       f"σ₁²·q_max·N·ε = {_g(hh.get('floor'))}): "
+                       + ("floor applied" if hh.get("floor_applied") else "G's threshold governs, floor not applied")),
+    ]
+    near = [f"{name} {part['near']}" for name, part in (("G", g), ("GGN", ggn), ("H", hh)) if part.get("near")]
+    if near:
+        rows.append(("near threshold", "within 2× of the threshold (rounding decides them): " + ", ".join(near)))
+    return rows
+
+
+def weyl_rows(h: dict[str, Any]) -> list[tuple[str, str]]:
+    """Claim 3 up to the residual: ‖R‖₂, the band, and the two Weyl counts with what they are counted from."""
+    w = h.get("weyl")
+    if not isinstance(w, dict):
+        return []
+    band = f"±{_g(w['band'])}" + (f" (‖R‖₂ = {_g(w['residual_norm'])} widened to the resolution)"
+                                  if w.get("band_widened") else f" = ±‖R‖₂ ({w.get('residual_norm_from', '')})")
+    bound = "" if w.get("outside_band_exact", True) else "≥ "
+    return [
+        ("Weyl band", band),
+        ("outside the band", f"{bound}{w['outside_band']} of H's {w['n_eigenvalues_H']} eigenvalues "
+                             f"({w['above_band']} above, {w['below_band']} below; Weyl: ≤ rank(GGN) = {w['rank_ggn']})"
+                             + ("" if w.get("outside_band_exact", True) else
+                                " — a lower bound: Lanczos found only the extremes")),
+        ("GGN above 2‖R‖", f"{w['ggn_above_2r']} of GGN's {w['n_eigenvalues_GGN']} eigenvalues (so at least that many "
+                           f"of H's lie above the band); hidden by the residual's scale: {w.get('hidden_by_residual')}"),
+    ]
+
+
+def eigen_series(h: dict[str, Any]) -> dict[str, Any] | None:
+    """H's eigenvalues for a plot: log10 |λ| by |λ| descending, split by sign, GGN's beside them, and the band
+    edge log10 b. Points below 1e-18·max|λ| are drawn at that floor."""
+    eig = []
+    for v in h.get("eigenvalues") or []:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            eig.append(f)
+    if not eig:
+        return None
+    vals = sorted(eig, key=abs, reverse=True)
+    top = max(abs(v) for v in vals) or 1.0
+    floor = top * 1e-18
+
+    def lg(v: float) -> float:
+        return math.log10(max(abs(v), floor))
+
+    js = list(range(1, len(vals) + 1))
+    out: dict[str, Any] = {
+        "pos": ([j for j, v in zip(js, vals) if v > 0], [lg(v) for v in vals if v > 0]),
+        "neg": ([j for j, v in zip(js, vals) if v <= 0], [lg(v) for v in vals if v <= 0]),
+        "n": len(vals), "ggn": None, "band": None,
+    }
+    ggn = [float(v) for v in (h.get("ggn_eigenvalues") or h.get("eigenvalues_ggn") or []) if v is not None]
+    ggn = sorted((v for v in ggn if math.isfinite(v) and v > floor), reverse=True)
+    if ggn:
+        out["ggn"] = (list(range(1, len(ggn) + 1)), [lg(v) for v in ggn])
+    w = h.get("weyl")
+    if isinstance(w, dict) and w.get("band") and w["band"] > 0:
+        out["band"] = math.log10(w["band"])
+    return out
+
+
+def decimate(xs: list, ys: list, cap: int) -> tuple[list, list]:
+    """At most about `cap` evenly spaced points, keeping both ends (plotext freezes on huge inputs)."""
+    n = len(xs)
+    if n <= cap or cap < 2:
+        return list(xs), list(ys)
+    idx = sorted({round(i * (n - 1) / (cap - 1)) for i in range(cap)})
+    return [xs[i] for i in idx], [ys[i] for i in idx]
+
+
+MARKERS = {"pos": "+", "neg": "x", "ggn": "·", "band": "-"}  # for a colourless terminal
+
+
+def draw_eigenvalues(plt: Any, h: dict[str, Any], cap: int, marker: str | None = "braille",
+                     labels: bool = True) -> bool:
+    """H's eigenvalues (log10 |λ| against j on a log axis, by |λ|) with GGN's and the band edge |λ| = ‖R‖₂ drawn as
+    lines, on a plotext figure. marker None: a distinct character per series (MARKERS), for no colour."""
+    ser = eigen_series(h)
+    if ser is None:
+        return False
+
+    def mk(key: str) -> str:
+        return MARKERS[key] if marker is None else marker
+
+    def lab(text: str) -> str | None:
+        return text if labels else None
+
+    plt.title("log10 |λ| of H by |λ|; line: the band ±‖R‖₂ (|λ| = ‖R‖₂)")
+    plt.xlabel("j (log scale)")
+    plt.xscale("log")
+    if ser["band"] is not None:
+        plt.plot([1, ser["n"]], [ser["band"]] * 2, marker=mk("band"), label=lab("band ±‖R‖₂"))
+    if ser["ggn"]:
+        plt.scatter(*decimate(*ser["ggn"], cap), marker=mk("ggn"), label=lab("GGN"))
+    if ser["pos"][0]:
+        plt.scatter(*decimate(*ser["pos"], cap), marker=mk("pos"), label=lab("H, λ > 0"))
+    if ser["neg"][0]:
+        plt.scatter(*decimate(*ser["neg"], cap), marker=mk("neg"), label=lab("H, λ ≤ 0"))
+    return True
+
+
+def eigen_plot_text(h: dict[str, Any], width: int = 78, height: int = 16) -> Text | None:
+    """The plot for a terminal, as text (the CLI summary), its legend below it."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    if not draw_eigenvalues(plt, h, cap=2 * width, marker=None, labels=False):
+        return None
+    out = plt.uncolorize(plt.build())
+    plt.clear_figure()
+    legend = (f"{MARKERS['pos']} H, λ > 0   {MARKERS['neg']} H, λ ≤ 0   {MARKERS['ggn']} GGN   {MARKERS['band']} the "
+              "band edge |λ| = ‖R‖₂: H's points above it lie outside [−‖R‖₂, ‖R‖₂]")
+    return Text(out.rstrip("\n") + "\n" + legend)
+
+
 def hessian_view(r: dict[str, Any]) -> RenderableType | None:
     h = r.get("hessian")
     if not h:
@@ -33,13 +165,19 @@ def hessian_view(r: dict[str, Any]) -> RenderableType | None:
     t.add_column()
     t.add_row("rank(H)", Text(f"rank(H) = {_g(h['rank'])}", style="bold") if h["rank"] is not None
               else Text(f"rank(H) not measured ({h['rank_method']})"))
-    t.add_row("rank(GGN)", f"rank(GGN) = {h['rank_ggn']}   (rank(G) = {h['rank_G']})")
+    ggn_ge = "" if h.get("rank_ggn_exact", True) else "≥ "
+    t.add_row("rank(GGN)", f"rank(GGN) = {ggn_ge}{h['rank_ggn']}   (rank(G) = {ggn_ge}{h['rank_G']}; resolvable at "
+                           f"τ_H: {_g(h.get('rank_G_resolvable'))})")
     t.add_row("rank(H − GGN)", _g(h["rank_residual"]))
-    t.add_row("tolerance", f"{h['tolerance']:.3g} = {h['tolerance_rule']}")
+    for key, value in rule_rows(h):
+        t.add_row(key, value)
     at = h.get("rank_at_rtol")
     if at:
-        t.add_row("rank at rtol", "; ".join(f"{key}·σ₁²q_max: H {v['H']}, GGN {v['GGN']}, H − GGN {v['residual']}"
-                                            for key, v in at.items()))
+        t.add_row("rank at rtol", "; ".join(
+            f"{key}: G {_g(v.get('G'))}, GGN {_g(v.get('GGN'))}, H {_g(v.get('H'))}, H − GGN {_g(v.get('residual'))}"
+            + (" (floor)" if v.get("floor_applied") else "") for key, v in at.items()))
+        t.add_row("", Text("at rtol r: G and GGN count σ > r·σ₁; H counts |λ| > max(q_max·(r·σ₁(G))², floor)",
+                           style="dim"))
     t.add_row("eigenvalues", f"λ_max = {_g(h['lambda_max'], 4)}, λ_min = {_g(h['lambda_min'], 4)}"
               + (f", {h['n_negative']} negative" if h.get("n_negative") is not None else ""))
     t.add_row("method", f"{h['method']}; loss = {h['reduction']}")
@@ -60,11 +198,25 @@ def hessian_view(r: dict[str, Any]) -> RenderableType | None:
                 _yes(hs["loss_hessian_positive"]["holds"] and h["loss_hessian"] != "full"))
     hyp.add_row("‖H − GGN‖ / ‖H‖", _g(h["residual_rel"]), "—", "")
 
+    parts: list[RenderableType] = [t, Text(""), hyp, Text("")]
+    wr = weyl_rows(h)
+    if wr:
+        wt = Table(title="Claim 3 up to the residual (Weyl)", show_header=False, title_justify="left", box=None,
+                   pad_edge=False)
+        wt.add_column(style="bold")
+        wt.add_column()
+        for key, value in wr:
+            wt.add_row(key, value)
+        parts += [wt, Text("")]
     c3 = h["claim3"]
     verdict = Text.assemble(("Claim 3 (rank H = rank G): ", "bold"), (c3["verdict"], VERDICT_STYLE.get(c3["verdict"], "")))
     why = Text(c3["why"], style="italic")
+    parts += [verdict, why]
+    plot = eigen_plot_text(h)
+    if plot is not None:
+        parts += [Text(""), plot]
     notes = [Text(n, style="dim") for n in h.get("notes", [])]
-    return Group(t, Text(""), hyp, Text(""), verdict, why, *notes)
+    return Group(*parts, *notes)
 
 
 def levelset_view(r: dict[str, Any]) -> RenderableType | None:
