@@ -125,7 +125,11 @@ def draw_eigenvalues(plt: Any, h: dict[str, Any], cap: int, marker: str | None =
     def lab(text: str) -> str | None:
         return text if labels else None
 
-    plt.title("log10 |λ| of H by |λ|; line: the band ±‖R‖₂ (|λ| = ‖R‖₂)")
+    if marker is None and not labels:
+        plt.title(f"log10|λ| by |λ|: {MARKERS['pos']} H λ>0  {MARKERS['neg']} H λ≤0  {MARKERS['ggn']} GGN  "
+                  f"{MARKERS['band']} band ±‖R‖₂")
+    else:
+        plt.title("log10 |λ| of H by |λ|; line: the band ±‖R‖₂ (|λ| = ‖R‖₂)")
     plt.xlabel("j (log scale)")
     plt.xscale("log")
     if ser["band"] is not None:
@@ -150,8 +154,7 @@ def eigen_plot_text(h: dict[str, Any], width: int = 78, height: int = 16) -> Tex
         return None
     out = plt.uncolorize(plt.build())
     plt.clear_figure()
-    legend = (f"{MARKERS['pos']} H, λ > 0   {MARKERS['neg']} H, λ ≤ 0   {MARKERS['ggn']} GGN   {MARKERS['band']} the "
-              "band edge |λ| = ‖R‖₂: H's points above it lie outside [−‖R‖₂, ‖R‖₂]")
+    legend = "H's points above the line |λ| = ‖R‖₂ lie outside the band [−‖R‖₂, ‖R‖₂]"
     return Text(out.rstrip("\n") + "\n" + legend)
 
 

@@ -3,7 +3,6 @@ rank(H) = rank(G) as coloured verdicts with their reasons (DESIGN §1)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.console import Group
@@ -14,10 +13,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from ...render.hessian import VERDICT_STYLE, draw_eigenvalues, rule_rows, weyl_rows
 from ...render.summary import why_missing
-from .plotting import decimate, num
+from .plotting import num
 
-VERDICT_STYLE = {"holds": "bold green", "fails": "bold red", "not_applicable": "bold yellow"}
 GGN_KEYS = ("eigenvalues_ggn", "ggn_eigenvalues")
 LOSS_HESSIAN_WORDS = {
     "identity": "Q = 2I (mse): positive definite, rank(GGN) = rank(G)",
@@ -32,16 +31,6 @@ def claim3(h: dict[str, Any]) -> tuple[str, str]:
         verdict = c.get("verdict") or c.get("status") or c.get("result") or c.get("value") or "?"
         return str(verdict), str(c.get("why", ""))
     return str(c), str(h.get("claim3_why") or h.get("why") or "")
-
-
-def _floats(values: Any) -> list[float]:
-    out = []
-    for v in values or []:
-        try:
-            out.append(float(v))
-        except (TypeError, ValueError):
-            out.append(float("nan"))
-    return out
 
 
 class HessianPane(Vertical):
@@ -91,18 +80,34 @@ class HessianPane(Vertical):
         head.append(f"   rank(GGN) = {num(h.get('rank_ggn'))}   rank(residual) = {num(h.get('rank_residual'))}")
         if g:
             head.append(f"   rank(G) = {g.get('rank')}", style="green")
+        verdict, _ = claim3(h)
+        head.append("   Claim 3: ")
+        head.append(verdict.replace("_", " "), style=VERDICT_STYLE.get(verdict, "bold"))
+        w = h.get("weyl")
+        if isinstance(w, dict):
+            bound = "" if w.get("outside_band_exact", True) else "≥"
+            head.append(f"   Weyl: {bound}{w.get('outside_band')} outside ±‖R‖₂ = ±{num(w.get('band'), 3)}, "
+                        f"{w.get('ggn_above_2r')} of GGN above 2‖R‖₂")
         self.query_one("#hess-head", Static).update(head)
         self.query_one("#hess-facts-text", Static).update(self._facts(h))
         self._draw()
 
     def _facts(self, h: dict[str, Any]) -> Group:
         verdict, why = claim3(h)
+        shown = {"rank", "rank_ggn", "rank_residual", "eigenvalues", "grad_norm", "output_residual_norm",
+                 "residual_rel", "loss_hessian", "claim3", "claim3_why", "tolerance", "tolerance_rule",
+                 "rank_ggn_exact", *GGN_KEYS}
         t = Table.grid(padding=(0, 1))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()
         t.add_row("rank(H) = rank(G)?", Text(verdict.replace("_", " "), style=VERDICT_STYLE.get(verdict, "bold")))
         if why:
             t.add_row("why", Text(why, style="italic"))
+        for key, value in weyl_rows(h):
+            t.add_row(key, value)
+        if h.get("rank_rule") or h.get("tolerance") is not None:
+            for key, value in rule_rows(h):
+                t.add_row(key, value)
         t.add_row("‖∇_θ L‖", f"{num(h.get('grad_norm'), 3)}  (a critical point needs ≈ 0)")
         t.add_row("‖∂ℓ/∂F‖", f"{num(h.get('output_residual_norm'), 3)}  (H = GGN needs a zero residual)")
         t.add_row("‖H − GGN‖/‖H‖", num(h.get("residual_rel"), 3))
@@ -120,15 +125,19 @@ class HessianPane(Vertical):
                     detail += f"  ({check['rule']})"
                 t.add_row(name.replace("_", " ") + "?", verdict + Text(detail, style="dim"))
         for k, v in h.items():  # further checked flags the engine reports, as verdicts
-            if isinstance(v, bool):
+            if isinstance(v, bool) and k not in shown:
                 t.add_row(k.replace("_", " "), Text("yes" if v else "no", style="green" if v else "yellow"))
         at = h.get("rank_at_rtol")
         if isinstance(at, dict):
             for rtol, ranks in at.items():
-                text = (", ".join(f"{k} {v}" for k, v in ranks.items()) if isinstance(ranks, dict) else num(ranks))
+                if isinstance(ranks, dict):
+                    text = ", ".join(f"{k} {num(v)}" for k, v in ranks.items()
+                                     if k not in ("H_threshold", "floor_applied"))
+                    if ranks.get("floor_applied"):
+                        text += " (H at the floor)"
+                else:
+                    text = num(ranks)
                 t.add_row(f"ranks at rtol {rtol}", text)
-        shown = {"rank", "rank_ggn", "rank_residual", "eigenvalues", "grad_norm", "output_residual_norm",
-                 "residual_rel", "loss_hessian", "claim3", "claim3_why", *GGN_KEYS}
         for k, v in h.items():
             if k not in shown and not isinstance(v, (bool, list, dict)) and v is not None:
                 t.add_row(k.replace("_", " "), num(v))
@@ -139,36 +148,10 @@ class HessianPane(Vertical):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("log10 |λ_j| of H (and of GGN)")
-        plt.xlabel("j (by |λ|, descending)")
-        h = self.h
-        eig = _floats((h or {}).get("eigenvalues"))
-        if not eig:
+        cap = max(32, 2 * max(plot.size.width, 40))
+        if not self.h or not draw_eigenvalues(plt, self.h, cap, marker=None, labels=False):
+            plt.title("log10 |λ| of H")
             plt.text("no eigenvalues", 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)
             plt.ylim(0, 1)
-            plot.refresh()
-            return
-        cap = max(32, 2 * max(plot.size.width, 40))
-
-        def series(values: list[float]) -> tuple[list[float], list[float], list[bool]]:
-            vals = sorted((v for v in values if math.isfinite(v)), key=abs, reverse=True)
-            top = max((abs(v) for v in vals), default=1.0) or 1.0
-            floor = top * 1e-18
-            return (list(range(1, len(vals) + 1)), [math.log10(max(abs(v), floor)) for v in vals],
-                    [v < 0 for v in vals])
-
-        js, ys, neg = series(eig)
-        pos_x = [j for j, n in zip(js, neg, strict=True) if not n]
-        pos_y = [y for y, n in zip(ys, neg, strict=True) if not n]
-        neg_x = [j for j, n in zip(js, neg, strict=True) if n]
-        neg_y = [y for y, n in zip(ys, neg, strict=True) if n]
-        if pos_x:
-            plt.scatter(*decimate(pos_x, pos_y, cap), marker="braille", label="H, λ > 0")
-        if neg_x:
-            plt.scatter(*decimate(neg_x, neg_y, cap), marker="braille", label="H, λ < 0")
-        ggn = next((_floats(h[k]) for k in GGN_KEYS if h and k in h), None)
-        if ggn:
-            gx, gy, _ = series(ggn)
-            plt.plot(*decimate(gx, gy, cap), marker="braille", label="GGN")
         plot.refresh()
