@@ -87,6 +87,8 @@ RES_RTOL = 1e-6  # … and residual ≤ RES_RTOL · S (guards against a stationa
 LOOSE = 1e-4  # at round-off: the last step ≤ LOOSE · L
 FLOOR_ULPS = 100.0  # F's round-off floor in units of ε_mach · (‖F(θ*)‖ + ‖F(θ)‖)
 RETRACT_MAX_ITER = 80
+TRUST = 1.0  # each step is at most TRUST · L long (Levenberg-Marquardt inside the trust region)
+MAX_TRAVEL = 4.0  # a retraction that ends more than MAX_TRAVEL · L from its start has not converged
 CHORD_KEEP = 0.5  # reuse J while a step cuts the residual at least by this factor
 RETURN_FRAC = 1e-3  # a point within RETURN_FRAC · ρ of θ* came back to θ*
 LOCAL_FRAC = 1e-2  # local probe step ε = LOCAL_FRAC · ‖p − θ*‖
@@ -162,11 +164,30 @@ class _Jac:
         Uk = self.U[:, keep]
         return float(np.linalg.norm(r - Uk @ (Uk.T @ r)))
 
-    def step(self, r: np.ndarray) -> np.ndarray:
+    def step(self, r: np.ndarray, trust: float = math.inf) -> np.ndarray:
+        """The minimum-norm Gauss-Newton step −J⁺r; when it is longer than `trust`, the Levenberg-Marquardt
+        step −V diag(σ/(σ² + λ)) Uᵀr with λ chosen so that its length is `trust` (a trust region)."""
         keep = self.s > self.cut
         if not keep.any():
             return np.zeros(self.Vt.shape[1])
-        coef = (self.U[:, keep].T @ r) / self.s[keep]
+        s = self.s[keep]
+        c = self.U[:, keep].T @ r
+        coef = c / s
+        if float(np.linalg.norm(coef)) > trust:
+            lo, hi = 0.0, float(s[0]) ** 2 * max(1.0, float(np.linalg.norm(c)) / (trust * float(s[0])))
+            while float(np.linalg.norm(c * s / (s * s + hi))) > trust:
+                hi *= 4.0
+            for _ in range(60):
+                mid = 0.5 * (lo + hi) if lo == 0.0 else math.sqrt(lo * hi)
+                if lo == 0.0 and mid < 1e-30 * hi:
+                    mid = 0.5 * hi
+                if float(np.linalg.norm(c * s / (s * s + mid))) > trust:
+                    lo = mid
+                else:
+                    hi = mid
+                if lo > 0.0 and hi / lo < 1.0 + 1e-6:
+                    break
+            coef = c * s / (s * s + hi)
         return -(self.Vt[keep].T @ coef)
 
 
@@ -229,13 +250,15 @@ class _Probe:
         return J.detach().to("cpu", torch.float64).numpy()
 
     def _choose_route(self, t: torch.Tensor) -> str:
-        t0 = time.perf_counter()
-        G = self.G(t)
-        t_g = time.perf_counter() - t0
-        try:
+        def timed(fn):  # the second of two calls (the first pays for tracing and caches)
+            fn()
             t0 = time.perf_counter()
-            Jr = self._J_jacrev(t)
-            t_r = time.perf_counter() - t0
+            out = fn()
+            return out, time.perf_counter() - t0
+
+        G, t_g = timed(lambda: self.G(t))
+        try:
+            Jr, t_r = timed(lambda: self._J_jacrev(t))
         except Exception:  # noqa: BLE001 - a model jacrev cannot trace: compute_G handles it
             return "compute_G"
         scale = float(torch.linalg.norm(G)) or 1.0
@@ -257,6 +280,7 @@ class _Probe:
         `length` is the step that started the retraction (the scale the point must be accurate to);
         `jac` a Jacobian to start from (chord steps), recomputed at the point whenever it is needed."""
         tnorm = float(np.linalg.norm(target))
+        start = theta
         r = self.F(theta) - target
         rn = float(np.linalg.norm(r))
         S = rn
@@ -277,7 +301,7 @@ class _Probe:
         while it < max_iter:
             self.cancel.check()
             it += 1
-            delta = fact.step(r)
+            delta = fact.step(r, TRUST * length)
             dn = float(np.linalg.norm(delta))
             floor = floor_at(r, theta, fact)
             if dn <= XTOL * length:
@@ -290,7 +314,7 @@ class _Probe:
                     converged, stop = True, "step"
                     last_step = dn
                     break
-            found = self._line_search(theta, delta, target, rn, fresh)
+            found = self._line_search(theta, delta, target, rn, fresh, TRUST * length)
             if found is None:
                 if not fresh:
                     fact, fresh = self.jac(theta), True
@@ -317,10 +341,12 @@ class _Probe:
                 fresh = False
         else:
             stop = f"{max_iter} iterations"
+        if converged and float(np.linalg.norm(theta - start)) > MAX_TRAVEL * length:
+            converged, stop = False, f"ended more than {MAX_TRAVEL:g} × its starting step away (left the neighbourhood)"
         info.update(residual_after=rn, iterations=it, converged=converged, stop=stop, last_step=last_step)
         return theta, info
 
-    def _line_search(self, theta, delta, target, rn, fresh):
+    def _line_search(self, theta, delta, target, rn, fresh, trust):
         def at(a):
             th = theta + a * delta
             rr = self.F(th) - target
@@ -331,7 +357,10 @@ class _Probe:
         if n1 <= 0.1 * rn:
             return best
         if n1 < rn:
+            dn = float(np.linalg.norm(delta))
             for a in LINE_UP:
+                if a * dn > trust:
+                    break
                 th, rr, nn = at(a)
                 if nn < best[2]:
                     best = (th, rr, nn, a)
@@ -596,7 +625,7 @@ def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: flo
     # (b) the walk, radius by radius
     m = points if points is not None else (POINTS_SMALL if n <= SMALL_N else POINTS_LARGE)
     by_radius, walk_points = [], []
-    for rho_rel in radii:
+    for rho_rel in (radii if K > 0 else ()):
         rho = rho_rel * scale
         pts, locs, disps = [], [], []
         for _ in range(m):
@@ -614,7 +643,15 @@ def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: flo
             pts.append(info)
         by_radius.append(_verdict_at_radius(rho, pts, locs, disps, m))
         walk_points.extend(pts)
-    dim, man, dependent, man_why, method = _combine(by_radius)
+    if K > 0:
+        dim, man, dependent, man_why, method = _combine(by_radius)
+    else:
+        # rank(G) = N: F is an immersion at θ*, hence locally injective, and the level set is locally {θ*}
+        # (a theorem, not a measurement; no walk is needed, and none would resolve a weak direction of J
+        # below F's round-off).
+        dim, man, dependent = 0, True, False
+        man_why = method = ("rank(G) = N: F is an immersion at θ*, so it is injective near θ* and the level set is "
+                            "locally the single point θ* (no walk needed)")
     n_conv = sum(1 for p in walk_points if p["converged"])
     walk = {
         "radii": [e["radius"] for e in by_radius],
