@@ -78,7 +78,7 @@ from .models import flat_params, set_flat_params
 
 RADII = (1e-4, 1e-3, 1e-2)  # × max(1, ‖θ*‖): rank probes and walk radii
 POINTS_PER_RADIUS = 2  # rank probes per radius
-SMALL_N = 64
+SMALL_N = 16
 POINTS_SMALL = 24  # walk points per radius when N ≤ SMALL_N
 POINTS_LARGE = 8  # … and when N > SMALL_N (each costs a local probe of up to max_directions retractions)
 MAX_DIRECTIONS = 32  # local probe: candidate directions probed at each point (all of them when fewer)
@@ -314,7 +314,7 @@ class _Probe:
                     converged, stop = True, "step"
                     last_step = dn
                     break
-            found = self._line_search(theta, delta, target, rn, fresh, TRUST * length)
+            found = self._line_search(theta, r, delta, target, rn, fresh, TRUST * length)
             if found is None:
                 if not fresh:
                     fact, fresh = self.jac(theta), True
@@ -346,24 +346,44 @@ class _Probe:
         info.update(residual_after=rn, iterations=it, converged=converged, stop=stop, last_step=last_step)
         return theta, info
 
-    def _line_search(self, theta, delta, target, rn, fresh, trust):
+    def _line_search(self, theta, r0, delta, target, rn, fresh, trust):
+        """Step length along δ (module docstring, rule 2). Expanding stops at the first step length where
+        F − F(θ*) turns round (rᵀr_prev < 0: the line crossed the level set); the crossing is then
+        located by the secant between the last two step lengths, so a retraction never jumps over a
+        nearer piece of the level set to a farther one where |F − F(θ*)| happens to be smaller."""
         def at(a):
             th = theta + a * delta
             rr = self.F(th) - target
             return th, rr, float(np.linalg.norm(rr))
+
+        def secant(a0, ra, a1, rb):
+            d = rb - ra
+            dd = float(d @ d)
+            tau = min(1.0, max(0.0, -float(ra @ d) / dd)) if dd > 0 else 0.5
+            return at(a0 + tau * (a1 - a0)) + (a0 + tau * (a1 - a0),)
 
         th1, r1, n1 = at(1.0)
         best = (th1, r1, n1, 1.0)
         if n1 <= 0.1 * rn:
             return best
         if n1 < rn:
+            if float(r1 @ r0) < 0.0:
+                cand = secant(0.0, r0, 1.0, r1)
+                return cand if cand[2] < n1 else best
             dn = float(np.linalg.norm(delta))
+            prev_a, prev_r = 1.0, r1
             for a in LINE_UP:
                 if a * dn > trust:
                     break
                 th, rr, nn = at(a)
+                if float(rr @ prev_r) < 0.0:
+                    for cand in ((th, rr, nn, a), secant(prev_a, prev_r, a, rr)):
+                        if cand[2] < best[2]:
+                            best = cand
+                    break
                 if nn < best[2]:
                     best = (th, rr, nn, a)
+                    prev_a, prev_r = a, rr
                 else:
                     break
             return best
@@ -432,7 +452,7 @@ def _local_probe(pr: _Probe, theta0: np.ndarray, p: np.ndarray, F0: np.ndarray, 
     V = _orthonormal_complement(R, n, q, rng)
     disp, failed = [], 0
     for j in range(q):
-        end, info = pr.retract(p + eps * V[:, j], F0, eps, jac=fact)
+        end, info = pr.retract(p + eps * V[:, j], F0, eps)
         if info["converged"]:
             disp.append((end - p) / eps)
         else:
@@ -520,7 +540,7 @@ def _verdict_at_radius(rho: float, points: list[dict[str, Any]], locals_: list[d
         entry["spread_deg"] = math.degrees(math.asin(spread))
     if worst >= DIFFER_SIN:
         entry.update(manifold=False, why=f"tangent spaces of the branches differ by {math.degrees(math.asin(worst)):.0f}° "
-                                         f"(sin ≥ {DIFFER_SIN}): branches cross here")
+                                         f"(sin ≥ {DIFFER_SIN}): branches that cross, or a level set that turns a lot at this radius")
         return entry
     if spread is not None and spread >= DIFFER_SIN:
         entry.update(manifold=False, why=f"the points do not lie near one {d}-dimensional subspace through θ* "
