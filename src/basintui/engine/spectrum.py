@@ -382,10 +382,10 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
     lam = gram_values(K)
     small = lam.size
     if lam[0] <= 0:
-        return np.zeros(small), "gram-eigh"
+        return np.zeros(min(shape)), "gram-eigh"
     s = _untrusted(lam)
     if s == 0:
-        return np.sqrt(lam), "gram-eigh"
+        return _fit(np.sqrt(lam), min(shape)), "gram-eigh"
     if cancel is not None:
         cancel.check()
     tol = default_tolerance(float(np.sqrt(lam[0])), shape, rtol)[0]
@@ -404,16 +404,23 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
     contamination = small * EPS * float(lam[0]) / sigma_h
     how = f"{s} smallest σ refined by streamed Rayleigh-Ritz on G·V, {levels} level{'s' if levels > 1 else ''}"
     if not _uncertain(sv_tail, thresholds, contamination):
-        return refined, f"gram-eigh + Ritz tail ({how})"
+        return _fit(refined, min(shape)), f"gram-eigh + Ritz tail ({how})"
     exact = _exact_decision(source, full_svd, full_svd_bytes, small, K.device, cancel)
     why = (f"a Ritz value lay within {NEAR_FACTOR:g}× of a threshold or of its contamination bound "
            f"({CONTAMINATION_SAFETY:g} × {contamination:.2g})")
     if exact is None:
-        return refined, (f"gram-eigh + Ritz tail ({how}); {why}, and neither a full SVD "
+        return _fit(refined, min(shape)), (f"gram-eigh + Ritz tail ({how}); {why}, and neither a full SVD "
                          f"({fmt_bytes(full_svd_bytes)}) nor G's R factor ({fmt_bytes(_tsqr_bytes(small))}) fits, "
                          f"so the Ritz values (upper bounds on the small singular values) decided the rank")
     sv, method = exact
-    return sv, f"{method} ({why}, so an exact method decided)"
+    return _fit(sv, min(shape)), f"{method} ({why}, so an exact method decided)"
+
+
+def _fit(sv: np.ndarray, m: int) -> np.ndarray:
+    """Exactly min(N, kd) values: a Gram wider than G has kd − N extra eigenvalues that are zero in exact
+    arithmetic (the smallest, dropped); an SVD of a factor narrower than kd is padded with those zeros."""
+    sv = np.sort(np.asarray(sv, dtype=np.float64))[::-1]
+    return sv[:m] if sv.size >= m else np.concatenate([sv, np.zeros(m - sv.size)])
 
 
 def _svd_bytes(shape: tuple[int, int]) -> int:
