@@ -279,3 +279,67 @@ def test_thresholds_leave_a_gap_and_angles_are_reported_in_degrees():
     for e in res.by_radius:
         assert 30 < e["max_angle_deg"] <= 90 + 1e-9
     assert math.isclose(math.degrees(math.asin(lsmod.DIFFER_SIN)), 30.0)
+
+
+# --- what the user sees: the CLI view and the app's Level set pane ----------------------------------------
+
+def _text(renderable, width: int = 160) -> str:
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=width, force_terminal=False, color_system=None).print(renderable)
+    return buf.getvalue()
+
+
+def test_cli_view_shows_the_verdict_the_reason_and_the_radius_table():
+    from basintui.render.levelset import levelset_view
+
+    out = _text(levelset_view({"levelset": probe("cone").to_dict()}))
+    assert "manifold" in out and " no" in out and "branches cross" in out
+    assert "By probe radius" in out and out.count("24/24") == 3 and "2×24" in out
+    out = _text(levelset_view({"levelset": probe("point_and_circle").to_dict()}))
+    assert "depends on the probe radius" in out and "The answer depends on the probe radius" in out
+    # an older report without the new keys still renders
+    old = {"locally_constant_rank": True, "estimated_dim": 47, "kernel_dim": 47, "generic_dim": 41,
+           "walk": {"directions": 16, "converged": 16, "step": 0.01}}
+    assert "47" in _text(levelset_view({"levelset": old}))
+
+
+def test_level_set_pane_shows_dimension_manifold_and_radius_dependence():
+    import asyncio
+
+    from textual.app import App
+    from textual.widgets import Static
+
+    from basintui.tui.widgets.levelset import LevelSetPane
+
+    class One(App):
+        def compose(self):
+            yield LevelSetPane(id="levelset-pane")
+
+    reports = {name: {"levelset": json.loads(json.dumps(probe(name).to_dict())), "G": {}, "config": {}}
+               for name in ("ab", "a2_plus_b2", "point_and_circle")}
+
+    async def main():
+        app = One()
+        async with app.run_test(size=(140, 50)) as pilot:
+            pane = app.query_one(LevelSetPane)
+            seen = {}
+            for name, rep in reports.items():
+                pane.show(rep)
+                await pilot.pause()
+                seen[name] = (_text(app.query_one("#ls-head", Static).content),
+                              _text(app.query_one("#ls-text", Static).content))
+            return seen
+
+    seen = asyncio.run(main())
+    head, body = seen["ab"]
+    assert "dimension = 1" in head and "manifold: no" in head and "branches cross" in head
+    assert "By probe radius" in body and "1×24" in body
+    head, _ = seen["a2_plus_b2"]
+    assert "dimension = 0" in head and "manifold: yes" in head and "single point" in head
+    head, body = seen["point_and_circle"]
+    assert "depends on the probe radius" in head and "⚠" in head
+    assert "1e-02" in body and "1e-04" in body

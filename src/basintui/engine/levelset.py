@@ -539,8 +539,9 @@ def _verdict_at_radius(rho: float, points: list[dict[str, Any]], locals_: list[d
         spread = float(min(1.0, np.linalg.norm(res, axis=1).max()))
         entry["spread_deg"] = math.degrees(math.asin(spread))
     if worst >= DIFFER_SIN:
-        entry.update(manifold=False, why=f"tangent spaces of the branches differ by {math.degrees(math.asin(worst)):.0f}° "
-                                         f"(sin ≥ {DIFFER_SIN}): branches that cross, or a level set that turns a lot at this radius")
+        entry.update(manifold=False, why=f"tangent spaces differ by {math.degrees(math.asin(worst)):.0f}° (≥ "
+                                         f"{math.degrees(math.asin(DIFFER_SIN)):.0f}°): branches cross here (or the level "
+                                         f"set turns that much within this radius)")
         return entry
     if spread is not None and spread >= DIFFER_SIN:
         entry.update(manifold=False, why=f"the points do not lie near one {d}-dimensional subspace through θ* "

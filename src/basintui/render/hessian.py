@@ -1,4 +1,5 @@
-"""Headless views of the Hessian and level-set sections, read from the report's dict form."""
+"""Headless views of the Hessian section, read from the report's dict form (the level-set view is in
+render/levelset.py)."""
 
 from __future__ import annotations
 
@@ -223,25 +224,7 @@ def hessian_view(r: dict[str, Any]) -> RenderableType | None:
 
 
 def levelset_view(r: dict[str, Any]) -> RenderableType | None:
-    ls = r.get("levelset")
-    if not ls:
-        return None
-    t = Table(title="Level set through θ", show_header=False, title_justify="left", box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("rank locally constant", Text.assemble(_yes(ls["locally_constant_rank"]),
-              "  (rank(G) at θ = " + str(ls["rank_at_theta"]) + "; probes: "
-              + ", ".join(f"ρ={p['radius']:.0e}: {p['ranks']}" for p in ls["rank_probes"]) + ")"))
-    t.add_row("estimated dimension", Text(f"{ls['estimated_dim']}", style="bold"))
-    t.add_row("kernel dim N − r", str(ls["kernel_dim"]))
-    t.add_row("generic dim N − kd", _g(ls["generic_dim"]))
-    t.add_row("how", ls["estimated_dim_method"])
-    w = ls["walk"]
-    if w["points"]:
-        res = [p["residual_after"] for p in w["points"]]
-        t.add_row("walk", f"{w['directions']} kernel directions of {w['kernel_directions_total']}, step h = "
-                          f"{w['step']:.3g}; {w['converged']} retracted, residual after ≤ {max(res):.2g}")
-    c1 = ls["claim1"]
-    t.add_row("Claim 1 exponents", f"null directions {_g(c1['null_exponent'])} (expect 2), row space "
-                                   f"{_g(c1['row_exponent'])} (expect 1)" + (f"; {c1['why']}" if c1.get("why") else ""))
-    return Group(t, Text("\n".join(ls.get("meaning", [])), style="italic"))
+    """The level-set view now lives in render/levelset.py; kept here for callers that import it from here."""
+    from .levelset import levelset_view as view
+
+    return view(r)

@@ -1,5 +1,7 @@
-"""The level-set view: is the rank locally constant around θ, and the tangent dimension the retraction
-walk estimates, beside the kernel bound N − r and the generic N − kd (DESIGN §4)."""
+"""The level-set view (DESIGN §4, issue 12): the dimension of the level set near θ, whether it is a
+manifold there (yes / no / cannot tell, with the reason), the per-radius table, and a warning when the
+answer depends on the probe radius; beside them the kernel bound N − r, the generic N − kd and the rest
+of the probe's report."""
 
 from __future__ import annotations
 
@@ -12,21 +14,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from ...render.levelset import by_radius_table, dimension_text, facts_table, manifold_text, radius_warning
 from ...render.summary import why_missing
 from .plotting import num
-
-
-def _verdict(v: Any) -> Text:
-    if isinstance(v, dict):
-        flag = v.get("holds", v.get("value", v.get("constant")))
-        rest = ", ".join(f"{k} {num(x)}" for k, x in v.items() if not isinstance(x, (list, dict))
-                         and k not in ("holds", "value", "constant"))
-        base = _verdict(flag) if isinstance(flag, bool) else Text(num(flag))
-        return base + Text(f"  ({rest})" if rest else "", style="dim")
-    if isinstance(v, bool):
-        return Text("yes" if v else "no: the rank changes near θ, so N − r need not be the level set's dimension",
-                    style="green" if v else "yellow")
-    return Text(num(v))
 
 
 def _table(d: dict[str, Any]) -> Table:
@@ -77,16 +67,28 @@ class LevelSetPane(Vertical):
             return
         g = report.get("G") or {}
         head = Text()
-        head.append(f"estimated dim = {num(ls.get('estimated_dim'))}", style="bold")
+        head.append("dimension = ", style="bold")
+        head.append_text(dimension_text(ls))
+        head.append("   manifold: ", style="bold")
+        head.append_text(manifold_text(ls))
         head.append(f"   kernel dim N − r = {num(ls.get('kernel_dim', g.get('kernel_dim')))}")
-        head.append(f"   generic N − kd = {num(g.get('generic_dim'))}")
+        head.append(f"   generic N − kd = {num(ls.get('generic_dim', g.get('generic_dim')))}")
+        warn = radius_warning(ls)
+        if warn is not None:
+            head = Text.assemble(head, "\n", warn)
+        elif ls.get("manifold_why"):
+            head = Text.assemble(head, "\n", Text(str(ls["manifold_why"]), style="italic"))
         self.query_one("#ls-head", Static).update(head)
-        t = Table.grid(padding=(0, 1))
-        t.add_column(style="bold", no_wrap=True)
-        t.add_column()
-        t.add_row("rank locally constant?", _verdict(ls.get("locally_constant_rank")))
-        rest = {k: v for k, v in ls.items() if k not in ("locally_constant_rank", "estimated_dim", "kernel_dim")}
-        parts: list[Any] = [t]
+        parts: list[Any] = [facts_table(ls, title=None)]
+        table = by_radius_table(ls)
+        if table is not None:
+            parts += [Text(""), table]
+        if ls.get("meaning"):
+            parts += [Text(""), Text("\n".join(ls["meaning"]), style="italic")]
+        shown = {"locally_constant_rank", "rank_at_theta", "rank_probes", "estimated_dim", "estimated_dim_method",
+                 "manifold", "manifold_why", "radius_dependent", "by_radius", "kernel_dim", "generic_dim", "walk",
+                 "claim1", "meaning"}
+        rest = {k: v for k, v in ls.items() if k not in shown}
         if rest:
             parts += [Text(""), _table(rest)]
         self.query_one("#ls-text", Static).update(Group(*parts))
