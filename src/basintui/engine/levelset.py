@@ -771,7 +771,7 @@ def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: flo
                        "bound here and the level set can be smaller, or a union of branches (seed 003's examples).")
     if dependent:
         meaning.append("The level set's dimension or shape DEPENDS ON THE PROBE RADIUS, so no single answer is "
-                       "given: " + man_why + ".")
+                       "given" + man_why.removeprefix("the answer depends on the probe radius") + ".")
     else:
         if dim is None:
             meaning.append("The probe could not measure the level set's dimension: " + man_why + ".")

@@ -105,7 +105,7 @@ def facts_table(ls: dict[str, Any], title: str | None = "Level set through θ") 
         t.add_row("rank locally constant", Text.assemble(_short(const), detail))
     t.add_row("kernel dim N − r", _g(ls.get("kernel_dim")) + "  (an upper bound on any smooth piece)")
     t.add_row("generic dim N − kd", _g(ls.get("generic_dim")))
-    if ls.get("estimated_dim_method"):
+    if ls.get("estimated_dim_method") and ls.get("estimated_dim_method") != ls.get("manifold_why"):
         t.add_row("how", ls["estimated_dim_method"])
     w = ls.get("walk") or {}
     if w.get("radii"):

@@ -67,10 +67,14 @@ class LevelSetPane(Vertical):
             return
         g = report.get("G") or {}
         head = Text()
-        head.append("dimension = ", style="bold")
-        head.append_text(dimension_text(ls))
-        head.append("   manifold: ", style="bold")
-        head.append_text(manifold_text(ls))
+        if ls.get("radius_dependent"):
+            head.append("dimension and manifold: ", style="bold")
+            head.append("depend on the probe radius", style="bold yellow")
+        else:
+            head.append("dimension = ", style="bold")
+            head.append_text(dimension_text(ls))
+            head.append("   manifold: ", style="bold")
+            head.append_text(manifold_text(ls))
         head.append(f"   kernel dim N − r = {num(ls.get('kernel_dim', g.get('kernel_dim')))}")
         head.append(f"   generic N − kd = {num(ls.get('generic_dim', g.get('generic_dim')))}")
         warn = radius_warning(ls)
