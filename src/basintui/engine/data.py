@@ -6,16 +6,15 @@ Targets that need the model (teacher, self) are made by `make_targets` once the 
 
 from __future__ import annotations
 
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..config import DataConfig, resolve_path
+from ..config import DEFAULT_DIM, DEFAULT_N, MAX_N, NATURAL_DIM, DataConfig, resolve_path  # noqa: F401
 from .errors import InputError
-
-DEFAULT_N = 64
-DEFAULT_DIM = {"gaussian": 8, "parity": 6, "sine": 1}
 
 
 @dataclass(frozen=True)
@@ -25,6 +24,16 @@ class Inputs:
     n_classes: int  # 0 when labels are real-valued or absent
     duplicate_of: dict[int, int] = field(default_factory=dict)  # appended index -> original index
     description: str = ""
+
+
+def input_shape(cfg: DataConfig) -> tuple[int, int] | None:
+    """(k, dim) of the inputs `make_inputs` will make, duplicates included, known from the preset alone
+    (None for a file: its size is known once read). The session prices them before making them."""
+    if cfg.kind == "file":
+        return None
+    n = cfg.n if cfg.n is not None else DEFAULT_N
+    dim = NATURAL_DIM.get(cfg.kind) or (cfg.dim if cfg.dim is not None else DEFAULT_DIM.get(cfg.kind, 2))
+    return n + cfg.duplicates, dim
 
 
 def make_inputs(cfg: DataConfig, seed: int, source_dir: str = "") -> Inputs:
@@ -87,11 +96,17 @@ def make_inputs(cfg: DataConfig, seed: int, source_dir: str = "") -> Inputs:
             if cfg.n > len(x):
                 raise InputError("data.n", f"{cfg.path} has {len(x)} rows, asked for {cfg.n}")
             x, labels = x[: cfg.n], labels[: cfg.n]
+        if len(x) > MAX_N:
+            raise InputError("data.n", f"{cfg.path} has {len(x)} rows; at most {MAX_N} training inputs are allowed "
+                             f"(set data.n to use the first ones)")
         desc = f"file {cfg.path}: {len(x)} rows, {x.shape[1]} features"
     else:  # pragma: no cover - config validation rejects it
         raise InputError("data.kind", f"unknown kind {kind!r}")
     x = np.ascontiguousarray(x, dtype=np.float64)
     duplicate_of: dict[int, int] = {}
+    if len(x) + cfg.duplicates > MAX_N:
+        raise InputError("data.duplicates", f"{cfg.duplicates} duplicates of {len(x)} inputs make "
+                         f"{len(x) + cfg.duplicates} training inputs; at most {MAX_N} are allowed")
     if cfg.duplicates:
         src = rng.integers(0, len(x), size=cfg.duplicates)
         duplicate_of = {len(x) + j: int(s) for j, s in enumerate(src)}
@@ -102,34 +117,81 @@ def make_inputs(cfg: DataConfig, seed: int, source_dir: str = "") -> Inputs:
     return Inputs(x=x, labels=labels, n_classes=n_classes, duplicate_of=duplicate_of, description=desc)
 
 
+def _first_bad_row(a: np.ndarray) -> int:
+    """Index of the first row of `a` holding NaN or ±inf (a has rows along axis 0)."""
+    bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    return int(np.argmax(bad))
+
+
+def _numeric(path: Path, name: str, a: np.ndarray) -> np.ndarray:
+    """A real-valued array (bool, integer or float), or an InputError naming the file and the array."""
+    if a.dtype == bool or np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating):
+        return a
+    kinds = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers", "M": "dates",
+             "m": "time deltas", "V": "records"}
+    what = kinds.get(a.dtype.kind, f"dtype {a.dtype}")
+    raise InputError("data.path", f"{path}: {name} holds {what} ({a.dtype}); it must hold real numbers")
+
+
 def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """x and y from a .npz (arrays x, y; never unpickled) or a .csv (y in the last column). Every
+    way a file can be unusable is an InputError naming the file: empty, wrong shapes, non-numbers,
+    NaN or ±inf (with the first bad row)."""
+    csv = path.suffix.lower() != ".npz"
+    header = 0
     try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path) as z:
+        if not csv:
+            with np.load(path, allow_pickle=False) as z:
                 if "x" not in z or "y" not in z:
-                    raise InputError("data.path", f"{path} must hold arrays named x and y (found {list(z.keys())})")
+                    raise InputError("data.path", f"{path} must hold arrays named x and y "
+                                     f"(found {sorted(z.keys())[:20] or 'none'})")
                 x, y = np.asarray(z["x"]), np.asarray(z["y"])
         else:
-            table = np.genfromtxt(path, delimiter=",", dtype=np.float64)
-            if table.ndim == 1:
-                table = table[:, None] if table.size else table.reshape(0, 0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "Empty input file": said below in words
+                table = np.genfromtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+            if table.size == 0:
+                raise InputError("data.path", f"{path} is empty: it needs rows of numbers, y in the last column")
             if np.isnan(table[0]).all():  # a header row
-                table = table[1:]
+                table, header = table[1:], 1
             if table.ndim != 2 or table.shape[1] < 2:
                 raise InputError("data.path", f"{path} needs at least two columns (features, then y last)")
+            if len(table) == 0:
+                raise InputError("data.path", f"{path} has a header but no rows of numbers")
             x, y = table[:, :-1], table[:, -1]
-    except (OSError, ValueError) as exc:
-        raise InputError("data.path", f"cannot read {path}: {exc}") from None
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as exc:
+        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if "allow_pickle" in msg:
+            msg = "it holds pickled Python objects, which are never unpickled (save plain numeric arrays)"
+        raise InputError("data.path", f"cannot read {path}: {msg}") from None
+    x, y = _numeric(path, "x", x), _numeric(path, "y", y)
+    if y.ndim == 0:
+        raise InputError("data.path", f"{path}: y is a single number; it must have one entry (or row) per input")
+    if y.ndim > 2:
+        raise InputError("data.path", f"{path}: y has shape {y.shape}; it must be 1-D (one label or value per "
+                         "input) or 2-D (one row of targets per input)")
     if x.ndim == 1:
         x = x[:, None]
-    if x.ndim != 2 or len(x) == 0:
+    if x.ndim != 2 or len(x) == 0 or x.shape[1] == 0:
         raise InputError("data.path", f"{path}: x must be a non-empty 2-D array, got shape {x.shape}")
     if len(y) != len(x):
         raise InputError("data.path", f"{path}: x has {len(x)} rows but y has {len(y)}")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise InputError("data.path", f"{path}: y has shape {y.shape}: no targets")
     x = x.astype(np.float64)
-    if not np.isfinite(x).all():
-        raise InputError("data.path", f"{path}: x contains NaN or infinite values")
+    for name, a in (("x", x), ("y", y.astype(np.float64))):
+        if not np.isfinite(a).all():
+            row = _first_bad_row(a)
+            where = f"line {row + 1 + header} (the first bad row)" if csv else f"{name}[{row}] (the first bad row)"
+            bad = a.reshape(len(a), -1)[row]
+            value = bad[~np.isfinite(bad)][0]
+            raise InputError("data.path", f"{path}: {name} holds {value} at {where}; every value must be a finite "
+                             "number" + (" (a cell that is not a number reads as nan)" if csv else ""))
     y = np.asarray(y)
+    if y.dtype == bool:
+        y = y.astype(np.int64)
     integral = np.issubdtype(y.dtype, np.integer) or (
         np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0) and len(np.unique(y)) <= 50
     )
