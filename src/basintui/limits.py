@@ -44,6 +44,40 @@ def forward_pass_bytes(n_inputs: int, numbers_per_input: int, element_size: int)
     return 3 * element_size * n_inputs * numbers_per_input
 
 
+OPTIMIZER_WORDS = {"adam": 2, "sgd": 0, "lbfgs": 2 * 20 + 4}  # numbers of state per parameter (lbfgs: history 20)
+
+
+def model_state_bytes(n_params: int, element_size: int, optimizer: str, teacher: bool = False) -> int:
+    """Training's standing memory, priced before the model is built: the parameters, their gradients
+    and the optimiser's state at the training dtype, a teacher of the same shape when the targets come
+    from one, and three float64 copies of θ for the analysis (the float64 model, θ, a probe's copy)."""
+    words = 2 + OPTIMIZER_WORDS.get(optimizer, 2) + (1 if teacher else 0)
+    return element_size * n_params * words + 3 * 8 * n_params
+
+
+def input_bytes(n_inputs: int, dim: int) -> int:
+    """The training inputs as they are made and moved: the float64 array, the draw it comes from, the
+    training tensor and its float64 copy (about four k × dim float64 arrays)."""
+    return 4 * 8 * n_inputs * dim
+
+
+@dataclass(frozen=True)
+class MLPShape:
+    """What the MLP of a preset will be, known before it is built."""
+
+    n_params: int
+    width_sum: int  # Σ (in + out) over its Linear layers
+    per_input: int  # numbers its leaf modules output per input (activation_numel of the built model)
+
+
+def mlp_shape(in_dim: int, hidden: tuple[int, ...] | list[int], out_dim: int, bias: bool, activation: str) -> MLPShape:
+    widths = [in_dim, *hidden, out_dim]
+    n = sum(a * b + (b if bias else 0) for a, b in zip(widths, widths[1:]))
+    width_sum = sum(a + b for a, b in zip(widths, widths[1:]))
+    per_input = sum(hidden) * (1 if activation == "linear" else 2) + out_dim
+    return MLPShape(n, width_sum, per_input)
+
+
 def hessian_bytes(n_params: int) -> int:
     """Dense Hessian analysis: H, GGN and H − GGN in float64, plus eigh's workspace (~one more)."""
     return 4 * 8 * n_params * n_params

@@ -8,17 +8,18 @@ with the parameter-free modules after it; any other model is one block.
 from __future__ import annotations
 
 import copy
-
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, factory_ok
 from .errors import InputError
 
 ACTIVATION_MODULES = {
@@ -43,48 +44,160 @@ def build_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: st
     return nn.Sequential(*layers)
 
 
-def load_factory(spec: str, source_dir: str):
-    """'module:function', the module looked up in the preset's own folder first, then on sys.path."""
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd().resolve()
+    except OSError:  # the working directory was removed
+        return None
+
+
+def _installed_path() -> list[str]:
+    """sys.path without the working directory ('' and '.' and the cwd itself): `python -m basintui.cli`
+    puts the directory it was started from first, where any file could shadow the intended module."""
+    cwd = _cwd()
+    keep = []
+    for entry in sys.path:
+        if entry in ("", "."):
+            continue
+        try:
+            if cwd is not None and Path(entry).resolve() == cwd:
+                continue
+        except (OSError, RuntimeError, ValueError):
+            continue
+        keep.append(entry)
+    return keep
+
+
+def _inside(path: Path, folder: str) -> bool:
+    try:
+        return path.is_relative_to(Path(folder).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _import_installed(mod_name: str, source_dir: str):
+    """Import `mod_name` from installed packages only: sys.path minus the working directory. A module
+    that was already imported from the working directory (and from nowhere else on the path) is refused."""
+    allowed = _installed_path()
+    saved = list(sys.path)
+    sys.path[:] = allowed
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        where = f"{source_dir} (the preset's folder) and" if source_dir else ""
+        raise InputError("model.factory", f"cannot import module {mod_name!r}: not found in {where} the installed "
+                         f"packages (the working directory is not searched): {exc}") from None
+    except (Exception, SystemExit) as exc:  # user code: report it in words
+        raise InputError("model.factory", f"importing {mod_name!r} failed: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+    finally:
+        sys.path[:] = saved + [p for p in sys.path if p not in saved]  # keep what the import added
+    file = getattr(module, "__file__", None)
+    cwd = _cwd()
+    if file and cwd is not None:
+        origin = Path(file).resolve()
+        if origin.is_relative_to(cwd) and not any(_inside(origin, entry) for entry in allowed):
+            raise InputError("model.factory", f"module {mod_name!r} was imported from {origin}, in the working "
+                             "directory, which is never searched for factories: put the file next to the preset "
+                             "or install it as a package")
+    return module, (str(Path(file).resolve()) if file else f"<built-in module {mod_name}>")
+
+
+def resolve_factory(spec: str, source_dir: str) -> tuple[Any, str]:
+    """'module:function' -> (the function, the file it was imported from). The module is looked up in
+    the preset's own folder first (`source_dir/module.py`, dots as folders), then among installed
+    packages; never in the working directory, and never relative to anything (no leading dot)."""
+    if not factory_ok(spec):
+        raise InputError("model.factory", f"{spec[:200]!r} is not 'module:function' with the module a dotted "
+                         "name of Python identifiers and the function an identifier")
     mod_name, _, fn_name = spec.partition(":")
     module = None
+    file = ""
     if source_dir:
         candidate = Path(source_dir) / (mod_name.replace(".", "/") + ".py")
         if candidate.is_file():
-            unique = f"basintui_user_{abs(hash(str(candidate.resolve())))}_{mod_name.replace('.', '_')}"
+            file = str(candidate.resolve())
+            unique = f"basintui_user_{abs(hash(file))}_{mod_name.replace('.', '_')}"
             loader_spec = importlib.util.spec_from_file_location(unique, candidate)
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules[unique] = module
             try:
                 loader_spec.loader.exec_module(module)
-            except Exception as exc:  # user code: report it in words
+            except (Exception, SystemExit) as exc:  # user code: report it in words
                 sys.modules.pop(unique, None)
-                raise InputError("model.factory", f"importing {candidate} failed: {type(exc).__name__}: {exc}")
+                raise InputError("model.factory", f"importing {candidate} failed: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
     if module is None:
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError as exc:
-            where = f" (looked in {source_dir} and on sys.path)" if source_dir else ""
-            raise InputError("model.factory", f"cannot import module {mod_name!r}{where}: {exc}") from None
+        module, file = _import_installed(mod_name, source_dir)
     fn = getattr(module, fn_name, None)
     if not callable(fn):
-        raise InputError("model.factory", f"module {mod_name!r} has no function {fn_name!r}")
-    return fn
+        raise InputError("model.factory", f"module {mod_name!r} ({file}) has no function {fn_name!r}")
+    return fn, file
 
 
-def make_model(cfg: ModelConfig, in_dim: int, out_dim: int, source_dir: str) -> nn.Module:
+def load_factory(spec: str, source_dir: str):
+    """The factory function of 'module:function' (see resolve_factory)."""
+    return resolve_factory(spec, source_dir)[0]
+
+
+def make_model(cfg: ModelConfig, in_dim: int, out_dim: int, source_dir: str,
+               info: dict[str, str] | None = None) -> nn.Module:
+    """The MLP, or the user's factory called as function(in_dim=…, out_dim=…). `info`, when given,
+    receives `factory_file`: the file the factory was imported from."""
     if cfg.kind == "mlp":
         return build_mlp(in_dim, cfg.hidden, out_dim, cfg.activation, cfg.bias)
-    fn = load_factory(cfg.factory, source_dir)
+    fn, file = resolve_factory(cfg.factory, source_dir)
+    if info is not None:
+        info["factory_file"] = file
     try:
         model = fn(in_dim=in_dim, out_dim=out_dim)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise InputError("model.factory", f"{cfg.factory}(in_dim={in_dim}, out_dim={out_dim}) raised "
-                         f"{type(exc).__name__}: {exc}") from None
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
     if not isinstance(model, nn.Module):
         raise InputError("model.factory", f"{cfg.factory} returned {type(model).__name__}, not a torch.nn.Module")
     if sum(p.numel() for p in model.parameters() if p.requires_grad) == 0:
         raise InputError("model.factory", f"{cfg.factory} returned a model with no trainable parameters")
     return model
+
+
+def check_output(model: nn.Module, x_one: torch.Tensor, out_dim: int, what: str = "the model",
+                 key: str = "model.factory") -> None:
+    """One forward pass on a single input, before anything is trained: the output must be one floating
+    tensor of shape (1, out_dim) with finite values. A 1-D output, a wrong width, something that is not a
+    tensor, or a tuple / dict (not accepted yet) is refused in words instead of failing after training."""
+    shape_in = tuple(x_one.shape)
+    try:
+        with torch.no_grad():
+            out = model(x_one)
+    except (Exception, SystemExit) as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise InputError(key, f"{what} fails on one input of shape {shape_in} (batch of 1, in_dim = "
+                         f"{shape_in[-1]}): {type(exc).__name__}: {first}") from None
+    want = f"one tensor of shape (batch, out_dim) = (1, {out_dim})"
+    if isinstance(out, (tuple, list)):
+        raise InputError(key, f"{what} returns a {type(out).__name__} of {len(out)} items on one input; basintui "
+                         f"needs {want}. Tuple and list outputs are not accepted (yet): return the output tensor "
+                         "alone, e.g. from a wrapper module")
+    if isinstance(out, dict):
+        keys = ", ".join(repr(k) for k in list(out)[:5])
+        raise InputError(key, f"{what} returns a dict ({keys}) on one input; basintui needs {want}. Dict outputs "
+                         "are not accepted (yet): return the output tensor alone, e.g. from a wrapper module")
+    if not isinstance(out, torch.Tensor):
+        raise InputError(key, f"{what} returns {type(out).__name__} on one input; basintui needs {want}")
+    if out.ndim != 2:
+        hint = (" (a 1-D output has lost the batch dimension: keep it, e.g. out.reshape(-1, out_dim))"
+                if out.ndim == 1 else "")
+        raise InputError(key, f"{what} returns shape {tuple(out.shape)} on one input; basintui needs {want}{hint}")
+    if tuple(out.shape) != (1, out_dim):
+        raise InputError(key, f"{what} returns shape {tuple(out.shape)} on one input, {out.shape[1]} outputs where "
+                         f"the data needs out_dim = {out_dim}; basintui needs {want}")
+    if not out.is_floating_point():
+        raise InputError(key, f"{what} returns a {out.dtype} tensor; basintui needs floating-point outputs to "
+                         "differentiate")
+    if not bool(torch.isfinite(out).all()):
+        raise InputError(key, f"{what} returns non-finite values ({out.flatten()[:4].tolist()}) on the first "
+                         "training input at its initial parameters")
 
 
 @dataclass(frozen=True)

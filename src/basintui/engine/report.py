@@ -27,6 +27,7 @@ class ModelInfo:
     params: list[dict[str, Any]]
     sequential: bool
     why_not_sequential: str
+    factory_file: str | None = None  # model.kind = python: the file the factory was imported from
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Report:
                 "params": self.model.params,
                 "sequential": self.model.sequential,
                 "why_not_sequential": self.model.why_not_sequential or None,
+                "factory_file": self.model.factory_file,
             },
             "data": {
                 "n_train": self.data.n_train,

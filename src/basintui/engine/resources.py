@@ -15,6 +15,8 @@ from ..limits import (  # noqa: F401 (re-exported)
     choose_route,
     hessian_bytes,
     host_available_bytes,
+    input_bytes,
+    model_state_bytes,
     spectrum_peak_bytes,
 )
 from .errors import ResourceError
@@ -43,10 +45,12 @@ class ResourcePlan:
     notes: list[str] = field(default_factory=list)
     forward_bytes: int = 0  # a full-batch forward + backward pass (targets, training, G's factors)
     route: RoutePlan | None = None
+    state_bytes: int = 0  # parameters, gradients, optimiser state, teacher (limits.model_state_bytes)
+    state_key: str = "model.hidden"  # the preset key that sets the model's size
 
 
 def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torch.device,
-         linear_ok: bool = False, width_sum: int = 0, forward_bytes: int = 0) -> ResourcePlan:
+         linear_ok: bool = False, width_sum: int = 0, forward_bytes: int = 0, state_bytes: int = 0) -> ResourcePlan:
     """The route for G's spectrum (limits.choose_route: the cheapest that fits), the Hessian mode, and
     the estimates behind them, before anything is allocated in proportion to k."""
     kd = n_train * out_dim
@@ -62,8 +66,9 @@ def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torc
     mode, why = choose_hessian_mode(preset.analysis.hessian, n_params, avail, route.peak_bytes)
     if why and route.g_fits:
         notes.append(why)
+    state_key = "model.hidden" if preset.model.kind == "mlp" else "model.factory"
     return ResourcePlan(n_params, n_train, out_dim, g, route.peak_bytes, avail, route.route, mode,
-                        hb if mode == "dense" else 0, notes, forward_bytes, route)
+                        hb if mode == "dense" else 0, notes, forward_bytes, route, state_bytes, state_key)
 
 
 def dgemm_gflops(device: torch.device, n: int = 512, reps: int = 4) -> float:
@@ -122,6 +127,17 @@ def check_fits(key: str, what: str, n_bytes: int, device: torch.device, way_out:
                                  f"available on {device.type}; {way_out}", n_bytes)
 
 
+def check_inputs_fit(n_inputs: int, dim: int, key: str = "data.n") -> None:
+    """Refuse, before they are made, training inputs that would not fit in host memory."""
+    need = input_bytes(n_inputs, dim)
+    avail = host_available_bytes()
+    if need > SAFETY * avail:
+        raise ResourceError(key, f"{n_inputs} training inputs of dimension {dim} need about {fmt_bytes(need)} "
+                                 f"(k × dim float64 numbers, four copies while they are made and moved), but only "
+                                 f"{fmt_bytes(avail)} is available; use fewer inputs (data.n, data.duplicates) or "
+                                 "a smaller dimension (data.dim). Nothing was allocated yet.", need)
+
+
 def guard(p: ResourcePlan) -> None:
     """Refuse, with the estimate and the way out, a run whose forward pass or G stage would not fit."""
     if p.forward_bytes > SAFETY * p.available:
@@ -131,6 +147,22 @@ def guard(p: ResourcePlan) -> None:
             f"{fmt_bytes(p.forward_bytes)}, but only {fmt_bytes(p.available)} is available. Use fewer training "
             f"inputs (data.n) or a narrower model (model.hidden).",
             p.forward_bytes,
+        )
+    if p.state_bytes and p.state_bytes + p.forward_bytes > SAFETY * p.available:
+        way_out = ("a narrower or shallower model (model.hidden)" if p.state_key == "model.hidden" else
+                   "a smaller model from the factory (model.factory)")
+        alone = p.state_bytes > SAFETY * p.available
+        key = p.state_key if alone or p.state_bytes >= p.forward_bytes else "data.n"
+        raise ResourceError(
+            key,
+            f"the model has N = {p.n_params:,} parameters: they, their gradients and the optimiser's state need "
+            f"about {fmt_bytes(p.state_bytes)}" + ("" if alone else
+                                                    f", and a forward and backward pass over the k = {p.n_train} "
+                                                    f"inputs {fmt_bytes(p.forward_bytes)} more") +
+            f", but only {fmt_bytes(p.available)} is available ({fmt_bytes(SAFETY * p.available)} usable). "
+            f"Use {way_out}" + ("" if alone else " or fewer training inputs (data.n)") +
+            ". Nothing was allocated yet.",
+            p.state_bytes + (0 if alone else p.forward_bytes),
         )
     if p.g_method == "none":
         key = p.route.key if p.route else "data.n"

@@ -18,13 +18,21 @@ import torch
 from torch import nn
 
 from ..config import Preset
-from ..limits import fmt_bytes, forward_pass_bytes
+from ..limits import fmt_bytes, forward_pass_bytes, mlp_shape, model_state_bytes
 from . import data as data_mod
 from . import jacobian, resources, spectrum
 from .cancel import CancelToken
 from .errors import Cancelled, EngineError, InputError
 from .events import Finished, Note, Partial, Plan, RankProbe, Stage
-from .models import Layout, activation_numel, check_batch_independent, flat_params, layout_of, make_model
+from .models import (
+    Layout,
+    activation_numel,
+    check_batch_independent,
+    check_output,
+    flat_params,
+    layout_of,
+    make_model,
+)
 from .report import DataInfo, ModelInfo, Report, TrainingInfo
 from .train import TrainResult, train
 
@@ -140,25 +148,49 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
     # ---- data and model
     emit(Stage("data"))
     t0 = time.perf_counter()
+    shape = data_mod.input_shape(preset.data)
+    if shape is not None:  # priced before they are made (a file is priced by its own size on disk)
+        resources.check_inputs_fit(*shape, key="data.dim" if shape[1] > shape[0] else "data.n")
     inputs = data_mod.make_inputs(preset.data, preset.seed, preset.source_dir)
     d = data_mod.out_dim_for(preset.data, preset.train.loss, inputs)
     if preset.train.loss == "ce" and d < 2:
         raise InputError("data.out_dim", f"ce needs at least 2 outputs (classes), got {d}")
-    torch.manual_seed(preset.seed)
-    model = make_model(preset.model, inputs.x.shape[1], d, preset.source_dir).to(device, train_dtype)
-    layout = layout_of(model)
     x_train = torch.as_tensor(inputs.x, dtype=train_dtype, device=device)
-    k, N = len(inputs.x), layout.n_params
+    k, in_dim = len(inputs.x), int(inputs.x.shape[1])
+    m_cfg = preset.model
+    factory: dict[str, str] = {}
+    model: nn.Module | None = None
 
-    # ---- memory plan, before anything allocates in proportion to k (targets, training, G)
-    widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-    per_input = activation_numel(model, x_train[:2])
-    plan = resources.plan(preset, N, k, d, device, linear_ok=jacobian.linear_path_ok(model), width_sum=widths,
-                          forward_bytes=forward_pass_bytes(k, per_input, x_train.element_size()))
+    def build() -> nn.Module:
+        torch.manual_seed(preset.seed)
+        built = make_model(m_cfg, in_dim, d, preset.source_dir, info=factory).to(device, train_dtype)
+        what = "the model" if m_cfg.kind == "mlp" else f"the model from {m_cfg.factory}"
+        check_output(built, x_train[:1], d, what, key="model" if m_cfg.kind == "mlp" else "model.factory")
+        return built
+
+    # ---- memory plan, before anything allocates in proportion to N or k (the model, the optimiser's
+    # state, targets, training, G, the Hessian). An MLP is priced from its widths before it is built; a
+    # factory's model is built first (its size is the factory's to say) and priced before anything else.
+    if m_cfg.kind == "mlp":
+        mlp = mlp_shape(in_dim, m_cfg.hidden, d, m_cfg.bias, m_cfg.activation)
+        N, widths, per_input, linear_ok = mlp.n_params, mlp.width_sum, mlp.per_input, True
+    else:
+        model = build()
+        N = layout_of(model).n_params
+        widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+        per_input = activation_numel(model, x_train[:2])
+        linear_ok = jacobian.linear_path_ok(model)
+    state = model_state_bytes(N, x_train.element_size(), preset.train.optimizer,
+                              teacher=preset.data.targets == "teacher")
+    plan = resources.plan(preset, N, k, d, device, linear_ok=linear_ok, width_sum=widths,
+                          forward_bytes=forward_pass_bytes(k, per_input, x_train.element_size()), state_bytes=state)
     emit(Plan(N, k, d, plan.g_bytes, plan.g_method, plan.hessian_mode, plan.hessian_bytes, plan.peak_bytes))
     for text in plan.notes:
         note(text)
     resources.guard(plan)
+    if model is None:
+        model = build()
+    layout = layout_of(model)
     check_batch_independent(model, x_train)
     y_np = _targets(preset, inputs, model, d, x_train)
     y_train = _y_tensor(y_np, preset.train.loss, train_dtype, device)
@@ -174,6 +206,7 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
         params=[{"name": p.name, "shape": list(p.shape), "offset": p.offset} for p in layout.params],
         sequential=layout.sequential,
         why_not_sequential=layout.why_not_sequential,
+        factory_file=factory.get("factory_file"),
     )
     data_info = DataInfo(n_train=k, out_dim=d, in_dim=int(inputs.x.shape[1]), description=inputs.description,
                          targets=preset.data.targets, duplicate_of=inputs.duplicate_of)
