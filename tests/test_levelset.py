@@ -340,3 +340,20 @@ def test_level_set_pane_shows_dimension_manifold_and_radius_dependence():
     head, body = seen["point_and_circle"]
     assert "depends on the probe radius" in head and "⚠" in head
     assert "1e-02" in body and "1e-04" in body
+
+
+def test_a_kink_in_F_makes_the_verdict_cannot_tell_not_crossing():
+    # relu(a) + b: the level set b = −relu(a) is a graph with a corner at θ* (tangents 45° apart); J jumps
+    # along the segments to the points with a > 0, so the probe cannot call the 45° a crossing
+    from polynomial_models import PIECEWISE
+
+    assert PIECEWISE["relu_corner"].dim == 1
+    for seed in SEEDS:
+        res = probe("relu_corner", seed)
+        assert res.estimated_dim == 1 and res.manifold is None and res.radius_dependent is False
+        for e in res.by_radius:
+            assert e["manifold"] is None and e["kinked_points"] > 0 and "kink" in e["why"]
+            assert e["max_angle_deg"] == pytest.approx(45.0, abs=0.5)
+    # and no smooth polynomial in the family is taken for a kinked one
+    for name in ("abc", "cone", "a2b2", "crossing_squared", "a6"):
+        assert all(e["kinked_points"] == 0 for e in probe(name).by_radius)

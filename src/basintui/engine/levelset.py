@@ -61,6 +61,7 @@ null with the reason when it cannot tell), and how both answers depend on the pr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -96,6 +97,8 @@ KER_RTOL = 1e-6  # candidate tangent directions at p: σ_j(J(p)) ≤ KER_RTOL ·
 PCA_THRESHOLD = 0.5  # a direction of D/ε counts as tangent when its singular value exceeds this
 SAME_SIN = 0.2  # tangent spaces agree when sin(largest principal angle) ≤ 0.2 (11.5°)
 DIFFER_SIN = 0.5  # … and clearly differ when it is ≥ 0.5 (30°); in between: cannot tell
+KINK_RATIO = 0.5  # F is not smooth between θ* and p when ‖Δ⁴J‖ along the segment > 0.5 · its change
+KINK_FLOOR = 1e-3  # … a change of J below 1e-3 · the typical ‖J‖ at this radius does not count
 MIN_CONVERGED_FRAC = 0.5  # fewer converged retractions than this fraction of the points: cannot tell
 LINE_UP = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
 LINE_DOWN = tuple(2.0 ** -j for j in range(1, 21))
@@ -157,6 +160,7 @@ class _Jac:
     s: np.ndarray
     Vt: np.ndarray
     cut: float
+    J: np.ndarray | None = None
 
     def unexplained(self, r: np.ndarray) -> float:
         """‖r − P r‖, P the projection onto the range J's pseudo-inverse uses."""
@@ -272,7 +276,7 @@ class _Probe:
             return _Jac(np.zeros((J.shape[0], 0)), np.zeros(0), np.zeros((0, J.shape[1])), 0.0)
         U, s, Vt = np.linalg.svd(J, full_matrices=False)
         tol = spectrum_mod.default_tolerance(float(s[0]) if len(s) else 0.0, J.shape, self.rtol)[0]
-        return _Jac(U, s, Vt, tol)
+        return _Jac(U, s, Vt, tol, J)
 
     def retract(self, theta: np.ndarray, target: np.ndarray, length: float, jac: _Jac | None = None,
                 max_iter: int = RETRACT_MAX_ITER) -> tuple[np.ndarray, dict[str, Any]]:
@@ -296,6 +300,7 @@ class _Probe:
             return theta, info
         fresh = jac is None
         fact = self.jac(theta) if jac is None else jac
+        info["jacobian_norm_start"] = float(np.linalg.norm(fact.J)) if fact.J is not None else None
         stop, converged, last_step = "", False, float("inf")
         it = 0
         while it < max_iter:
@@ -442,7 +447,8 @@ def _local_probe(pr: _Probe, theta0: np.ndarray, p: np.ndarray, F0: np.ndarray, 
     cut = max(fact.cut, KER_RTOL * s1)
     R = fact.Vt[fact.s > cut] if s1 > 0 else np.zeros((0, n))
     K = n - R.shape[0]
-    out: dict[str, Any] = {"step": eps, "candidates": K, "rank_J": int(np.count_nonzero(fact.s > fact.cut))}
+    out: dict[str, Any] = {"step": eps, "candidates": K, "rank_J": int(np.count_nonzero(fact.s > fact.cut)),
+                           "_J": fact.J}
     if K == 0:
         out.update(dim=0, mode="immersion", directions=0, converged=0, extents=[])
         out["_tangent"] = ("basis", np.zeros((0, n)))
@@ -483,6 +489,22 @@ def _local_probe(pr: _Probe, theta0: np.ndarray, p: np.ndarray, F0: np.ndarray, 
     return out
 
 
+def _segment_kink(pr: _Probe, theta0: np.ndarray, p: np.ndarray, J0: np.ndarray, Jp: np.ndarray | None,
+                  j_scale: float) -> float:
+    """Is F smooth between θ* and p? J at t = 0, ¼, ½, ¾, 1 along the segment: its fourth difference
+    J₀ − 4J₁ + 6J₂ − 4J₃ + J₄ vanishes for a polynomial of degree ≤ 3 in t (it is ≤ 0.38 of J's change for
+    t^k, k ≤ 6, and O(ρ⁴) for a smooth F at small ρ), while a jump of J (a ReLU-type kink crossed) leaves
+    at least the jump. Returns ‖Δ⁴J‖ relative to the larger of J's largest change along the segment and
+    KINK_FLOOR · j_scale (the typical ‖J‖ at this radius: a change of J far below it, e.g. round-off in
+    a J that vanishes on the level set, is no kink)."""
+    Js = [J0] + [pr.J(theta0 + t * (p - theta0)) for t in (0.25, 0.5, 0.75)] + [Jp if Jp is not None else pr.J(p)]
+    d4 = Js[0] - 4.0 * Js[1] + 6.0 * Js[2] - 4.0 * Js[3] + Js[4]
+    spread = max(max(float(np.linalg.norm(Jt - J0)) for Jt in Js[1:]), KINK_FLOOR * j_scale)
+    if spread == 0.0:
+        return 0.0
+    return float(np.linalg.norm(d4)) / spread
+
+
 def _complement_rows(A: np.ndarray, n: int) -> np.ndarray:
     """Orthonormal rows spanning the orthogonal complement of the (orthonormal) rows of A."""
     if A.shape[0] == 0:
@@ -502,6 +524,7 @@ def _verdict_at_radius(rho: float, points: list[dict[str, Any]], locals_: list[d
     dims = sorted({lo["dim"] for lo in branch})
     entry["branch_dims"] = {str(d): sum(1 for lo in branch if lo["dim"] == d) for d in dims}
     entry["unresolved_points"] = len(unknown)
+    entry["kinked_points"] = 0
     entry["max_angle_deg"] = None
     entry["spread_deg"] = None
     if len(conv) < max(1, math.ceil(MIN_CONVERGED_FRAC * m)):
@@ -523,36 +546,59 @@ def _verdict_at_radius(rho: float, points: list[dict[str, Any]], locals_: list[d
     if len(dims) > 1:
         entry.update(manifold=False, why=f"branches of different dimensions ({', '.join(map(str, dims))}) meet here")
         return entry
-    tangents = [lo["_tangent"] for lo in branch if "_tangent" in lo]
-    worst = 0.0
-    if len(tangents) >= 2:
+    def worst_angle(los):
+        tangents = [lo["_tangent"] for lo in los if "_tangent" in lo]
+        worst = 0.0
         for i in range(len(tangents)):
             for j in range(i + 1, len(tangents)):
                 worst = max(worst, _sin_max(tangents[i], tangents[j]))
-        entry["max_angle_deg"] = math.degrees(math.asin(worst))
-    spread = None
-    W = [v for v, lo in zip(disp, locals_) if lo.get("dim") is not None]
-    if 0 < d < len(W):
+        return worst, len(tangents)
+
+    def spread_of(los):
+        W = [v for v, lo in zip(disp, locals_) if lo.get("dim") is not None and any(lo is x for x in los)]
+        if not 0 < d < len(W):
+            return None
         Wm = np.array([w / np.linalg.norm(w) for w in W])
         top = np.linalg.svd(Wm, full_matrices=False)[2][:d]
         res = Wm - (Wm @ top.T) @ top
-        spread = float(min(1.0, np.linalg.norm(res, axis=1).max()))
+        return float(min(1.0, np.linalg.norm(res, axis=1).max()))
+
+    worst, n_tangents = worst_angle(branch)
+    if n_tangents >= 2:
+        entry["max_angle_deg"] = math.degrees(math.asin(worst))
+    spread = spread_of(branch)
+    if spread is not None:
         entry["spread_deg"] = math.degrees(math.asin(spread))
-    if worst >= DIFFER_SIN:
-        entry.update(manifold=False, why=f"tangent spaces differ by {math.degrees(math.asin(worst)):.0f}° (≥ "
-                                         f"{math.degrees(math.asin(DIFFER_SIN)):.0f}°): branches cross here (or the level "
-                                         f"set turns that much within this radius)")
-        return entry
-    if spread is not None and spread >= DIFFER_SIN:
-        entry.update(manifold=False, why=f"the points do not lie near one {d}-dimensional subspace through θ* "
-                                         f"(off by up to {math.degrees(math.asin(spread)):.0f}°): several branches")
-        return entry
+    smooth = [lo for lo in branch if lo.get("smooth", True)]
+    kinked = len(branch) - len(smooth)
+    entry["kinked_points"] = kinked
+    if worst >= DIFFER_SIN or (spread is not None and spread >= DIFFER_SIN):
+        # Only a difference seen among points that F reaches smoothly from θ* says "branches cross": across a
+        # kink of F (a ReLU switching on between θ* and the point) the tangent space can jump on a manifold too.
+        w_s, n_s = worst_angle(smooth)
+        sp_s = spread_of(smooth)
+        if n_s >= 2 and w_s >= DIFFER_SIN:
+            entry.update(manifold=False, why=f"tangent spaces differ by {math.degrees(math.asin(w_s)):.0f}° (≥ "
+                                             f"{math.degrees(math.asin(DIFFER_SIN)):.0f}°): branches cross here (or the "
+                                             f"level set turns that much within this radius)")
+            return entry
+        if sp_s is not None and sp_s >= DIFFER_SIN:
+            entry.update(manifold=False, why=f"the points do not lie near one {d}-dimensional subspace through θ* "
+                                             f"(off by up to {math.degrees(math.asin(sp_s)):.0f}°): several branches")
+            return entry
+        if kinked:
+            entry.update(manifold=None, why=f"cannot tell: tangent spaces differ by up to "
+                                            f"{math.degrees(math.asin(max(worst, spread or 0.0))):.0f}°, but F is not smooth "
+                                            f"between θ* and {kinked} of the {len(branch)} points (its Jacobian jumps "
+                                            f"along the segment: a kink, e.g. a ReLU switching), and across a kink the "
+                                            f"tangent space of a manifold can jump too")
+            return entry
     problems = []
     if unknown:
         problems.append(f"{len(unknown)} point(s) without a local dimension")
-    if len(tangents) < len(branch):
+    if n_tangents < len(branch):
         problems.append("tangent spaces only sampled at some points")
-    if len(tangents) < 2 and d < len(disp):
+    if n_tangents < 2 and d < len(disp):
         problems.append("too few points away from θ* to compare tangent spaces")
     if worst > SAME_SIN:
         problems.append(f"tangent spaces differ by {math.degrees(math.asin(worst)):.0f}°, between the "
@@ -603,11 +649,28 @@ def _combine(by_radius: list[dict[str, Any]]) -> tuple[int | None, bool | None, 
     return dim, man, False, why, method
 
 
+def _one_blas_thread():
+    """numpy's BLAS on one thread while the probe runs: its matrices are small (kd × N SVDs, thousands of
+    them), and a multi-threaded BLAS on a busy machine made each one 100× slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: float = 0.0, seed: int = 0,
                     G: torch.Tensor | None = None, cancel: CancelToken | None = None,
                     max_directions: int = MAX_DIRECTIONS, points: int | None = None,
                     radii: tuple[float, ...] = RADII, emit=None) -> LevelSetResult:
     """The level-set probe at the model's current parameters θ* (see the module docstring)."""
+    with _one_blas_thread():
+        return _probe(model, layout, x, transform=transform, rtol=rtol, seed=seed, G=G, cancel=cancel,
+                      max_directions=max_directions, points=points, radii=radii, emit=emit)
+
+
+def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions, points, radii,
+           emit) -> LevelSetResult:
     emit = emit or (lambda e: None)
     t_start = time.perf_counter()
     pr = _Probe(model, layout, x, transform, rtol, cancel)
@@ -628,6 +691,7 @@ def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: flo
     K = n - r
     generic = n - kd if n >= kd else None
     F0 = pr.F(theta0)
+    J0 = G.T.detach().to("cpu", torch.float64).numpy()
     scale = max(1.0, float(np.linalg.norm(theta0)))
 
     # (a) rank constancy
@@ -660,8 +724,16 @@ def probe_level_set(model, layout, x: torch.Tensor, *, transform=None, rtol: flo
                 lo = _local_probe(pr, theta0, end, F0, s, max_directions, rng)
                 locs.append(lo)
                 disps.append(end - theta0)
-                info["local"] = {k: v for k, v in lo.items() if not k.startswith("_")}
+                info["local"] = lo
             pts.append(info)
+        norms = [p["jacobian_norm_start"] for p in pts if p.get("jacobian_norm_start") is not None]
+        j_scale = float(np.median(norms)) if norms else 0.0
+        for lo, d in zip(locs, disps):
+            lo["kink"] = _segment_kink(pr, theta0, theta0 + d, J0, lo.get("_J"), j_scale)
+            lo["smooth"] = bool(lo["kink"] <= KINK_RATIO)
+        for p in pts:
+            if "local" in p:
+                p["local"] = {k: v for k, v in p["local"].items() if not k.startswith("_")}
         by_radius.append(_verdict_at_radius(rho, pts, locs, disps, m))
         walk_points.extend(pts)
     if K > 0:
