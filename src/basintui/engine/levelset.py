@@ -48,6 +48,14 @@ null with the reason when it cannot tell), and how both answers depend on the pr
        true when every tangent space agrees within sin ≤ SAME_SIN and the points lie within
        sin ≤ SAME_SIN of one subspace; null with the reason otherwise (between the two thresholds,
        tangent spaces unknown, fewer than half of the retractions converged, too few points).
+       Kinks: the "differ" tests count only among points that F reaches smoothly from θ*. J is sampled at
+       t = 0, ¼, ½, ¾, 1 along the segment θ* → p; a fourth difference above KINK_RATIO of J's change
+       (or of KINK_FLOOR · the typical ‖J‖ at that radius) is a jump of J, a kink of F (a ReLU switching).
+       Tangent spaces that differ only across a kink give null ("cannot tell"): a manifold's tangent
+       space can jump at a kink too (relu(a) + b: a graph with a corner).
+
+    6. Cost: per radius M retractions, and per point one local probe (at most max_directions retractions)
+       and four Jacobians for the kink check. numpy's BLAS runs on one thread meanwhile (small matrices).
 
 (c) Across radii. When every radius that gave an answer gives the same dimension and the same
     verdict, that is the answer; a radius that could not tell is named in `manifold_why`. When two
