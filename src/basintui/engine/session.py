@@ -165,6 +165,7 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
         torch.manual_seed(preset.seed)
         built = make_model(m_cfg, in_dim, d, preset.source_dir, info=factory).to(device, train_dtype)
         what = "the model" if m_cfg.kind == "mlp" else f"the model from {m_cfg.factory}"
+        check_batch_independent(built, x_train[:1])  # on one input: Dropout / BatchNorm in train mode, in words
         check_output(built, x_train[:1], d, what, key="model" if m_cfg.kind == "mlp" else "model.factory")
         return built
 
@@ -218,14 +219,20 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
 
     def probe(step: int) -> None:
         m64 = copy.deepcopy(model).to(torch.float64)
-        G, _ = jacobian.compute_G(m64, layout, x64, transform=transform, cancel=cancel)
-        spec = spectrum.spectrum_of(G, rtol=preset.analysis.rtol, cancel=cancel)
+        try:
+            G, _ = jacobian.compute_G(m64, layout, x64, transform=transform, cancel=cancel)
+            spec = spectrum.spectrum_of(G, rtol=preset.analysis.rtol, cancel=cancel)
+        except Cancelled:
+            return  # train() sees the cancel before its next step and keeps the history so far
         sv = spec.singular_values
         event = RankProbe(step, spec.rank, float(sv[0]) if len(sv) else 0.0,
                           float(sv[-1]) if len(sv) else 0.0, spec.tolerance)
         rank_history.append(event)
         emit(event)
 
+    if cancel.cancelled and cancel.cancelled_stage is None:
+        cancel.cancelled_stage = "data"  # cancelled before training started
+    cancel.stage = "train"
     emit(Stage("train", detail=f"{preset.train.steps} steps of {preset.train.optimizer}"))
     t0 = time.perf_counter()
     try:
@@ -242,7 +249,8 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
         note(result.message, "warn")
     training = TrainingInfo(final_loss=result.final_loss, steps=result.steps, status=result.status,
                             message=result.message, losses=result.losses, seconds=result.seconds,
-                            reduction="mean over training inputs of the per-input loss", rank_history=rank_history)
+                            reduction="mean over training inputs of the per-input loss", rank_history=rank_history,
+                            cancelled_stage=_stage_of(cancel) if result.status == "cancelled" else None)
     report = Report(config=preset.to_dict(), device=str(device), model=model_info, data=data_info,
                     training=training, timings=timings, notes=notes,
                     G_on=("probabilities" if transform is not None else
@@ -257,18 +265,40 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
                   out_dim=d, transform=transform, cancel=cancel, emit=emit, inputs=inputs)
     try:
         _analyse(ctx, report, timings, plan)
+        # A cancel asked for during the last stage, which finished before it looked: the stage's result
+        # is kept, and the run still ends as cancelled (the user asked for it; the CLI exits 130).
+        ctx.cancel.check()
     except Cancelled:
-        report.training.status = "cancelled"
-        report.training.message += "; cancelled during the analysis (what was computed is kept)"
+        _mark_cancelled(report, cancel)
     except InputError as exc:
         report.error = {"kind": "input", "key": exc.key, "message": str(exc)}
     except (EngineError, RuntimeError, ValueError, MemoryError, np.linalg.LinAlgError) as exc:
-        report.error = {"kind": "runtime", "message": f"{type(exc).__name__}: {exc}"}
+        if cancel.cancelled:  # a stage that turned the cancel into another error (e.g. a swallowed Cancelled)
+            _mark_cancelled(report, cancel)
+        else:
+            report.error = {"kind": "runtime", "message": f"{type(exc).__name__}: {exc}"}
+    cancel.stage = None
     return _finish(report, t_start, emit)
+
+
+def _stage_of(cancel: CancelToken) -> str:
+    return cancel.cancelled_stage or cancel.stage or "data"
+
+
+def _mark_cancelled(report: Report, cancel: CancelToken) -> None:
+    """training.status = cancelled, with the stage that was running when the cancel came; the sections
+    computed before it are kept (the stage's own section is null unless it finished)."""
+    stage = _stage_of(cancel)
+    ended = report.training.status
+    report.training.status = "cancelled"
+    report.training.cancelled_stage = stage
+    report.training.message += (f"; training ended with status {ended}, then the run was cancelled during the "
+                                f"{stage} stage (what was computed is kept)")
 
 
 def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str = ""):
     ctx.cancel.check()
+    ctx.cancel.stage = name
     ctx.emit(Stage(name, detail=detail))
     t0 = time.perf_counter()
     out = fn()
