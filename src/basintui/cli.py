@@ -7,7 +7,12 @@ Imports are lazy: `--help` and `--version` never import torch. Exit codes: 0 suc
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
 from . import __version__
 
@@ -32,14 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("preset", metavar="PRESET", help="a .toml file or the name of a built-in preset")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset key with a TOML value, e.g. --set model.hidden=[64,64] (repeatable)")
-    r.add_argument("--json", metavar="PATH", help="write the report as JSON (schema basintui.report/1)")
-    r.add_argument("--npz", metavar="PATH", help="write singular values, loss history and parameters as NPZ")
+    r.add_argument("--json", metavar="PATH", help="write the report as JSON (schema basintui.report/1); "
+                   "'-' writes it to stdout (the summary is then left out; progress stays on stderr)")
+    r.add_argument("--npz", metavar="PATH", help="write singular values, loss history and parameters as NPZ "
+                   "(a different path from --json)")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the preset's device")
     r.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
+    r.add_argument("--progress", choices=("auto", "lines"), default="auto",
+                   help="auto: a progress bar on a terminal, only warnings otherwise; lines: one line on stderr "
+                        "as each stage starts and ends (for logs and scripts)")
     sub.add_parser("presets", help="list the built-in presets")
-    s = sub.add_parser("serve", help="serve the app in a browser (localhost only)")
+    s = sub.add_parser("serve", help="serve the app in a browser (localhost only)",
+                       description="Serve the app in a browser on localhost (reach it from elsewhere over "
+                                   "`ssh -L`). Each page runs its own app process; closing the page, or "
+                                   "stopping the server, ends it and its engine within two seconds.")
     s.add_argument("preset", nargs="?", default="default")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--allow-python-models", action="store_true",
+                   help="let the served app run presets with model.kind = \"python\" (these import and run "
+                        "the preset's own Python code on this machine); refused by default")
     return p
 
 
@@ -60,11 +76,120 @@ def cmd_presets() -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import signal
+def _same_file(a: str, b: str) -> bool:
+    if a == "-" or b == "-":
+        return a == b
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
 
+
+def _check_outputs(args: argparse.Namespace) -> str | None:
+    """Why the output paths cannot be used, or None."""
+    if args.npz == "-":
+        return "--npz -: NPZ is binary and is not written to stdout; give a file path"
+    if args.json and args.npz and _same_file(args.json, args.npz):
+        return (f"--json and --npz name the same file ({args.json}); each would overwrite the other: "
+                "give two paths")
+    for flag, path in (("--json", args.json), ("--npz", args.npz)):
+        if path and path != "-" and Path(path).expanduser().is_dir():
+            return f"{flag} {path}: is a directory; give a file path"
+    return None
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM during a run: the first sets the cancel token (the engine stops at its next
+    check and the report keeps what was computed); a second aborts without a report."""
+
+    def __init__(self, token) -> None:
+        self.token = token
+        self.signals: list[int] = []
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> "_Interrupts":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum, frame) -> None:
+        self.signals.append(signum)
+        if self.token.cancelled:
+            raise KeyboardInterrupt
+        self.token.cancel()
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        sys.stderr.write(f"\nbasintui: {name}: cancelling (again to abort without a report)...\n")
+        sys.stderr.flush()
+
+
+CANCEL_GRACE_S = 1.0  # after a cancel, how long the engine may take to return before the CLI stops waiting
+
+
+def _run_engine(preset, on_event, token):
+    """session.run in a worker thread, so that signals are handled at once (a Python handler runs only
+    between bytecodes of the main thread, never inside a long BLAS/LAPACK call).
+
+    Returns (report, None), or (None, partial) when the engine did not return within CANCEL_GRACE_S
+    of a cancel: `partial` is the last report the engine published (its to_dict() form)."""
+    from .engine.events import Partial
+    from .engine.session import run
+
+    box: dict[str, object] = {}
+    latest: dict[str, object] = {}
+
+    def events(e: object) -> None:
+        if isinstance(e, Partial):
+            latest["partial"] = e.report
+        on_event(e)
+
+    def work() -> None:
+        try:
+            box["report"] = run(preset, events, token)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            box["error"] = exc
+
+    t = threading.Thread(target=work, name="basintui-engine", daemon=True)
+    t.start()
+    cancelled_at = None
+    while t.is_alive():
+        t.join(0.05)
+        if token.cancelled and cancelled_at is None:
+            cancelled_at = time.monotonic()
+        if (cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S and t.is_alive()
+                and "partial" in latest):
+            return None, latest["partial"]  # without one, wait: a second signal aborts
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["report"], None
+
+
+def _partial_as_cancelled(partial: dict, stage: str | None) -> dict:
+    data = dict(partial)
+    training = dict(data.get("training") or {})
+    ended = training.get("status")
+    training["status"] = "cancelled"
+    training["cancelled_stage"] = stage
+    training["message"] = (f"{training.get('message', '')}; training ended with status {ended}, then the run was "
+                           f"cancelled during the {stage} stage, which had not stopped {CANCEL_GRACE_S:g} s later: "
+                           "the report holds the stages finished before it")
+    data["training"] = training
+    return data
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from .config import PresetError, load_preset
 
+    why = _check_outputs(args)
+    if why:
+        _err(why)
+        return EXIT_USAGE
     sets = list(args.sets)
     if args.device:
         sets.append(f'device="{args.device}"')
@@ -78,54 +203,90 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .engine.cancel import CancelToken
     from .engine.errors import InputError
-    from .engine.report import write_json, write_npz
-    from .engine.session import run
+    from .engine.events import Stage
+    from .engine.report import json_bytes, write_json, write_npz
     from .render.progress import RunProgress
     from .render.summary import summary
 
     err_console = Console(stderr=True)
     token = CancelToken()
+    interrupts = _Interrupts(token)
+    json_to_stdout = args.json == "-"
 
-    def on_sigint(signum, frame):
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        sys.stderr.write("\nbasintui: cancelling (press Ctrl-C again to abort without a report)...\n")
+    def lines(progress_event):
+        def on_event(e: object) -> None:
+            if isinstance(e, Stage):
+                if e.done:
+                    sys.stderr.write(f"basintui: stage {e.name} done ({e.seconds:.2f} s)\n")
+                else:
+                    sys.stderr.write(f"basintui: stage {e.name} started\n")
+                sys.stderr.flush()
+            progress_event(e)
+        return on_event
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        with RunProgress(err_console) as progress:
-            report = run(preset, progress.on_event, token)
-    except InputError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
+        with interrupts:
+            try:
+                with RunProgress(err_console) as progress:
+                    on_event = lines(progress.on_event) if args.progress == "lines" else progress.on_event
+                    report, partial = _run_engine(preset, on_event, token)
+            except InputError as exc:
+                _err(str(exc))
+                return EXIT_USAGE
+            if report is not None:
+                data = report.to_dict()
+                target = report
+            else:
+                data = _partial_as_cancelled(partial, token.cancelled_stage) if partial is not None else None
+                target = data
+            written = []
+            try:
+                if target is not None:
+                    if args.json and not json_to_stdout:
+                        written.append(str(write_json(target, args.json)))
+                    if args.npz:
+                        written.append(str(write_npz(target, args.npz)))
+            except OSError as exc:
+                _err(f"cannot write the report: {exc}")
+                return EXIT_FAIL
+            if target is not None and json_to_stdout:
+                sys.stdout.buffer.write(json_bytes(target))
+                sys.stdout.flush()
     except KeyboardInterrupt:
-        _err("interrupted")
+        _err("interrupted; no report written")
+        _hard_exit_if_engine_running(EXIT_INTERRUPT)
         return EXIT_INTERRUPT
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
-    data = report.to_dict()
-    written = []
-    try:
-        if args.json:
-            written.append(str(write_json(report, args.json)))
-        if args.npz:
-            written.append(str(write_npz(report, args.npz)))
-    except OSError as exc:
-        _err(f"cannot write the report: {exc}")
-        return EXIT_FAIL
-    if not args.quiet:
+    if report is None:
+        _err(f"cancelled during the {token.cancelled_stage or 'run'}; "
+             + ("the report holds the stages finished before it" if data is not None else
+                "the engine had not finished a stage yet, so no report was written"))
+        for path in written:
+            err_console.print(f"wrote {path}", style="dim", highlight=False)
+        _hard_exit_if_engine_running(EXIT_INTERRUPT)
+        return EXIT_INTERRUPT
+    if not args.quiet and not json_to_stdout:
         Console().print(summary(data))
     for path in written:
         err_console.print(f"wrote {path}", style="dim", highlight=False)
-    if report.status == "cancelled":
-        _err("cancelled; the report holds what was computed")
+    if report.status == "cancelled" or token.cancelled:
+        stage = report.training.cancelled_stage
+        _err(f"cancelled{f' during the {stage} stage' if stage else ''}; the report holds what was computed")
+        _hard_exit_if_engine_running(EXIT_INTERRUPT)
         return EXIT_INTERRUPT
     if report.error:
         _err(report.error["message"])
         return EXIT_USAGE if report.error["kind"] == "input" else EXIT_FAIL
     return EXIT_OK
+
+
+def _hard_exit_if_engine_running(code: int) -> None:
+    """A cancelled call is still running in a helper thread (inside torch or LAPACK): end the process
+    now; the interpreter's teardown would wait for it (measured: 4 s after a cancelled SVD)."""
+    if any(t.name in ("basintui-engine", "basintui-lapack") and t.is_alive() for t in threading.enumerate()):
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)
 
 
 def cmd_app(preset_name: str) -> int:
@@ -142,7 +303,27 @@ def cmd_app(preset_name: str) -> int:
     return app_main(preset_name)
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes 0, 1, 2, 130. SIGINT or SIGTERM at any moment (even while torch imports) ends with
+    one line on stderr and 130; during `run` the first one cancels and the report is still written."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("\nbasintui: interrupted\n")
+        return EXIT_INTERRUPT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         if len(argv) > 1:
@@ -163,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from .tui.serve import serve
 
-        return serve(args.preset, args.port)
+        return serve(args.preset, args.port, allow_python_models=args.allow_python_models)
     return EXIT_USAGE  # pragma: no cover
 
 

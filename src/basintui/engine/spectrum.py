@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .cancel import CancelToken
+from .cancel import CancelToken, run_cancellable
 from ..limits import STREAM_BYTES, fmt_bytes
 from .errors import ResourceError
 from .resources import check_fits
@@ -351,7 +351,7 @@ def _exact_decision(source: RowBlocks, full_svd: Callable[[], np.ndarray] | None
     if full_svd is not None:
         try:
             check_fits("data.n", "a full SVD of G", full_svd_bytes, device, "")
-            return full_svd(), "svd"
+            return run_cancellable(full_svd, cancel), "svd"
         except ResourceError:
             pass
     try:
@@ -359,7 +359,7 @@ def _exact_decision(source: RowBlocks, full_svd: Callable[[], np.ndarray] | None
     except ResourceError:
         return None
     R = streamed_r(source, cancel)
-    return svdvals(R) if R.numel() else np.zeros(0), "svd of G's R factor (streamed QR over row blocks)"
+    return run_cancellable(lambda: svdvals(R), cancel) if R.numel() else np.zeros(0), "svd of G's R factor (streamed QR over row blocks)"
 
 
 def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.ndarray] | None,
@@ -379,7 +379,7 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
     rank wherever no singular value is near a threshold. Only when neither fits do the Ritz values
     decide, and the route says so.
     """
-    lam = gram_values(K)
+    lam = run_cancellable(lambda: gram_values(K), cancel)
     small = lam.size
     if lam[0] <= 0:
         return np.zeros(min(shape)), "gram-eigh"
@@ -397,7 +397,7 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
                          f"a block of {min(block_rows, max(shape))} rows of G·V)",
                4 * 8 * s * s + 8 * small * s + min(STREAM_BYTES, 8 * max(shape) * s), K.device,
                "use fewer training inputs (data.n) or a smaller model; the Gram alone cannot resolve them")
-    sv_tail, levels = ritz_tail(source, smallest_vectors(K, s), floor, cancel)
+    sv_tail, levels = ritz_tail(source, run_cancellable(lambda: smallest_vectors(K, s), cancel), floor, cancel)
     head = np.sqrt(np.maximum(lam[: small - s], 0.0))
     refined = np.concatenate([head, sv_tail])
     sigma_h = float(head[-1]) if head.size and head[-1] > 0 else sigma1
@@ -441,11 +441,11 @@ def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken |
     if method == "auto":
         method = "gram" if large >= 2 * small else "svd"
     if method == "svd":
-        return svdvals(G), "svd"
+        return run_cancellable(lambda: svdvals(G), cancel), "svd"
     if method != "gram":
         raise ValueError(f"unknown spectrum method {method!r}")
     A = _tall(G)
-    return _from_gram(gram_of(A), DenseRows(A), lambda: svdvals(G), 8 * small * small + 8 * large * small // 4,
+    return _from_gram(run_cancellable(lambda: gram_of(A), cancel), DenseRows(A), lambda: svdvals(G), 8 * small * small + 8 * large * small // 4,
                       (n, m), rtol, cancel)
 
 
