@@ -162,12 +162,31 @@ def _run_engine(preset, on_event, token):
         t.join(0.05)
         if token.cancelled and cancelled_at is None:
             cancelled_at = time.monotonic()
-        if (cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S and t.is_alive()
-                and "partial" in latest):
-            return None, latest["partial"]  # without one, wait: a second signal aborts
+        if cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S and t.is_alive():
+            if "partial" in latest:
+                return None, latest["partial"]
+            if token.stage is None:  # still preparing data and model: nothing computed to keep
+                return None, _nothing_computed(preset)
+            # training or the first spectrum: wait (each step looks at the token); a second signal aborts
+    if "error" in box and token.cancelled and token.stage is None:
+        return None, _nothing_computed(preset)  # the preparation failed after the cancel: the cancel wins
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["report"], None
+
+
+def _nothing_computed(preset) -> dict:
+    """The report of a run cancelled before training began: the resolved preset and the status."""
+    from .engine.report import SCHEMA
+
+    return {
+        "schema": SCHEMA, "config": preset.to_dict(), "device": None, "model": None, "data": None,
+        "training": {"final_loss": None, "steps": 0, "status": "max_steps", "message": "not started",
+                     "reduction": "mean over training inputs of the per-input loss", "seconds": 0.0,
+                     "losses": [], "rank_history": []},
+        "G": None, "hessian": None, "layers": None, "dependent_inputs": None, "levelset": None,
+        "timings": {}, "notes": [], "error": None,
+    }
 
 
 def _partial_as_cancelled(partial: dict, stage: str | None) -> dict:
@@ -176,9 +195,13 @@ def _partial_as_cancelled(partial: dict, stage: str | None) -> dict:
     ended = training.get("status")
     training["status"] = "cancelled"
     training["cancelled_stage"] = stage
-    training["message"] = (f"{training.get('message', '')}; training ended with status {ended}, then the run was "
-                           f"cancelled during the {stage} stage, which had not stopped {CANCEL_GRACE_S:g} s later: "
-                           "the report holds the stages finished before it")
+    if training.get("message") == "not started":
+        training["message"] = ("cancelled while the data and the model were being prepared, before training: "
+                               "nothing was computed")
+    else:
+        training["message"] = (f"{training.get('message', '')}; training ended with status {ended}, then the run "
+                               f"was cancelled during the {stage} stage, which had not stopped {CANCEL_GRACE_S:g} s "
+                               "later: the report holds the stages finished before it")
     data["training"] = training
     return data
 
@@ -237,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 data = report.to_dict()
                 target = report
             else:
-                data = _partial_as_cancelled(partial, token.cancelled_stage) if partial is not None else None
+                data = _partial_as_cancelled(partial, token.cancelled_stage or "data") if partial is not None else None
                 target = data
             written = []
             try:
@@ -258,11 +281,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPT
 
     if report is None:
-        _err(f"cancelled during the {token.cancelled_stage or 'run'}; "
-             + ("the report holds the stages finished before it" if data is not None else
-                "the engine had not finished a stage yet, so no report was written"))
         for path in written:
             err_console.print(f"wrote {path}", style="dim", highlight=False)
+        stage = token.cancelled_stage or "data"
+        _err(f"cancelled during the {stage} stage; "
+             + ("nothing had been computed yet" if stage == "data" else
+                "the report holds the stages finished before it"))
         _hard_exit_if_engine_running(EXIT_INTERRUPT)
         return EXIT_INTERRUPT
     if not args.quiet and not json_to_stdout:
@@ -280,10 +304,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_OWN_PROCESS = False  # main() was called as the program (argv from sys.argv), not by a caller in-process
+
+
 def _hard_exit_if_engine_running(code: int) -> None:
-    """A cancelled call is still running in a helper thread (inside torch or LAPACK): end the process
-    now; the interpreter's teardown would wait for it (measured: 4 s after a cancelled SVD)."""
-    if any(t.name in ("basintui-engine", "basintui-lapack") and t.is_alive() for t in threading.enumerate()):
+    """After a cancel, with the report written: end the process now when this is the program, or when
+    a cancelled call still runs in a helper thread (inside torch or LAPACK). The interpreter's teardown
+    would wait for that call (measured: 4 s after a cancelled SVD) and torch's own takes about a
+    second (measured 1.0-1.3 s from 'wrote' to exit): a cancel should end the process at once."""
+    busy = any(t.name in ("basintui-engine", "basintui-lapack") and t.is_alive() for t in threading.enumerate())
+    if busy or _OWN_PROCESS:
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(code)
@@ -310,6 +340,8 @@ def _raise_interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     """Exit codes 0, 1, 2, 130. SIGINT or SIGTERM at any moment (even while torch imports) ends with
     one line on stderr and 130; during `run` the first one cancels and the report is still written."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = argv is None
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
