@@ -194,6 +194,16 @@ def test_unusable_data_files_name_the_file_and_the_fault(name, fragment):
     assert info.value.key == "data.path" and name in msg and fragment in msg
 
 
+def test_a_csv_too_big_to_read_is_priced_before_it_is_read(monkeypatch):
+    from basintui.engine import data
+
+    monkeypatch.setattr(data, "host_available_bytes", lambda: 100)  # 80 bytes usable; nan_x.csv is 20
+    p = make_preset(data={"kind": "file", "path": "nan_x.csv"}, source_dir=BAD, **CHEAP)
+    with pytest.raises(InputError) as info:
+        run(p)
+    assert info.value.key == "data.path" and "reading it takes about 160 B" in str(info.value)
+
+
 def test_pickled_npz_is_never_unpickled(tmp_path, monkeypatch):
     import pickle
 
@@ -218,6 +228,7 @@ MODELS = [
     ("wrong_input_width", "fails on one input of shape (1, 3)"),
     ("nan_output", "non-finite"),
     ("integer_output", "torch.int64"),
+    ("only_one_input", "fails on a batch of 2"),
 ]
 
 

@@ -179,7 +179,12 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
         model = build()
         N = layout_of(model).n_params
         widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-        per_input = activation_numel(model, x_train[:2])
+        try:
+            per_input = activation_numel(model, x_train[:2])
+        except (Exception, SystemExit) as exc:  # user code that ran on one input but not on two
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            raise InputError("model.factory", f"the model from {m_cfg.factory} runs on one input but fails on a "
+                             f"batch of {len(x_train[:2])}: {type(exc).__name__}: {first}") from None
         linear_ok = jacobian.linear_path_ok(model)
     state = model_state_bytes(N, x_train.element_size(), preset.train.optimizer,
                               teacher=preset.data.targets == "teacher")
