@@ -10,16 +10,14 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .fmt import fmt
+
 VERDICT_STYLE = {"holds": "bold green", "holds_up_to_residual": "bold green", "fails": "bold red",
                  "not_applicable": "bold yellow"}
 
 
 def _g(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
+    return fmt(v, digits)
 
 
 def _yes(flag: bool) -> Text:

@@ -11,13 +11,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .fmt import fmt
+
 
 def _g(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
+    return fmt(v, digits)
 
 
 def manifold_text(ls: dict[str, Any]) -> Text:

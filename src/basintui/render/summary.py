@@ -8,13 +8,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .fmt import fmt
 
-def _fmt(v: Any, digits: int = 4) -> str:
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    if v is None:
-        return "—"
-    return str(v)
+
+_fmt = fmt
 
 
 def run_table(r: dict[str, Any]) -> Table:
