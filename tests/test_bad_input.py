@@ -229,6 +229,7 @@ MODELS = [
     ("nan_output", "non-finite"),
     ("integer_output", "torch.int64"),
     ("only_one_input", "fails on a batch of 2"),
+    ("detached", "does not depend on its trainable parameters"),
 ]
 
 

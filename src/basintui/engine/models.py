@@ -168,7 +168,7 @@ def check_output(model: nn.Module, x_one: torch.Tensor, out_dim: int, what: str 
     tensor, or a tuple / dict (not accepted yet) is refused in words instead of failing after training."""
     shape_in = tuple(x_one.shape)
     try:
-        with torch.no_grad():
+        with torch.enable_grad():
             out = model(x_one)
     except (Exception, SystemExit) as exc:
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
@@ -195,6 +195,11 @@ def check_output(model: nn.Module, x_one: torch.Tensor, out_dim: int, what: str 
     if not out.is_floating_point():
         raise InputError(key, f"{what} returns a {out.dtype} tensor; basintui needs floating-point outputs to "
                          "differentiate")
+    if not out.requires_grad:
+        raise InputError(key, f"{what} returns an output that does not depend on its trainable parameters through "
+                         "autograd (detached, computed under no_grad, or through numpy): nothing could be trained or "
+                         "differentiated")
+    out = out.detach()
     if not bool(torch.isfinite(out).all()):
         raise InputError(key, f"{what} returns non-finite values ({out.flatten()[:4].tolist()}) on the first "
                          "training input at its initial parameters")
