@@ -204,6 +204,16 @@ def test_a_csv_too_big_to_read_is_priced_before_it_is_read(monkeypatch):
     assert info.value.key == "data.path" and "reading it takes about 160 B" in str(info.value)
 
 
+def test_an_npz_that_unpacks_too_big_is_priced_from_its_headers(monkeypatch):
+    from basintui.engine import data
+
+    monkeypatch.setattr(data, "host_available_bytes", lambda: 200)  # x 4×2 and y 4 as float64: 96 B, ×3 to load
+    p = make_preset(data={"kind": "file", "path": "nan_x.npz"}, source_dir=BAD, **CHEAP)
+    with pytest.raises(InputError) as info:
+        run(p)
+    assert info.value.key == "data.path" and "come to 96 B as float64" in str(info.value)
+
+
 def test_pickled_npz_is_never_unpickled(tmp_path, monkeypatch):
     import pickle
 

@@ -136,6 +136,27 @@ def _numeric(path: Path, name: str, a: np.ndarray) -> np.ndarray:
     raise InputError("data.path", f"{path}: {name} holds {what} ({a.dtype}); it must hold real numbers")
 
 
+def _npz_member_bytes(path: Path) -> dict[str, int]:
+    """Bytes of x and y in an .npz once loaded, from their .npy headers (nothing is decompressed but the
+    header, so a small file that unpacks into a huge array is priced before it is loaded). Empty when the
+    file cannot be read this way: loading it then says why."""
+    out: dict[str, int] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in ("x", "y"):
+                if f"{name}.npy" not in zf.namelist():
+                    continue
+                with zf.open(f"{name}.npy") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _fortran, dtype = read(fh)
+                out[name] = int(np.prod(shape, dtype=object)) * max(dtype.itemsize, 8)
+    except Exception:  # noqa: BLE001 - np.load below reports what is wrong with the file
+        return {}
+    return out
+
+
 def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """x and y from a .npz (arrays x, y; never unpickled) or a .csv (y in the last column). Every
     way a file can be unusable is an InputError naming the file: empty, wrong shapes, non-numbers,
@@ -151,6 +172,11 @@ def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
         raise InputError("data.path", f"{path} is {fmt_bytes(size)} of text; reading it takes about "
                          f"{fmt_bytes(CSV_BYTES_PER_BYTE * size)} and only {fmt_bytes(avail)} is available (save the "
                          "arrays as .npz, or use fewer rows)")
+    if not csv:
+        need = 3 * sum(_npz_member_bytes(path).values())  # the array, its float64 copy, the tensors made from it
+        if need > SAFETY * avail:
+            raise InputError("data.path", f"{path}: its arrays x and y come to {fmt_bytes(need / 3)} as float64 "
+                             f"numbers once unpacked (about {fmt_bytes(need)} to load and convert) and only {fmt_bytes(avail)} is available")
     try:
         if not csv:
             with np.load(path, allow_pickle=False) as z:
