@@ -328,9 +328,28 @@ def cmd_app(preset_name: str) -> int:
     except PresetError as exc:
         _err(str(exc))
         return EXIT_USAGE
+    if os.environ.get("BASINTUI_SERVED") == "1":
+        _end_with_parent()
     from .tui.app import main as app_main
 
     return app_main(preset_name)
+
+
+def _end_with_parent(poll_s: float = 0.2) -> None:
+    """A served app whose server has died (its input is gone, nobody reads its output) ends itself and
+    its process group (its engines) rather than live on: a thread watches the parent's pid."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        try:
+            if os.getpgid(0) == os.getpid():  # we lead our group (serve starts each app in a new session)
+                os.killpg(0, signal.SIGKILL)
+        finally:
+            os._exit(EXIT_INTERRUPT)
+
+    threading.Thread(target=watch, name="basintui-parent-watch", daemon=True).start()
 
 
 def _raise_interrupt(signum, frame):

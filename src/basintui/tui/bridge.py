@@ -204,9 +204,25 @@ class _Outbox:
         # Finished: the result goes out once session.run has returned.
 
 
-def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool) -> None:
+def _end_with_parent(parent: int, poll_s: float = 0.2) -> None:
+    """In the engine process: end at once when the app that started it is gone (killed, crashed, or
+    ended without a word), instead of running on at full CPU with nobody to read its results."""
+    import os
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="basintui-parent-watch", daemon=True).start()
+
+
+def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool, parent: int | None = None) -> None:
     """The engine process: import the engine (torch) while idle, then run one job and exit."""
     import pickle
+
+    if parent is not None:
+        _end_with_parent(parent)
 
     default, import_error = None, ""
     if warm:
@@ -250,8 +266,10 @@ class _EngineProcess:
         self.jobs = ctx.Queue()
         self.out = ctx.Queue()
         self.cancel = ctx.Event()
-        self.process = ctx.Process(target=_engine_main, args=(self.jobs, self.out, self.cancel, warm), daemon=True,
-                                   name="basintui-engine")
+        import os
+
+        self.process = ctx.Process(target=_engine_main, args=(self.jobs, self.out, self.cancel, warm, os.getpid()),
+                                   daemon=True, name="basintui-engine")
         self.process.start()
 
     def kill_after(self, grace: float) -> None:
@@ -369,6 +387,16 @@ class Bridge:
             run_id = self._run_id
             self._active = run_id
         app.post_message(RunStarted(run_id, preset.name))
+        from .serve import PYTHON_REFUSED, python_models_allowed
+
+        if preset.model.kind == "python" and not python_models_allowed():
+            # a served app runs the preset's own code only where the server's owner allowed it
+            with self._lock:
+                if self._active == run_id:
+                    self._active = None
+            app.post_message(RunFailed(run_id, "input", f"model.kind: {PYTHON_REFUSED}.",
+                                       f"preset {preset.name!r}, model.factory = {preset.model.factory!r}"))
+            return run_id
         self._worker = app.run_worker(
             lambda: self._supervise(app, run_id, preset),
             name=f"engine run {run_id}",
