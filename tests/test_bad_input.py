@@ -8,7 +8,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from basintui.config import MAX_PRESET_BYTES, MAX_SHOWN, PresetError, load_preset, load_text

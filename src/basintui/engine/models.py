@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path

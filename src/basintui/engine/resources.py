@@ -16,7 +16,6 @@ from ..limits import (  # noqa: F401 (re-exported)
     hessian_bytes,
     host_available_bytes,
     input_bytes,
-    model_state_bytes,
     spectrum_peak_bytes,
 )
 from .errors import ResourceError
