@@ -127,9 +127,10 @@ def served():
 
 def open_app(browser, server: Served, timeout: float = 90):
     """A page on the app, returned once the app and its warm engine process run (≥ 2 processes)."""
+    before = len(server.children())
     page = browser.new_page()
     page.goto(server.url)
-    assert wait_for(lambda: len(server.children()) >= 2, timeout), \
+    assert wait_for(lambda: len(server.children()) >= before + 2, timeout), \
         f"the app and its engine did not start: {server.children()}"
     return page
 
@@ -145,6 +146,7 @@ def test_closing_a_page_ends_its_app_and_engine(browser, served):
     page.close()
     took = wait_for(lambda: server.children() == [], END_WITHIN_S + SLACK_S)
     assert took is not None, f"left behind: {server.children()}"
+    print(f"page closed: every process ended in {took:.2f} s")
     assert server.proc.poll() is None  # the server itself keeps serving
 
 
@@ -178,6 +180,8 @@ def test_stopping_the_server_with_a_page_open_ends_everything(browser, served):
     server.proc.send_signal(signal.SIGINT)
     took = wait_for(lambda: server.proc.poll() is not None and server.children() == [], END_WITHIN_S + SLACK_S)
     assert took is not None, f"server alive: {server.proc.poll() is None}; left behind: {server.children()}"
+    print(f"server SIGINT with two pages open: {len(before)} processes ended in {took:.2f} s")
+    assert server.proc.returncode == 130  # interrupted
     page.close()
     second.close()
 

@@ -127,6 +127,13 @@ def _make_server(preset: str, port: int, allow_python_models: bool):
             sockets.discard(self.remote_close)
 
     class BasinServer(Server):
+        interrupted = False
+
+        def request_exit(self) -> None:
+            """SIGINT or SIGTERM: stop serving (the command then exits 130, like any interrupted command)."""
+            type(self).interrupted = True
+            super().request_exit()
+
         async def on_shutdown(self, app) -> None:
             """The server is stopping: end every app (and its engines) and close its page's socket, so
             that aiohttp does not wait for open pages (its default waits up to 60 s)."""
@@ -169,4 +176,6 @@ def serve(preset: str, port: int, allow_python_models: bool = False) -> int:
     except OSError as exc:
         sys.stderr.write(f"basintui: error: cannot serve on {HOST}:{port}: {exc}\n")
         return 1
+    if getattr(server, "interrupted", False):
+        return 130
     return 0
