@@ -38,6 +38,7 @@ from ...config import (
     from_dict,
     list_presets,
     load_preset,
+    show,
 )
 from ..bridge import Sizes, estimate_sizes, fmt_bytes
 
@@ -300,7 +301,7 @@ class SetupPane(Vertical):
             try:
                 preset = from_dict(raw, source_dir=self._source_dir)
             except PresetError as exc:
-                errors[exc.key] = f"{exc.value!r} is not allowed: {exc.allowed}"
+                errors[exc.key] = f"{show(exc.value)} is not allowed: {exc.allowed}"
                 first = str(exc)
         for row in rows:
             row.show_error(errors.get(row.key, ""))
