@@ -64,11 +64,11 @@ def free_port() -> int:
 
 
 class Served:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, preset: str = "default") -> None:
         self.tag = uuid.uuid4().hex
         self.port = free_port()
         env = dict(os.environ, BASINTUI_TEST_TAG=self.tag, NO_COLOR="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "basintui.cli", "serve", "default", "--port",
+        self.proc = subprocess.Popen([sys.executable, "-m", "basintui.cli", "serve", preset, "--port",
                                       str(self.port), *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         self.url = f"http://localhost:{self.port}"
@@ -115,8 +115,8 @@ def browser():
 def served():
     servers: list[Served] = []
 
-    def start(*args: str) -> Served:
-        s = Served(*args)
+    def start(*args: str, preset: str = "default") -> Served:
+        s = Served(*args, preset=preset)
         servers.append(s)
         return s
 
@@ -128,7 +128,7 @@ def served():
 def open_app(browser, server: Served, timeout: float = 90):
     """A page on the app, returned once the app and its warm engine process run (≥ 2 processes)."""
     before = len(server.children())
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
     page.goto(server.url)
     assert wait_for(lambda: len(server.children()) >= before + 2, timeout), \
         f"the app and its engine did not start: {server.children()}"
@@ -282,3 +282,43 @@ def test_a_served_app_refuses_a_python_model_in_words(monkeypatch):
     monkeypatch.setenv("BASINTUI_ALLOW_PYTHON_MODELS", "0")
     with pytest.raises(AssertionError, match="must not start"):
         b.start(_App(), preset)
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@needs_browser
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [0.2, 2.0])
+def test_closing_a_page_during_a_run_ends_the_running_engine(browser, served, after, tmp_path):
+    """r in the page starts a long run; closing the page mid-run ends the app and the busy engine."""
+    preset = tmp_path / "long.toml"
+    preset.write_text('name = "long"\n[train]\nsteps = 10000000\ntarget_loss = 0.0\n')
+    server = served(preset=str(preset))
+    page = open_app(browser, server)
+
+    def total() -> float:
+        return sum(cpu_seconds(pid) for pid in server.children())
+
+    def idle() -> bool:  # the app drawn and the warm engine done importing torch
+        a = total()
+        time.sleep(0.5)
+        return total() - a < 0.1
+
+    assert wait_for(idle, 60) is not None, "the app never went idle"
+    page.mouse.click(600, 8)  # focus the terminal on the title bar (not in a text field)
+    busy_before = {pid: cpu_seconds(pid) for pid in server.children()}
+    page.keyboard.press("r")
+    ran = wait_for(lambda: any(cpu_seconds(pid) - busy_before.get(pid, 0.0) > 0.5 for pid in server.children()),
+                   30)
+    assert ran is not None, "the run did not start (no process used CPU after r)"
+    time.sleep(after)
+    page.close()
+    took = wait_for(lambda: server.children() == [], END_WITHIN_S + SLACK_S)
+    assert took is not None, f"left behind: {server.children()}"
+    print(f"page closed {after} s into a run: every process ended in {took:.2f} s")
