@@ -237,7 +237,7 @@ def streamed_gram(source: RowBlocks, V: torch.Tensor | None = None,
     width = source.n_cols if V is None else V.shape[1]
     M = None
     for Y in source.blocks(V, cancel):
-        P = gram_of(Y)
+        P = run_cancellable(lambda Y=Y: gram_of(Y), cancel)  # a block's Gram can take seconds
         M = P if M is None else M.add_(P)
     return torch.zeros(width, width, dtype=torch.float64) if M is None else M
 

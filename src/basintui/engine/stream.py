@@ -38,7 +38,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from ..limits import STREAM_BYTES
-from .cancel import CancelToken
+from .cancel import CancelToken, run_cancellable
 from .jacobian import Transform, param_dict
 from .models import Layout
 
@@ -196,7 +196,9 @@ class ParamChunks:
             if cancel is not None:
                 cancel.check()
             a = self._block(start, stop, cancel).numpy()  # F-ordered (n_c × kd): trans=1, no copy
-            K = dsyrk(1.0, a, beta=1.0, c=K, trans=1, lower=0, overwrite_c=1)
+            # one rank-n_c update of a kd × kd K can take a second or more: answer a cancel meanwhile
+            K = run_cancellable(lambda a=a, K=K: dsyrk(1.0, a, beta=1.0, c=K, trans=1, lower=0, overwrite_c=1),
+                                cancel)
             del a  # not alive while the next block is formed
         # dsyrk filled the upper triangle (column-major): mirror it, a strip at a time.
         step = 1024
