@@ -253,3 +253,56 @@ def test_a_temporary_left_by_a_killed_writer_is_swept_by_the_next_write(tmp_path
     other.write_text("half")
     _atomic(tmp_path / "r.json", lambda fh: fh.write(b"{}"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "r.json"]
+
+
+PRESETS = [name for name, _ in __import__("basintui.config", fromlist=["list_presets"]).list_presets()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRESETS)
+def test_ctrl_c_at_a_random_moment_of_any_preset(name, tmp_path):
+    """A seeded random moment: after a random stage's start line, plus up to 0.3 s. Either the run had
+    already finished (exit 0, a complete report) or it exits 130 with what it had computed."""
+    import random
+
+    rng = random.Random(f"{name}-13")
+    nth, extra = rng.randrange(0, 6), rng.uniform(0.0, 0.3)
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "basintui.cli", "run", name, "--progress", "lines", "--quiet", "--json", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    starts, sent, err = 0, False, []
+    for line in proc.stderr:
+        err.append(line)
+        if line.endswith(" started\n"):
+            if starts == nth and not sent:
+                time.sleep(extra)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+                    sent = True
+            starts += 1
+    proc.wait(timeout=GENEROUS_S + 30)
+    stderr = "".join(err)
+    assert "Traceback" not in stderr
+    report = json.loads(out.read_text())
+    t = report["training"]
+    print(f"{name}: signal after start line {nth} + {extra:.2f} s: exit {proc.returncode}, "
+          f"cancelled_stage {t['cancelled_stage']}")
+    if proc.returncode == 0:
+        assert t["status"] != "cancelled" and t["cancelled_stage"] is None
+        assert report["G"] is not None
+        return
+    assert sent and proc.returncode == 130, stderr
+    assert t["status"] == "cancelled" and t["cancelled_stage"] in ORDER, t
+    assert len(t["losses"]) == t["steps"]
+    stage = t["cancelled_stage"]
+    done, after = ORDER[: ORDER.index(stage)], ORDER[ORDER.index(stage) + 1:]
+    skipped = report.get("skipped") or {}
+    assert (report["G"] is not None) or "spectrum" not in done
+    for section in ("hessian", "layers", "levelset"):
+        if section in after:
+            assert report[section] is None
+    cfg = report["config"]["analysis"]
+    if "hessian" in done and cfg["hessian"] != "off" and "hessian" not in skipped:
+        assert report["hessian"] is not None
+    if "layers" in done and cfg["layers"] and "layers" not in skipped:
+        assert report["layers"] is not None

@@ -293,7 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Console().print(summary(data))
     for path in written:
         err_console.print(f"wrote {path}", style="dim", highlight=False)
-    if report.status == "cancelled" or token.cancelled:
+    if report.status == "cancelled":  # (a signal after the engine had returned: the report is complete, exit 0)
         stage = report.training.cancelled_stage
         _err(f"cancelled{f' during the {stage} stage' if stage else ''}; the report holds what was computed")
         _hard_exit_if_engine_running(EXIT_INTERRUPT)
