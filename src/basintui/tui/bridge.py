@@ -236,6 +236,10 @@ def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool, parent: int | Non
     preset, session = job
     outbox = _Outbox(out)
     try:
+        from .serve import PYTHON_REFUSED, python_models_allowed
+
+        if preset.model.kind == "python" and not python_models_allowed():  # the bridge refuses first; never run it
+            raise InputError("model.kind", PYTHON_REFUSED)
         run = session or default
         if run is None:
             raise RuntimeError(f"the engine cannot be imported: {import_error}")
