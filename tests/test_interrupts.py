@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from basintui.config import list_presets
 from conftest import ROOT, run_cli
 
 GENEROUS_S = 20.0  # signal to exit, on a loaded machine (measured 0.1-0.3 s on two shared cores)
-NO_ROUTE_CHOICE = ["analysis.rank_every=-1"]
+NO_PROBES = ["analysis.rank_every=-1"]  # no live rank probes during training
 
 # stage -> the --set values that make it last, and the sections that must be in the report before it
 STAGES: dict[str, list[str]] = {
@@ -37,19 +38,19 @@ STAGES: dict[str, list[str]] = {
               "analysis.rank_every=5"],
     # G of 4,801 × 16,384 formed explicitly (~0.5 s, and a long SVD after it)
     "jacobian": ["data.n=16384", "model.hidden=[64,64]", "train.steps=2", 'analysis.route="explicit"',
-                 'analysis.hessian="off"', "analysis.layers=false", *NO_ROUTE_CHOICE],
+                 'analysis.hessian="off"', "analysis.layers=false", *NO_PROBES],
     # an SVD of 2,817 × 2,048 (tens of seconds here when not cancelled)
     "spectrum": ["data.n=2048", "model.hidden=[48,48]", "train.steps=5", 'analysis.route="explicit"',
-                 'analysis.hessian="off"', "analysis.layers=false", *NO_ROUTE_CHOICE],
+                 'analysis.hessian="off"', "analysis.layers=false", *NO_PROBES],
     # a dense 1,377 × 1,377 Hessian (seconds)
     "hessian": ["data.n=128", "model.hidden=[32,32]", "train.steps=20", 'analysis.hessian="dense"',
-                *NO_ROUTE_CHOICE],
+                *NO_PROBES],
     # 4,096 inputs through the per-layer partitions (~10 s)
     "layers": ["data.n=4096", "model.hidden=[32,32]", "train.steps=5", 'analysis.hessian="off"',
-               *NO_ROUTE_CHOICE],
+               *NO_PROBES],
     # the level-set probe (minutes when not cancelled)
     "levelset": ["data.n=128", "model.hidden=[32,32]", "train.steps=20", 'analysis.hessian="off"',
-                 "analysis.levelset=true", *NO_ROUTE_CHOICE],
+                 "analysis.levelset=true", *NO_PROBES],
 }
 ORDER = ["data", "train", "jacobian", "spectrum", "hessian", "layers", "levelset"]
 
@@ -255,7 +256,7 @@ def test_a_temporary_left_by_a_killed_writer_is_swept_by_the_next_write(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "r.json"]
 
 
-PRESETS = [name for name, _ in __import__("basintui.config", fromlist=["list_presets"]).list_presets()]
+PRESETS = [name for name, _ in list_presets()]
 
 
 @pytest.mark.slow
