@@ -110,16 +110,23 @@ class LinearFactors:
             if layer.bias:
                 yield b.T if V is None else b.T @ V
 
-    def materialize(self) -> torch.Tensor:
-        """G itself (N × kd), stored as the transpose of a row-major J."""
+    def materialize(self, cancel: CancelToken | None = None) -> torch.Tensor:
+        """G itself (N × kd), stored as the transpose of a row-major J; formed in blocks of J's rows
+        (STREAM_BYTES each) so that a cancel is seen between blocks (one product over all rows of a
+        wide layer took over 2 s)."""
         J = torch.empty(self.n_outputs, self.n_params, dtype=torch.float64, device=self.B[0].device)
-        for layer, a, b in zip(self.layers, self.A, self.B):
-            nw = layer.n_out * layer.n_in
-            a_rows = self._a_rows(a)
-            torch.mul(b[:, :, None], a_rows[:, None, :],
-                      out=J[:, layer.start: layer.start + nw].view(self.n_outputs, layer.n_out, layer.n_in))
-            if layer.bias:
-                J[:, layer.start + nw: layer.stop] = b
+        rows = max(1, STREAM_BYTES // (8 * max(self.n_params, 1)))
+        a_all = [self._a_rows(a) for a in self.A]
+        for r0 in range(0, self.n_outputs, rows):
+            if cancel is not None:
+                cancel.check()
+            r1 = min(self.n_outputs, r0 + rows)
+            for layer, a_rows, b in zip(self.layers, a_all, self.B):
+                nw = layer.n_out * layer.n_in
+                torch.mul(b[r0:r1, :, None], a_rows[r0:r1, None, :],
+                          out=J[r0:r1, layer.start: layer.start + nw].view(r1 - r0, layer.n_out, layer.n_in))
+                if layer.bias:
+                    J[r0:r1, layer.start + nw: layer.stop] = b[r0:r1]
         return J.T
 
 

@@ -77,7 +77,7 @@ def jacobian_linear(model: nn.Sequential, layout: Layout, x: torch.Tensor, *, tr
     """Per-sample outer products b_i a_iᵀ of the Linear layers' output gradients and inputs."""
     from .gram import linear_factors
 
-    return linear_factors(model, layout, x, transform=transform, cancel=cancel).materialize()
+    return linear_factors(model, layout, x, transform=transform, cancel=cancel).materialize(cancel)
 
 
 def jacobian_functorch(model: nn.Module, layout: Layout, x: torch.Tensor, *, transform: Transform = None,
