@@ -239,7 +239,7 @@ def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool, parent: int | Non
         from .serve import PYTHON_REFUSED, python_models_allowed
 
         if preset.model.kind == "python" and not python_models_allowed():  # the bridge refuses first; never run it
-            raise InputError("model.kind", PYTHON_REFUSED)
+            raise InputError("", PYTHON_REFUSED)
         run = session or default
         if run is None:
             raise RuntimeError(f"the engine cannot be imported: {import_error}")
@@ -398,7 +398,7 @@ class Bridge:
             with self._lock:
                 if self._active == run_id:
                     self._active = None
-            app.post_message(RunFailed(run_id, "input", f"model.kind: {PYTHON_REFUSED}.",
+            app.post_message(RunFailed(run_id, "input", f"{PYTHON_REFUSED}.",
                                        f"preset {preset.name!r}, model.factory = {preset.model.factory!r}"))
             return run_id
         self._worker = app.run_worker(
