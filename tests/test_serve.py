@@ -322,3 +322,33 @@ def test_closing_a_page_during_a_run_ends_the_running_engine(browser, served, af
     took = wait_for(lambda: server.children() == [], END_WITHIN_S + SLACK_S)
     assert took is not None, f"left behind: {server.children()}"
     print(f"page closed {after} s into a run: every process ended in {took:.2f} s")
+
+
+@pytest.mark.slow
+def test_the_app_shows_the_refusal_on_screen(monkeypatch):
+    """In a served app (not allowed), pressing r on a python-model preset opens the error screen that
+    names the flag; no run starts."""
+    import asyncio
+
+    from basintui.config import load_preset
+    from basintui.tui.app import BasinApp
+    from basintui.tui.screens.error import ErrorScreen
+
+    monkeypatch.setenv("BASINTUI_SERVED", "1")
+    monkeypatch.setenv("BASINTUI_ALLOW_PYTHON_MODELS", "0")
+
+    async def main():
+        app = BasinApp(load_preset("critique"))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("r")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if isinstance(app.screen, ErrorScreen):
+                    break
+            assert isinstance(app.screen, ErrorScreen), type(app.screen)
+            assert app.screen.title_text == "The preset cannot be run as asked"
+            assert "--allow-python-models" in app.screen.message
+            assert not app.bridge.busy
+
+    asyncio.run(main())
