@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from ..limits import STREAM_BYTES
-from .cancel import CancelToken
+from .cancel import CancelToken, run_cancellable
 from .models import Layout, sequence
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.Identity, nn.SiLU, nn.Softplus, nn.ELU)
@@ -106,7 +106,8 @@ def jacobian_functorch(model: nn.Module, layout: Layout, x: torch.Tensor, *, tra
             cancel.check()
         xc = x[i0: i0 + chunk]
         b = xc.shape[0]
-        jac = jac_fn(params, xc)
+        # one chunk is up to CHUNK_BYTES of per-sample gradients (seconds on a slow CPU): answer a cancel meanwhile
+        jac = run_cancellable(lambda xc=xc: jac_fn(params, xc), cancel)
         J = G.T
         offset = 0
         for name in names:
