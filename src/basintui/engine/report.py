@@ -266,7 +266,7 @@ def _sweep(directory: Path, name: str) -> None:
             pid = int(entry.name[len(prefix):].split("-", 1)[0])
         except ValueError:
             continue
-        if pid != os.getpid() and _alive(pid):
+        if pid == os.getpid() or _alive(pid):  # ours may be another thread's write in flight
             continue
         try:
             os.unlink(entry.path)
