@@ -51,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                        description="Serve the app in a browser on localhost (reach it from elsewhere over "
                                    "`ssh -L`). Each page runs its own app process; closing the page, or "
                                    "stopping the server, ends it and its engine within two seconds.")
-    s.add_argument("preset", nargs="?", default="default")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("preset", nargs="?", default="default",
+                   help="a .toml file or the name of a built-in preset (default: default)")
+    s.add_argument("--port", type=int, default=8000, help="the port on localhost (default: 8000)")
     s.add_argument("--allow-python-models", action="store_true",
                    help="let the served app run presets with model.kind = \"python\" (these import and run "
                         "the preset's own Python code on this machine); refused by default")
