@@ -123,6 +123,11 @@ class _Interrupts:
     def handle(self, signum, frame) -> None:
         self.signals.append(signum)
         if self.token.cancelled:
+            if _OWN_PROCESS:  # abort now, from wherever the main thread is (see _startup_signal)
+                try:
+                    os.write(2, b"\nbasintui: error: interrupted; no report written\n")
+                finally:
+                    os._exit(EXIT_INTERRUPT)
             raise KeyboardInterrupt
         self.token.cancel()
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
