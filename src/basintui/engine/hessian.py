@@ -39,7 +39,6 @@ stochastic Lanczos quadrature. Both are checked against the dense route in the t
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +49,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch.func import grad, jvp, vmap
 
 from . import resources, spectrum
-from .cancel import CancelToken
+from .cancel import CancelToken, run_cancellable
 from .events import Note
 from .jacobian import outputs_at
 from .models import flat_params
@@ -173,29 +172,6 @@ def dense_hessian(L, theta: torch.Tensor, cancel: CancelToken | None = None, chu
         for j in range(b):
             H[i0 + j] = hvp(E[j])
     return 0.5 * (H + H.T)
-
-
-def run_cancellable(fn: Callable[[], Any], cancel: CancelToken | None = None, poll_s: float = 0.2) -> Any:
-    """fn() in a helper thread while this one polls the cancel token (LAPACK cannot be interrupted): on
-    cancel the caller gets Cancelled at once and the helper's result is dropped when it finishes."""
-    if cancel is None:
-        return fn()
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # pragma: no cover - LAPACK failure, re-raised below
-            box["error"] = exc
-
-    t = threading.Thread(target=work, name="basintui-lapack", daemon=True)
-    t.start()
-    while t.is_alive():
-        t.join(poll_s)
-        cancel.check()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def eigvalsh_cancellable(A: torch.Tensor, cancel: CancelToken | None = None, poll_s: float = 0.2) -> np.ndarray:
