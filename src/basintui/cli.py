@@ -390,13 +390,24 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _startup_signal)
     try:
-        return _main(argv)
+        code = _main(argv)
     except KeyboardInterrupt:
         sys.stderr.write("\nbasintui: interrupted\n")
-        return EXIT_INTERRUPT
+        code = EXIT_INTERRUPT
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if not _OWN_PROCESS:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if _OWN_PROCESS and "torch" in sys.modules:
+        # The work is done and written: skip torch's teardown (about a second, during which a signal
+        # would have met Python's default handler and ended the process as killed by SIGINT).
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    return code
 
 
 def _main(argv: list[str] | None = None) -> int:
