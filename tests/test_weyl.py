@@ -259,3 +259,29 @@ def test_default_preset_says_claim3_holds_up_to_residual_with_the_counts(tmp_pat
     for part in ("G", "GGN", "H"):
         assert {"rule", "rtol", "scale", "threshold"} <= set(h["rank_rule"][part])
     assert h["rank_rule"]["H"]["floor_applied"] and h["rank_rule"]["H"]["governed_by"] == "resolution floor"
+
+
+def test_eigenvalues_that_rounding_puts_at_the_band_edge_are_not_counted_outside_it():
+    # Where GGN vanishes, H = R: λ(H) = ±‖R‖₂ exactly, and rounding may put it a hair outside the band
+    # (the xor-relu preset had 5 "outside" with rank(GGN) = 3, against Weyl's theorem).
+    from basintui.engine.hessian import weyl_dense
+
+    r, res = 4.15e-5, 5e-14
+    ev = np.array([13.5, 7.7, 2.3, r * (1 + 4e-16), 3.3e-5, 0.0, -r * (1 + 4e-16)])
+    ev_ggn = np.array([13.5, 7.7, 2.3, 0.0, 0.0, 0.0, 0.0])
+    w = weyl_dense(ev, ev_ggn, r, res, rank_ggn=3)
+    assert (w.above_band, w.below_band, w.outside_band, w.ggn_above_2r) == (3, 0, 3, 3)
+    assert w.agrees
+    # a value clearly outside (by 1e3 resolutions) still counts
+    w2 = weyl_dense(np.append(ev, -r - 1e3 * res), np.append(ev_ggn, 0.0), r, res, rank_ggn=3)
+    assert w2.below_band == 1 and not w2.agrees
+
+
+@pytest.mark.slow
+def test_xor_relu_preset_obeys_weyl():
+    from basintui.config import load_preset
+
+    rep = run(load_preset("xor-relu", ["device=cpu"]))
+    w = rep.hessian.weyl
+    assert w.outside_band <= rep.hessian.rank_ggn == rep.G.rank == 3
+    assert w.ggn_above_2r <= w.outside_band

@@ -529,7 +529,9 @@ class Weyl:
                 "n_eigenvalues_GGN": self.n_eigenvalues_GGN, "residual_norm_from": self.residual_from,
                 "rule": ("Weyl: |λ_i(H) − λ_i(GGN)| ≤ ‖R‖₂, so at most rank(GGN) eigenvalues of H lie outside "
                          "[−b, b] and at least #{λ(GGN) > 2b} lie above b, b = ‖R‖₂ (or the resolution floor "
-                         "when ‖R‖₂ is below it)"),
+                         "when ‖R‖₂ is below it); both counted with a margin of one resolution δ (|λ(H)| > b + δ, "
+                         "λ(GGN) > 2b + δ), so an eigenvalue that rounding puts at the band's edge is not "
+                         "counted outside it"),
                 "statement": self.statement}
 
     @property
@@ -546,10 +548,14 @@ class Weyl:
 
 
 def weyl_dense(ev: np.ndarray, ev_ggn: np.ndarray, r_norm: float, resolution: float, rank_ggn: int) -> Weyl:
+    """Counts with a margin of one resolution: H's computed eigenvalues carry errors of about that size, so one
+    within it of ±b (e.g. where H = R in GGN's null space, λ(H) = ±‖R‖₂ exactly) is not counted outside."""
     b = max(r_norm, resolution)
+    edge = b + resolution
     return Weyl(residual_norm=r_norm, band=b, resolution=resolution,
-                above_band=int(np.count_nonzero(ev > b)), below_band=int(np.count_nonzero(ev < -b)),
-                outside_band_exact=True, ggn_above_2r=int(np.count_nonzero(ev_ggn > 2 * b)), rank_ggn=rank_ggn,
+                above_band=int(np.count_nonzero(ev > edge)), below_band=int(np.count_nonzero(ev < -edge)),
+                outside_band_exact=True, ggn_above_2r=int(np.count_nonzero(ev_ggn > 2 * b + resolution)),
+                rank_ggn=rank_ggn,
                 n_eigenvalues_H=int(ev.size), n_eigenvalues_H_total=int(ev.size),
                 n_eigenvalues_GGN=int(ev_ggn.size), residual_from="eigvalsh of the dense H − GGN")
 
@@ -560,12 +566,13 @@ def weyl_extremes(top: np.ndarray, bottom: np.ndarray, n: int, ev_ggn: np.ndarra
     eigenvalue not found lies between max(bottom) and min(top): the count is exact when that interval is
     inside the band (a found eigenvalue inside it at each end), and a lower bound otherwise."""
     b = max(r_norm, resolution)
+    edge = b + resolution  # the same margin as weyl_dense
     found = np.unique(np.concatenate([top, bottom]))
-    exact = found.size >= n or (top.size > 0 and bottom.size > 0 and float(top.min()) <= b
-                                and float(bottom.max()) >= -b)
+    exact = found.size >= n or (top.size > 0 and bottom.size > 0 and float(top.min()) <= edge
+                                and float(bottom.max()) >= -edge)
     return Weyl(residual_norm=r_norm, band=b, resolution=resolution,
-                above_band=int(np.count_nonzero(found > b)), below_band=int(np.count_nonzero(found < -b)),
-                outside_band_exact=bool(exact), ggn_above_2r=int(np.count_nonzero(ev_ggn > 2 * b)),
+                above_band=int(np.count_nonzero(found > edge)), below_band=int(np.count_nonzero(found < -edge)),
+                outside_band_exact=bool(exact), ggn_above_2r=int(np.count_nonzero(ev_ggn > 2 * b + resolution)),
                 rank_ggn=rank_ggn, n_eigenvalues_H=int(found.size), n_eigenvalues_H_total=n,
                 n_eigenvalues_GGN=int(ev_ggn.size), residual_from="Lanczos (eigsh) on H − GGN as an operator")
 
