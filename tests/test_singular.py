@@ -209,3 +209,14 @@ def test_the_critique_preset_at_each_singular_point(fn):
     ls = r["levelset"]
     assert ls["estimated_dim"] == dim and ls["manifold"] is manifold
     assert r["hessian"]["rank"] == 0 and len(r["layers"]) == 1
+
+
+def test_a_model_that_fails_mid_run_is_one_line_and_exit_1(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text('[data]\nkind = "gaussian"\nn = 8\ndim = 2\n[model]\nkind = "python"\n'
+                      'factory = "singular_models:fails_later"\n[train]\nsteps = 100\n')
+    (tmp_path / "singular_models.py").write_text((FIXTURES / "singular_models.py").read_text())
+    proc = run_cli("run", str(preset), timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "the run failed: RuntimeError: CUDA error: an illegal memory access" in proc.stderr

@@ -262,6 +262,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             except InputError as exc:
                 _err(str(exc))
                 return EXIT_USAGE
+            except Exception as exc:  # noqa: BLE001 - the engine's boundary: a user model or torch failed
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                _err(f"the run failed: {type(exc).__name__}: {first}")
+                return EXIT_FAIL
             if report is not None:
                 data = report.to_dict()
                 target = report
