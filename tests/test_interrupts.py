@@ -307,3 +307,28 @@ def test_ctrl_c_at_a_random_moment_of_any_preset(name, tmp_path):
         assert report["hessian"] is not None
     if "layers" in done and cfg["layers"] and "layers" not in skipped:
         assert report["layers"] is not None
+
+
+@pytest.mark.parametrize("after", ["the last stage ended", "the report was written"])
+def test_a_signal_once_the_run_is_over_leaves_a_complete_report_and_exit_0(tmp_path, after):
+    """Once the engine has returned, a signal changes nothing: exit 0 beside a complete report (it had
+    ended the process with 130 beside a complete, uncancelled report when it landed during the summary)."""
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "basintui.cli", "run", "xor-relu", "--set", "analysis.hessian=off",
+           "--progress", "lines", "--json", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    trigger = "stage layers done" if after == "the last stage ended" else "wrote "
+    err = []
+    for line in proc.stderr:
+        err.append(line)
+        if trigger in line and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=GENEROUS_S + 30)
+    stderr = "".join(err)
+    assert "Traceback" not in stderr
+    report = json.loads(out.read_text())
+    if proc.returncode == 130:  # the engine had not returned yet: a cancelled report, said so
+        assert report["training"]["status"] == "cancelled", stderr
+    else:
+        assert proc.returncode == 0, stderr
+        assert report["training"]["status"] != "cancelled" and report["G"]["rank"] == 3

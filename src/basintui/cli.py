@@ -117,8 +117,15 @@ class _Interrupts:
         return self
 
     def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+        # The run is over and what it computed is written or about to be: a signal from now on changes
+        # nothing (exit 0 with a complete report). Restoring the start-up handler here would let a
+        # signal during the summary end the process with 130 beside a complete, uncancelled report.
+        # main() restores the caller's own handlers when it returns.
+        for sig in self.previous:
+            signal.signal(sig, self.late)
+
+    def late(self, signum, frame) -> None:
+        self.signals.append(signum)
 
     def handle(self, signum, frame) -> None:
         self.signals.append(signum)
