@@ -292,7 +292,7 @@ class _EngineProcess:
         self.cancel.set()
         try:
             self.jobs.put_nowait(None)  # an idle (prewarmed) process exits at once
-        except Exception:  # noqa: BLE001 - closed queue
+        except (ValueError, OSError, queue.Full):  # the queue is closed or full: the process is ending anyway
             pass
 
         def reap() -> None:

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select, Static
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ...config import (
     ACTIVATIONS,
@@ -239,7 +239,7 @@ class SetupPane(Vertical):
         opts = self.query_one("#preset-list", OptionList)
         try:
             opts.highlighted = opts.get_option_index(preset.name)
-        except Exception:  # noqa: BLE001 - a preset from a path has no entry in the list
+        except OptionDoesNotExist:  # a preset from a path has no entry in the list: nothing to highlight
             pass
         self.query_one("#preset-desc", Static).update(preset.description)
 
