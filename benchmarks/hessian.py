@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import dgemm_gflops, machine, peak_rss  # noqa: E402
 
 from basintui.engine import hessian as hs  # noqa: E402
-from basintui.engine.models import build_mlp, flat_params, layout_of  # noqa: E402
+from basintui.engine.problem.models import build_mlp, flat_params, layout_of  # noqa: E402
 
 
 def main() -> None:

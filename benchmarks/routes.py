@@ -3,7 +3,7 @@ k ∈ {256, 1024, 4096} (float64, d = 1).
 
 Routes, measured in this one process:
   engine      the session's own choice (limits.choose_route): factored Gram when kd ≤ N/4
-  explicit    G formed (Linear fast path) + the Gram/Ritz/SVD rule of engine/spectrum.py
+  explicit    G formed (Linear fast path) + the Gram/Ritz/SVD rule of engine/numerics/spectrum.py
   streamed    G's Gram summed over parameter chunks by vmap(jacrev), never whole (any model)
   jacrev      vmap(jacrev) + torch.linalg.svdvals (the plain torch.func way)
   curvlinops  TransposedJacobianLinearOperator densified in chunks + svdvals (optional peer)
@@ -32,11 +32,11 @@ from torch.func import functional_call, jacrev, vmap
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import dgemm_gflops, machine, peak_rss  # noqa: E402
 
-from basintui.engine.jacobian import compute_G  # noqa: E402
-from basintui.engine.models import build_mlp, layout_of  # noqa: E402
-from basintui.engine.resources import available_bytes, fmt_bytes  # noqa: E402
-from basintui.engine.routes import spectrum_on_route  # noqa: E402
-from basintui.engine.spectrum import singular_values  # noqa: E402
+from basintui.engine.routes.jacobian import compute_G  # noqa: E402
+from basintui.engine.problem.models import build_mlp, layout_of  # noqa: E402
+from basintui.engine.session.resources import available_bytes, fmt_bytes  # noqa: E402
+from basintui.engine.routes.dispatch import spectrum_on_route  # noqa: E402
+from basintui.engine.numerics.spectrum import singular_values  # noqa: E402
 
 WIDTH_FOR_N = {10_000: 94, 100_000: 310, 1_000_000: 994}
 

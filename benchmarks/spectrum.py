@@ -1,6 +1,6 @@
 """Spectrum of G for a tanh MLP 10-310-310-1 (N ≈ 1e5) on k = 1024 inputs, float64.
 
-The engine's route (Linear fast path for G, then the Gram/SVD rule of engine/spectrum.py) against
+The engine's route (Linear fast path for G, then the Gram/SVD rule of engine/numerics/spectrum.py) against
 `vmap(jacrev)` + `torch.linalg.svdvals`, measured side by side in this one process. Prints both
 times, their ratio, the largest relative disagreement of singular values ≥ 1e-4 σ₁, and the peak
 resident memory of each. Target (issue 3): ≥ 10× faster, agreement within 1e-8.
@@ -21,10 +21,10 @@ from torch.func import functional_call, jacrev, vmap
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import dgemm_gflops, machine, peak_rss  # noqa: E402
 
-from basintui.engine.jacobian import compute_G  # noqa: E402
-from basintui.engine.models import build_mlp, layout_of  # noqa: E402
-from basintui.engine.routes import spectrum_on_route  # noqa: E402
-from basintui.engine.spectrum import spectrum_of  # noqa: E402
+from basintui.engine.routes.jacobian import compute_G  # noqa: E402
+from basintui.engine.problem.models import build_mlp, layout_of  # noqa: E402
+from basintui.engine.routes.dispatch import spectrum_on_route  # noqa: E402
+from basintui.engine.numerics.spectrum import spectrum_of  # noqa: E402
 
 
 def engine_spectrum(model, layout, x):

@@ -12,7 +12,7 @@ import pytest
 
 from basintui.config import MAX_PRESET_BYTES, MAX_SHOWN, PresetError, load_preset, load_text
 from basintui.engine.errors import InputError, ResourceError
-from basintui.engine.session import run
+from basintui.engine.session.run import run
 from conftest import make_preset, run_cli
 
 BAD = Path(__file__).resolve().parent / "fixtures" / "bad"
@@ -194,8 +194,7 @@ def test_unusable_data_files_name_the_file_and_the_fault(name, fragment):
 
 
 def test_a_csv_too_big_to_read_is_priced_before_it_is_read(monkeypatch):
-    from basintui.engine import data
-
+    from basintui.engine.problem import data
     monkeypatch.setattr(data, "host_available_bytes", lambda: 100)  # 80 bytes usable; nan_x.csv is 20
     p = make_preset(data={"kind": "file", "path": "nan_x.csv"}, source_dir=BAD, **CHEAP)
     with pytest.raises(InputError) as info:
@@ -204,8 +203,7 @@ def test_a_csv_too_big_to_read_is_priced_before_it_is_read(monkeypatch):
 
 
 def test_an_npz_that_unpacks_too_big_is_priced_from_its_headers(monkeypatch):
-    from basintui.engine import data
-
+    from basintui.engine.problem import data
     monkeypatch.setattr(data, "host_available_bytes", lambda: 200)  # x 4×2 and y 4 as float64: 96 B, ×3 to load
     p = make_preset(data={"kind": "file", "path": "nan_x.npz"}, source_dir=BAD, **CHEAP)
     with pytest.raises(InputError) as info:

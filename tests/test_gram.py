@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from basintui.engine.gram import linear_factors
-from basintui.engine.jacobian import compute_G
-from basintui.engine.models import build_mlp, layout_of
-from basintui.engine.session import run
-from basintui.engine.spectrum import analyse, factored_singular_values
+from basintui.engine.routes.gram import linear_factors
+from basintui.engine.routes.jacobian import compute_G
+from basintui.engine.problem.models import build_mlp, layout_of
+from basintui.engine.session.run import run
+from basintui.engine.numerics.spectrum import analyse, factored_singular_values
 from conftest import make_preset
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from basintui.engine import hessian as hs
-from basintui.engine import resources
-from basintui.engine.jacobian import compute_G, outputs_at
-from basintui.engine.models import build_mlp, flat_params, layout_of
-from basintui.engine.report import write_json, write_npz
-from basintui.engine.session import run
+from basintui.engine.analyses import hessian as hs
+from basintui.engine.session import resources
+from basintui.engine.routes.jacobian import compute_G, outputs_at
+from basintui.engine.problem.models import build_mlp, flat_params, layout_of
+from basintui.engine.session.report import write_json, write_npz
+from basintui.engine.session.run import run
 from conftest import make_preset, run_cli
 
 

@@ -14,10 +14,10 @@ from rich.console import Console
 from torch import nn
 
 from basintui.config import load_preset
-from basintui.engine import infoloss
-from basintui.engine.jacobian import compute_G
-from basintui.engine.models import layout_of
-from basintui.engine.session import run
+from basintui.engine.analyses import infoloss
+from basintui.engine.routes.jacobian import compute_G
+from basintui.engine.problem.models import layout_of
+from basintui.engine.session.run import run
 from basintui.render.summary import summary
 
 from conftest import make_preset, run_cli

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from basintui.engine.jacobian import compute_G, linear_path_ok, outputs_at
-from basintui.engine.models import build_mlp, flat_params, layout_of
+from basintui.engine.routes.jacobian import compute_G, linear_path_ok, outputs_at
+from basintui.engine.problem.models import build_mlp, flat_params, layout_of
 
 
 def _model(activation: str, bias: bool, d: int, seed: int = 0) -> nn.Sequential:
@@ -91,7 +91,7 @@ def test_functorch_chunks_cover_every_input():
     model = _model("tanh", True, 2)
     layout = layout_of(model)
     x = torch.randn(13, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    from basintui.engine.jacobian import jacobian_functorch
+    from basintui.engine.routes.jacobian import jacobian_functorch
 
     small_chunks = jacobian_functorch(model, layout, x, chunk_bytes=1)  # one input per chunk
     whole = jacobian_functorch(model, layout, x)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from basintui.engine import levelset as lsmod
-from basintui.engine.models import layout_of
-from basintui.engine.session import run
+from basintui.engine.analyses import levelset as lsmod
+from basintui.engine.problem.models import layout_of
+from basintui.engine.session.run import run
 from conftest import ROOT, make_preset
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -240,9 +240,9 @@ def test_subsampled_local_probe_uses_retention_estimate():
     rep = run(make_preset(data={"kind": "gaussian", "n": 6, "dim": 3, "out_dim": 1, "targets": "teacher"},
                           model={"hidden": [12], "activation": "tanh"}, train={"steps": 0},
                           analysis={"hessian": "off", "layers": False}))
-    from basintui.engine.data import make_inputs
-    from basintui.engine.jacobian import compute_G
-    from basintui.engine.models import build_mlp, set_flat_params
+    from basintui.engine.problem.data import make_inputs
+    from basintui.engine.routes.jacobian import compute_G
+    from basintui.engine.problem.models import build_mlp, set_flat_params
 
     model = build_mlp(3, (12,), 1, "tanh", True).double()
     set_flat_params(model, torch.as_tensor(rep.theta))

@@ -9,10 +9,10 @@ from torch import nn
 
 from basintui.engine.cancel import CancelToken
 from basintui.engine.errors import Cancelled
-from basintui.engine.jacobian import compute_G
-from basintui.engine.matfree import (TopSpectrum, jacobian_operator, matfree_bytes, rank_from_top,
+from basintui.engine.routes.jacobian import compute_G
+from basintui.engine.routes.matfree import (TopSpectrum, jacobian_operator, matfree_bytes, rank_from_top,
                                      top_singular_values)
-from basintui.engine.models import activation_numel, layout_of
+from basintui.engine.problem.models import activation_numel, layout_of
 
 
 class Residual(nn.Module):

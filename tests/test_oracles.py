@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from basintui.engine.session import run
+from basintui.engine.session.run import run
 from conftest import make_preset
 
 
@@ -52,7 +52,7 @@ def test_linear_model_rank_is_rank_of_inputs_with_ones():
     report = run(p)
     x = np.asarray(report.theta)  # parameters are w (6) and b (1)
     assert x.shape == (7,)
-    from basintui.engine.data import make_inputs
+    from basintui.engine.problem.data import make_inputs
 
     X = make_inputs(p.data, p.seed).x
     expected = np.linalg.matrix_rank(np.hstack([X, np.ones((len(X), 1))]))
@@ -94,9 +94,9 @@ def test_self_targets_give_a_zero_residual(loss, extra):
         train={"loss": loss, "steps": 0},
         analysis={"hessian": "off", "layers": False},
     )
-    from basintui.engine import data as data_mod
-    from basintui.engine.models import make_model, set_flat_params
-    from basintui.engine.train import per_sample_loss
+    from basintui.engine.problem import data as data_mod
+    from basintui.engine.problem.models import make_model, set_flat_params
+    from basintui.engine.problem.train import per_sample_loss
 
     report = run(p)
     inputs = data_mod.make_inputs(p.data, p.seed)

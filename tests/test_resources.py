@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from basintui.engine import resources
+from basintui.engine.session import resources
 from conftest import make_preset, run_cli
 
 
@@ -76,8 +76,7 @@ def test_factored_route_reroutes_a_job_whose_G_would_not_fit():
 
 
 def test_stage_that_needs_G_after_the_factored_spectrum_is_refused_and_the_spectrum_kept(monkeypatch):
-    from basintui.engine import session
-
+    from basintui.engine.session import run as session
     p = make_preset(data={"n": 16, "dim": 6}, model={"hidden": [32, 32]}, train={"steps": 0},
                     analysis={"hessian": "off", "layers": False})
     real = resources.available_bytes
@@ -100,7 +99,7 @@ def test_stage_that_needs_G_after_the_factored_spectrum_is_refused_and_the_spect
 
 
 def test_stages_that_need_a_G_that_cannot_fit_are_skipped_with_the_reason_and_the_spectrum_kept(monkeypatch):
-    from basintui.engine import session
+    from basintui.engine.session import run as session
     from basintui.render.summary import why_missing
 
     p = make_preset(data={"n": 64, "dim": 6}, model={"hidden": [64, 64]}, train={"steps": 0},

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from basintui.config import load_preset
-from basintui.engine.session import run
+from basintui.engine.session.run import run
 from conftest import run_cli
 
 QUICK = {"train.steps": 60, "analysis.layers": False, "analysis.hessian": "off", "analysis.rank_every": -1}

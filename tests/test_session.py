@@ -10,11 +10,11 @@ import pytest
 
 from basintui.config import load_preset
 from basintui.engine.cancel import CancelToken
-from basintui.engine.data import make_inputs
+from basintui.engine.problem.data import make_inputs
 from basintui.engine.errors import InputError
 from basintui.engine.events import Finished, RankProbe, Stage, TrainStep
-from basintui.engine.report import load_json, write_json
-from basintui.engine.session import run
+from basintui.engine.session.report import load_json, write_json
+from basintui.engine.session.run import run
 from conftest import make_preset, run_cli
 
 OFF = {"hessian": "off", "layers": False}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from basintui.engine.errors import InputError
-from basintui.engine.session import run
+from basintui.engine.session.run import run
 from conftest import ROOT, make_preset, run_cli
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -172,8 +172,8 @@ def test_batchnorm_keeps_its_own_reason():
 def test_near_threshold_values_are_shown_in_the_summary_and_the_spectrum_pane():
     from rich.console import Console
 
-    from basintui.engine.report import spectrum_dict
-    from basintui.engine.spectrum import EPS, analyse
+    from basintui.engine.session.report import spectrum_dict
+    from basintui.engine.numerics.spectrum import EPS, analyse
     from basintui.render.summary import g_table
     from basintui.tui.widgets.spectrum import facts
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from basintui.engine.report import interpret
-from basintui.engine.spectrum import EPS, DenseRows, analyse, singular_values, spectrum_of, streamed_singular_values
+from basintui.engine.session.report import interpret
+from basintui.engine.numerics.spectrum import EPS, DenseRows, analyse, singular_values, spectrum_of, streamed_singular_values
 
 
 def _with_singular_values(n: int, m: int, sv: np.ndarray, seed: int = 0) -> torch.Tensor:
@@ -147,8 +147,7 @@ def test_a_streamed_G_near_the_tolerance_is_decided_by_its_R_factor():
 
 
 def test_when_no_exact_method_fits_the_ritz_values_decide_and_say_so(monkeypatch):
-    from basintui.engine import spectrum as sp
-
+    from basintui.engine.numerics import spectrum as sp
     sv_true = np.concatenate([np.ones(40), np.full(40, 1.5 * 600 * EPS)])
     G = _with_singular_values(600, 80, sv_true, seed=2)
     monkeypatch.setattr(sp, "_tsqr_bytes", lambda n: 2**62)  # R cannot fit anywhere
@@ -159,7 +158,7 @@ def test_when_no_exact_method_fits_the_ritz_values_decide_and_say_so(monkeypatch
 
 
 def test_streamed_r_has_the_singular_values_of_G_to_machine_precision():
-    from basintui.engine.spectrum import streamed_r
+    from basintui.engine.numerics.spectrum import streamed_r
 
     sv_true = np.concatenate([np.geomspace(1, 1e-14, 30), np.zeros(10)])
     G = _with_singular_values(500, 40, sv_true, seed=3)

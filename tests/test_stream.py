@@ -1,4 +1,4 @@
-"""G streamed over parameter chunks (engine/stream.py) against the whole G of jacobian.compute_G."""
+"""G streamed over parameter chunks (engine/routes/stream.py) against the whole G of jacobian.compute_G."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from torch import nn
 
 from basintui.engine.cancel import CancelToken
 from basintui.engine.errors import Cancelled
-from basintui.engine.jacobian import compute_G
-from basintui.engine.models import layout_of
-from basintui.engine.stream import param_chunks
+from basintui.engine.routes.jacobian import compute_G
+from basintui.engine.problem.models import layout_of
+from basintui.engine.routes.stream import param_chunks
 
 
 class ConvRes(nn.Module):

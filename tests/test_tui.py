@@ -202,7 +202,7 @@ def test_sizes_before_the_run_match_the_engines_plan(name, sets):
     """The Setup pane's N, k, d and memory (no torch) equal the engine's own Plan."""
     from basintui.config import load_preset
     from basintui.engine.events import Plan
-    from basintui.engine.session import run
+    from basintui.engine.session.run import run
 
     preset = load_preset(name)
     plans = []

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from basintui.engine import hessian as hs
-from basintui.engine.jacobian import outputs_at
-from basintui.engine.models import flat_params
-from basintui.engine.session import run
-from basintui.engine.train import per_sample_loss
+from basintui.engine.analyses import hessian as hs
+from basintui.engine.routes.jacobian import outputs_at
+from basintui.engine.problem.models import flat_params
+from basintui.engine.session.run import run
+from basintui.engine.problem.train import per_sample_loss
 from conftest import make_preset, run_cli
 
 ROUTES = ("explicit", "factored", "streamed", "matfree")
@@ -264,7 +264,7 @@ def test_default_preset_says_claim3_holds_up_to_residual_with_the_counts(tmp_pat
 def test_eigenvalues_that_rounding_puts_at_the_band_edge_are_not_counted_outside_it():
     # Where GGN vanishes, H = R: λ(H) = ±‖R‖₂ exactly, and rounding may put it a hair outside the band
     # (the xor-relu preset had 5 "outside" with rank(GGN) = 3, against Weyl's theorem).
-    from basintui.engine.hessian import weyl_dense
+    from basintui.engine.analyses.hessian import weyl_dense
 
     r, res = 4.15e-5, 5e-14
     ev = np.array([13.5, 7.7, 2.3, r * (1 + 4e-16), 3.3e-5, 0.0, -r * (1 + 4e-16)])

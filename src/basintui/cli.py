@@ -152,7 +152,7 @@ def _run_engine(preset, on_event, token):
     Returns (report, None), or (None, partial) when the engine did not return within CANCEL_GRACE_S
     of a cancel: `partial` is the last report the engine published (its to_dict() form)."""
     from .engine.events import Partial
-    from .engine.session import run
+    from .engine.session.run import run
 
     box: dict[str, object] = {}
     latest: dict[str, object] = {}
@@ -190,7 +190,7 @@ def _run_engine(preset, on_event, token):
 
 def _nothing_computed(preset) -> dict:
     """The report of a run cancelled before training began: the resolved preset and the status."""
-    from .engine.report import SCHEMA
+    from .engine.session.report import SCHEMA
 
     return {
         "schema": SCHEMA, "config": preset.to_dict(), "device": None, "model": None, "data": None,
@@ -240,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .engine.cancel import CancelToken
     from .engine.errors import InputError
     from .engine.events import Stage
-    from .engine.report import json_bytes, write_json, write_npz
+    from .engine.session.report import json_bytes, write_json, write_npz
     from .render.progress import RunProgress
     from .render.summary import summary
 

@@ -35,7 +35,7 @@ def host_available_bytes() -> int:
 
 def factored_route_applies(n_params: int, kd: int) -> bool:
     """The factored Gram serves a network of Linear layers when its kd × kd Gram is the small side
-    (kd ≤ N/4); engine/session.py adds the check that the model is such a network."""
+    (kd ≤ N/4); engine/session/run.py adds the check that the model is such a network."""
     return 4 * kd <= n_params
 
 

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..engine.events import Note, Plan, RankProbe, Stage, TrainStep
-from ..engine.resources import fmt_bytes
+from ..engine.session.resources import fmt_bytes
 
 
 class RunProgress:

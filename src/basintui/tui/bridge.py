@@ -38,7 +38,7 @@ from ..limits import (  # noqa: F401 (app code imports fmt_bytes here)
 )
 from ..engine import events as ev
 from ..engine.cancel import WorkerToken
-from ..engine.data import DEFAULT_DIM, DEFAULT_N
+from ..engine.problem.data import DEFAULT_DIM, DEFAULT_N
 from ..engine.errors import InputError
 from .messages import (
     ExportDone,
@@ -82,7 +82,7 @@ class Sizes:
 
 
 def estimate_sizes(preset: Preset) -> Sizes:
-    """What engine.resources.plan will compute, from the config only (no torch, no data loaded)."""
+    """What engine.session.resources.plan will compute, from the config only (no torch, no data loaded)."""
     d_cfg, m_cfg = preset.data, preset.model
     why = []
     k: int | None
@@ -136,7 +136,7 @@ def estimate_sizes(preset: Preset) -> Sizes:
 
 
 def _default_session() -> Session:
-    from ..engine.session import run  # imports torch: only ever in the engine process
+    from ..engine.session.run import run  # imports torch: only ever in the engine process
 
     return run
 
@@ -509,7 +509,7 @@ class ReportHandle:
         return pickle.loads(self.blob)
 
     def write(self, json_path: str, npz_path: str) -> tuple[str, str]:
-        from ..engine.report import write_json, write_npz
+        from ..engine.session.report import write_json, write_npz
 
         report = self.load()
         return str(write_json(report, json_path)), str(write_npz(report, npz_path))

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..config import Preset
-from ..limits import (  # noqa: F401 (re-exported)
+from ...config import Preset
+from ...limits import (  # noqa: F401 (re-exported)
     DENSE_HESSIAN_MAX_PARAMS,
     SAFETY,
     fmt_bytes,
@@ -18,7 +18,7 @@ from ..limits import (  # noqa: F401 (re-exported)
     input_bytes,
     spectrum_peak_bytes,
 )
-from .errors import ResourceError
+from ..errors import ResourceError
 
 
 

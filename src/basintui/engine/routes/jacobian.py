@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from ..limits import STREAM_BYTES
-from .cancel import CancelToken, run_cancellable
-from .models import Layout, sequence
+from ...limits import STREAM_BYTES
+from ..cancel import CancelToken, run_cancellable
+from ..problem.models import Layout, sequence
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.Identity, nn.SiLU, nn.Softplus, nn.ELU)
 Transform = Callable[[torch.Tensor], torch.Tensor] | None

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..limits import STREAM_BYTES
-from .cancel import CancelToken
-from .models import Layout, sequence
+from ...limits import STREAM_BYTES
+from ..cancel import CancelToken
+from ..problem.models import Layout, sequence
 
 
 @dataclass(frozen=True)

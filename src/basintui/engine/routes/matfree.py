@@ -40,11 +40,11 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, svds
 from torch import nn
 
-from ..limits import matfree_route_bytes
-from .cancel import CancelToken
+from ...limits import matfree_route_bytes
+from ..cancel import CancelToken
 from .jacobian import Transform, outputs_at
-from .models import Layout, activation_numel, flat_params
-from .spectrum import rank_from_top  # noqa: F401 (the rule that reads a rank off the top values)
+from ..problem.models import Layout, activation_numel, flat_params
+from ..numerics.spectrum import rank_from_top  # noqa: F401 (the rule that reads a rank off the top values)
 
 # A forward and backward pass keeps about 3 numbers per activation (value, saved input, gradient).
 PASS_FACTOR = 3

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig
-from .cancel import CancelToken
-from .events import TrainStep
+from ...config import TrainConfig
+from ..cancel import CancelToken
+from ..events import TrainStep
 
 PROGRESS_EVERY_S = 0.05
 

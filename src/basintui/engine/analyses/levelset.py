@@ -79,11 +79,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import spectrum as spectrum_mod
-from .cancel import CancelToken
-from .events import Note
-from .jacobian import compute_G, outputs_at
-from .models import flat_params, set_flat_params
+from ..numerics import spectrum as spectrum_mod
+from ..cancel import CancelToken
+from ..events import Note
+from ..routes.jacobian import compute_G, outputs_at
+from ..problem.models import flat_params, set_flat_params
 
 RADII = (1e-4, 1e-3, 1e-2)  # × max(1, ‖θ*‖): rank probes and walk radii
 POINTS_PER_RADIUS = 2  # rank probes per radius

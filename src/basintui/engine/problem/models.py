@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ModelConfig, factory_ok
-from .errors import InputError
+from ...config import ModelConfig, factory_ok
+from ..errors import InputError
 
 ACTIVATION_MODULES = {
     "relu": nn.ReLU,

@@ -37,9 +37,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import nn
 
-from .cancel import CancelToken
-from .models import Layout
-from .spectrum import EPS, count_above, default_tolerance, svdvals
+from ..cancel import CancelToken
+from ..problem.models import Layout
+from ..numerics.spectrum import EPS, count_above, default_tolerance, svdvals
 
 ACT_RTOL = 1e-9  # activations equal iff ‖·‖∞ ≤ ACT_RTOL · max|A|
 COEF_ZERO = 1e-8  # a null-space coefficient below this (relative to the group's largest) carries no weight

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..limits import SAFETY, TOP_K, choose_route, streamed_route
-from . import jacobian, spectrum
-from .cancel import CancelToken
-from .models import Layout
+from ...limits import SAFETY, TOP_K, choose_route, streamed_route
+from . import jacobian
+from ..numerics import spectrum
+from ..cancel import CancelToken
+from ..problem.models import Layout
 
 Stage = Callable[[str, Callable[[], Any]], Any]
 
@@ -53,7 +54,7 @@ def spectrum_on_route(route: str, model: nn.Module, layout: Layout, x: torch.Ten
         return jacobian.compute_G(model, layout, x, transform=transform, cancel=cancel)[0]
 
     if route == "auto":
-        from .resources import available_bytes
+        from ..session.resources import available_bytes
 
         route = choose_route(N, kd, jacobian.linear_path_ok(model), SAFETY * available_bytes(x.device),
                              top_k=top_k).route

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DEFAULT_DIM, DEFAULT_N, MAX_N, NATURAL_DIM, DataConfig, resolve_path  # noqa: F401
-from ..limits import SAFETY, fmt_bytes, host_available_bytes
-from .errors import InputError
+from ...config import DEFAULT_DIM, DEFAULT_N, MAX_N, NATURAL_DIM, DataConfig, resolve_path  # noqa: F401
+from ...limits import SAFETY, fmt_bytes, host_available_bytes
+from ..errors import InputError
 
 CSV_BYTES_PER_BYTE = 8  # genfromtxt peaks near 5.7 bytes of memory per byte of text (measured, 46 MB csv)
 

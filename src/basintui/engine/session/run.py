@@ -17,14 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import Preset
-from ..limits import fmt_bytes, forward_pass_bytes, mlp_shape, model_state_bytes
-from . import data as data_mod
-from . import jacobian, resources, spectrum
-from .cancel import CancelToken
-from .errors import Cancelled, EngineError, InputError
-from .events import Finished, Note, Partial, Plan, RankProbe, Stage
-from .models import (
+from ...config import Preset
+from ...limits import fmt_bytes, forward_pass_bytes, mlp_shape, model_state_bytes
+from ..problem import data as data_mod
+from ..routes import jacobian
+from . import resources
+from ..numerics import spectrum
+from ..cancel import CancelToken
+from ..errors import Cancelled, EngineError, InputError
+from ..events import Finished, Note, Partial, Plan, RankProbe, Stage
+from ..problem.models import (
     Layout,
     activation_numel,
     check_batch_independent,
@@ -34,7 +36,7 @@ from .models import (
     make_model,
 )
 from .report import DataInfo, ModelInfo, Report, TrainingInfo
-from .train import TrainResult, train
+from ..problem.train import TrainResult, train
 
 Emit = Callable[[object], None]
 
@@ -246,7 +248,7 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
     except Cancelled:
         result = TrainResult(status="cancelled", message="cancelled during a rank probe")
         with torch.no_grad():
-            from .train import mean_loss
+            from ..problem.train import mean_loss
             result.final_loss = mean_loss(model, x_train, y_train, preset.train.loss).item()
     timings["train"] = time.perf_counter() - t0
     emit(Stage("train", done=True, seconds=timings["train"], detail=result.message))
@@ -313,7 +315,7 @@ def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str =
 
 
 def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: resources.ResourcePlan) -> None:
-    from .routes import spectrum_on_route
+    from ..routes.dispatch import spectrum_on_route
 
     kd = ctx.x.shape[0] * ctx.out_dim
     result = spectrum_on_route(plan.g_method, ctx.model, ctx.layout, ctx.x, out_dim=ctx.out_dim,
@@ -364,15 +366,15 @@ def analysis_stages(preset: Preset) -> list[tuple[str, Callable[[Context, Report
     """The stages after G's spectrum, in order; each returns the report section it fills."""
     stages: list[tuple[str, Callable[[Context, Report], Any]]] = []
     if preset.analysis.hessian != "off":
-        from . import hessian
+        from ..analyses import hessian
 
         stages.append(("hessian", hessian.analyse))
     if preset.analysis.layers:
-        from . import infoloss
+        from ..analyses import infoloss
 
         stages.append(("layers", infoloss.analyse))
     if preset.analysis.levelset:
-        from . import levelset
+        from ..analyses import levelset
 
         stages.append(("levelset", levelset.analyse))
     return stages

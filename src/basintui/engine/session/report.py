@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .events import RankProbe
-from .spectrum import Spectrum
+from ..events import RankProbe
+from ..numerics.spectrum import Spectrum
 
 SCHEMA = "basintui.report/1"
 

@@ -48,12 +48,13 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch.func import grad, jvp, vmap
 
-from . import resources, spectrum
-from .cancel import CancelToken, run_cancellable
-from .events import Note
-from .jacobian import outputs_at
-from .models import flat_params
-from .train import per_sample_loss
+from ..session import resources
+from ..numerics import spectrum
+from ..cancel import CancelToken, run_cancellable
+from ..events import Note
+from ..routes.jacobian import outputs_at
+from ..problem.models import flat_params
+from ..problem.train import per_sample_loss
 
 EPS = float(np.finfo(np.float64).eps)
 ZERO_RTOL = 1e-8  # ‖∇_Fℓ‖ ≤ ZERO_RTOL · S counts as zero residual (S below)
@@ -600,7 +601,7 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
 
     G = ctx.G
     if G is None:  # pragma: no cover - the session always computes G first
-        from .jacobian import compute_G
+        from ..routes.jacobian import compute_G
 
         G, _ = compute_G(model, layout, x, transform=ctx.transform, cancel=ctx.cancel)
     spec = ctx.spectrum if ctx.spectrum is not None else spectrum.spectrum_of(G, rtol=preset.analysis.rtol)

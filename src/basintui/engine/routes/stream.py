@@ -37,10 +37,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from ..limits import STREAM_BYTES
-from .cancel import CancelToken, run_cancellable
+from ...limits import STREAM_BYTES
+from ..cancel import CancelToken, run_cancellable
 from .jacobian import Transform, param_dict
-from .models import Layout
+from ..problem.models import Layout
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .cancel import CancelToken, run_cancellable
-from ..limits import STREAM_BYTES, fmt_bytes
-from .errors import ResourceError
-from .resources import check_fits
+from ..cancel import CancelToken, run_cancellable
+from ...limits import STREAM_BYTES, fmt_bytes
+from ..errors import ResourceError
+from ..session.resources import check_fits
 
 EPS = float(np.finfo(np.float64).eps)
 RTOLS = ("1e-3", "1e-6", "1e-9")
@@ -450,7 +450,7 @@ def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken |
 
 
 def factored_singular_values(factors, cancel: CancelToken | None = None, rtol: float = 0.0) -> tuple[np.ndarray, str]:
-    """The same rule on K = GᵀG built from per-layer factors (engine/gram.py); G is formed only if a
+    """The same rule on K = GᵀG built from per-layer factors (engine/routes/gram.py); G is formed only if a
     full SVD must decide and fits. Needs kd ≤ N (the Gram is kd × kd)."""
     K = factors.gram(cancel)
     shape = (factors.n_params, factors.n_outputs)
@@ -461,7 +461,7 @@ def factored_singular_values(factors, cancel: CancelToken | None = None, rtol: f
 
 def streamed_singular_values(source: RowBlocks, cancel: CancelToken | None = None,
                              rtol: float = 0.0) -> tuple[np.ndarray, str]:
-    """The same rule for a G that is never whole in memory (engine/stream.py: row blocks over
+    """The same rule for a G that is never whole in memory (engine/routes/stream.py: row blocks over
     parameter chunks): its Gram summed block by block, the tail refined by the same blocks."""
     gram = getattr(source, "gram", None)  # a source may sum its own Gram faster (stream.ParamChunks: in-place syrk)
     K = gram(cancel) if gram is not None else streamed_gram(source, None, cancel)

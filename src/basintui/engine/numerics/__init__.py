@@ -1,0 +1,1 @@
+"""The numerical core: the rank rule and spectra of Gram matrices, Lanczos."""

@@ -1,0 +1,1 @@
+"""What is analysed: training inputs and targets, the model and its parameter layout, training."""
