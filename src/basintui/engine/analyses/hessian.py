@@ -51,7 +51,7 @@ from torch.func import grad, jvp, vmap
 from ..session import resources
 from ..numerics import spectrum
 from ..cancel import CancelToken, run_cancellable
-from ..events import Note
+from ...schema.events import Note
 from ..routes.jacobian import outputs_at
 from ..problem.models import flat_params
 from ..problem.train import per_sample_loss

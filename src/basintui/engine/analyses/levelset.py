@@ -81,7 +81,7 @@ import torch
 
 from ..numerics import spectrum as spectrum_mod
 from ..cancel import CancelToken
-from ..events import Note
+from ...schema.events import Note
 from ..routes.jacobian import compute_G, outputs_at
 from ..problem.models import flat_params, set_flat_params
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from ...config import TrainConfig
 from ..cancel import CancelToken
-from ..events import TrainStep
+from ...schema.events import TrainStep
 
 PROGRESS_EVERY_S = 0.05
 
