@@ -12,6 +12,8 @@ from typing import Any, Literal, Union
 
 import msgspec
 
+from .plan import Plan
+
 
 class _Event(msgspec.Struct, frozen=True, tag=True):
     """Base: every event is tagged with its class name (`"type"` in the encoded form)."""
@@ -66,7 +68,7 @@ class Note(_Event):
 class PlanReady(_Event):
     """What the run will compute (the planner's Plan), decided before anything large is allocated."""
 
-    plan: Any
+    plan: Plan
 
 
 class Partial(_Event):
