@@ -3,9 +3,12 @@ with the estimate and the way out where none does."""
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 from basintui.engine.session import resources
+from basintui.limits import SAFETY, spectrum_peak_bytes
 from conftest import make_preset, run_cli
 
 
@@ -14,7 +17,7 @@ def test_a_job_whose_G_and_Gram_cannot_fit_is_rerouted_to_the_matrix_free_top_of
     p = make_preset(model={"hidden": [300, 300]}, data={"n": 200_000, "dim": 2})
     plan = resources.plan(p, 91_201, 200_000, 1, torch.device("cpu"), linear_ok=True, width_sum=1204,
                           forward_bytes=3 * 8 * 200_000 * 602)
-    assert plan.g_method == "matfree" and not plan.route.g_fits
+    assert plan.g_method == "matfree" and not plan.g_fits
     assert any("matrix-free svds finds the top 32" in n for n in plan.notes)
     assert any("analysis.hessian, analysis.layers" in n and "skipped" in n for n in plan.notes)
     resources.guard(plan)  # does not raise
@@ -60,7 +63,7 @@ def test_factored_route_reroutes_a_job_whose_G_would_not_fit():
     avail = resources.available_bytes(cpu)
     N, k = 3_000_000, 4096  # G would be 98 GB
     factored = resources.plan(p, N, k, 1, cpu, linear_ok=True, width_sum=2 * 1700 + 10)
-    assert resources.spectrum_peak_bytes(N, k, False) > avail and factored.peak_bytes < 0.8 * avail
+    assert spectrum_peak_bytes(N, k, False) > avail and factored.peak_bytes < 0.8 * avail
     assert factored.g_method == "factored" and any("factored per-layer Gram" in n for n in factored.notes)
     resources.guard(factored)  # does not raise
     # the same job in a model that is not a network of Linear layers streams its Gram instead
@@ -70,13 +73,13 @@ def test_factored_route_reroutes_a_job_whose_G_would_not_fit():
     try:
         resources.guard(forced)
     except resources.ResourceError as exc:
-        assert exc.key == "analysis.route" and exc.estimate_bytes == resources.spectrum_peak_bytes(N, k, False)
+        assert exc.key == "analysis.route" and exc.estimate_bytes == spectrum_peak_bytes(N, k, False)
     else:  # pragma: no cover
         raise AssertionError("the explicit route should have been refused")
 
 
 def test_stage_that_needs_G_after_the_factored_spectrum_is_refused_and_the_spectrum_kept(monkeypatch):
-    from basintui.engine.session import run as session
+    session = importlib.import_module("basintui.engine.session.run")  # the module (the package exports run())
     p = make_preset(data={"n": 16, "dim": 6}, model={"hidden": [32, 32]}, train={"steps": 0},
                     analysis={"hessian": "off", "layers": False})
     real = resources.available_bytes
@@ -99,14 +102,14 @@ def test_stage_that_needs_G_after_the_factored_spectrum_is_refused_and_the_spect
 
 
 def test_stages_that_need_a_G_that_cannot_fit_are_skipped_with_the_reason_and_the_spectrum_kept(monkeypatch):
-    from basintui.engine.session import run as session
+    session = importlib.import_module("basintui.engine.session.run")  # the module (the package exports run())
     from basintui.render.summary import why_missing
 
     p = make_preset(data={"n": 64, "dim": 6}, model={"hidden": [64, 64]}, train={"steps": 0},
                     analysis={"hessian": "dense", "layers": True})
     N, kd = 64 * 6 + 64 + 64 * 64 + 64 + 65, 64
     g2 = 2 * 8 * N * kd  # G and its copy: the route planner's test for "G fits"
-    monkeypatch.setattr(resources, "available_bytes", lambda device: int(g2 / resources.SAFETY) - 1)
+    monkeypatch.setattr(resources, "available_bytes", lambda device: int(g2 / SAFETY) - 1)
     report = session.run(p)
     d = report.to_dict()
     assert report.G.rank == 64 and d["G"]["method"].startswith("factored linear")

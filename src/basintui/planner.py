@@ -1,0 +1,177 @@
+"""The one planner: what a run will compute (G's route, the Hessian mode), the memory it needs and how
+long its arithmetic takes, decided once, without torch.
+
+The Setup pane and the CLI plan from the preset alone (`sizes_from_preset`); the engine plans from the
+sizes of the model it built (`engine/session/resources.plan` measures the memory and the float64
+matrix-multiply rate on the device, then calls `plan`). Both get the same `schema.plan.Plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import DEFAULT_DIM, DEFAULT_N, NATURAL_DIM, Preset
+from .limits import (
+    DENSE_HESSIAN_MAX_PARAMS,
+    SAFETY,
+    choose_route,
+    fmt_bytes,
+    forward_pass_bytes,
+    hessian_bytes,
+    host_available_bytes,
+    mlp_shape,
+    model_state_bytes,
+)
+from .schema.plan import Plan
+
+LABEL_CLASSES = {"xor": 2, "moons": 2, "circles": 2, "parity": 2, "digits": 10}  # the synthetic kinds' classes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the plan depends on: N, k, d and the memory of training, known before anything is allocated."""
+
+    n_params: int
+    n_train: int  # k, duplicates included
+    out_dim: int  # d
+    linear_ok: bool = False  # a network of Linear layers and elementwise activations (the factored route)
+    width_sum: int = 0  # Σ (in + out) over its Linear layers
+    forward_bytes: int = 0  # a full-batch forward and backward pass (limits.forward_pass_bytes)
+    state_bytes: int = 0  # parameters, gradients, optimiser state, teacher (limits.model_state_bytes)
+
+    @property
+    def kd(self) -> int:
+        return self.n_train * self.out_dim
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """Sizes only the run can measure (a data file, a model factory): what is known, and why the rest is not."""
+
+    why: str
+    n_params: int | None = None
+    n_train: int | None = None
+    out_dim: int | None = None
+
+
+def train_count(preset: Preset) -> int | None:
+    """k, the number of training inputs the run will make (None for a file: known once it is read)."""
+    d = preset.data
+    if d.kind == "file":
+        return None
+    return (d.n if d.n is not None else DEFAULT_N) + d.duplicates
+
+
+def input_dim(preset: Preset) -> int | None:
+    """The inputs' dimension (None for a file)."""
+    d = preset.data
+    if d.kind == "file":
+        return None
+    return NATURAL_DIM.get(d.kind) or (d.dim if d.dim is not None else DEFAULT_DIM.get(d.kind, 2))
+
+
+def output_dim(preset: Preset) -> int | None:
+    """d, as engine/problem/data.out_dim_for will find it (None when it comes from a file's labels)."""
+    d = preset.data
+    if d.targets != "labels":
+        return d.out_dim
+    classes = LABEL_CLASSES.get(d.kind)
+    if classes:
+        return classes if (preset.train.loss == "ce" or (preset.train.loss == "mse" and classes > 2)) else 1
+    return 1 if d.kind == "sine" else None
+
+
+def sizes_from_preset(preset: Preset) -> Sizes | Unknown:
+    """The sizes the engine will measure, from the config only (no torch, no data loaded), or what is
+    known and why the rest is not."""
+    k, in_dim, d = train_count(preset), input_dim(preset), output_dim(preset)
+    why = []
+    if preset.data.kind == "file":
+        why.append("k comes from the data file")
+    if d is None:
+        why.append("d comes from the file's labels")
+    m = preset.model
+    if m.kind == "python":
+        why.append("N comes from the model factory")
+    n_params = None
+    if m.kind == "mlp" and in_dim is not None and d is not None:
+        shape = mlp_shape(in_dim, m.hidden, d, m.bias, m.activation)
+        n_params = shape.n_params
+    if why or n_params is None or k is None or d is None:
+        return Unknown("; ".join(why) or "the sizes come from the run", n_params, k, d)
+    elem = 8 if preset.dtype == "float64" else 4
+    return Sizes(n_params, k, d, linear_ok=True, width_sum=shape.width_sum,
+                 forward_bytes=forward_pass_bytes(k, shape.per_input, elem),
+                 state_bytes=model_state_bytes(n_params, elem, preset.train.optimizer,
+                                               teacher=preset.data.targets == "teacher"))
+
+
+def plan(preset: Preset, sizes: Sizes | Unknown, available_bytes: int, gflops: float | None = None) -> Plan:
+    """The route to G's spectrum (limits.choose_route: the cheapest that fits in SAFETY × available), the
+    Hessian mode (`auto` resolved by choose_hessian_mode), their memory, and the time the route's
+    arithmetic takes at `gflops` (a measured float64 rate; no estimate without one)."""
+    if isinstance(sizes, Unknown):
+        return Plan(known=False, why_unknown=sizes.why, n_params=sizes.n_params, n_train=sizes.n_train,
+                    out_dim=sizes.out_dim, available_bytes=int(available_bytes), state_key=_state_key(preset),
+                    hessian_mode=None if preset.analysis.hessian == "auto" else preset.analysis.hessian)
+    n, kd, a = sizes.n_params, sizes.kd, preset.analysis
+    g = 8 * n * kd
+    route = choose_route(n, kd, sizes.linear_ok, SAFETY * available_bytes, width_sum=sizes.width_sum,
+                         forward_bytes=sizes.forward_bytes, top_k=a.top_k, force=a.route)
+    seconds = route.flops / gflops / 1e9 if gflops and route.flops > 0 else None
+    notes = [f"spectrum route: {route.why}" + time_words(route.flops, gflops)]
+    skipped = stages_needing_G(preset)
+    if not route.g_fits and skipped:
+        notes.append(f"G ({fmt_bytes(g)}) will not fit, so the stages that need it "
+                     f"({', '.join(skipped)}) are skipped; set them off to silence this")
+    mode, hessian_why = choose_hessian_mode(a.hessian, n, available_bytes, route.peak_bytes)
+    if hessian_why and route.g_fits:
+        notes.append(hessian_why)
+    return Plan(n_params=n, n_train=sizes.n_train, out_dim=sizes.out_dim, kd=kd, linear_ok=sizes.linear_ok,
+                route=route.route, route_why=route.why, route_key=route.key, g_fits=route.g_fits,
+                hessian_mode=mode, hessian_why=hessian_why, g_bytes=g, peak_bytes=route.peak_bytes,
+                hessian_bytes=hessian_bytes(n) if mode == "dense" else 0, state_bytes=sizes.state_bytes,
+                state_key=_state_key(preset), forward_bytes=sizes.forward_bytes, available_bytes=int(available_bytes),
+                flops=route.flops, gflops=gflops, seconds=seconds, notes=notes)
+
+
+def plan_preset(preset: Preset, available_bytes: int | None = None) -> Plan:
+    """The plan from the preset alone (the Setup pane, the CLI): host memory unless told, no time estimate."""
+    avail = host_available_bytes() if available_bytes is None else available_bytes
+    return plan(preset, sizes_from_preset(preset), avail)
+
+
+def choose_hessian_mode(mode: str, n_params: int, available: int, peak: int = 0) -> tuple[str, str]:
+    """`auto` → dense for N ≤ DENSE_HESSIAN_MAX_PARAMS when it fits in memory beside the spectrum's peak,
+    else lanczos; the second value says which was picked and why ("" when the mode was asked for)."""
+    if mode != "auto":
+        return mode, ""
+    hb = hessian_bytes(n_params)
+    if n_params > DENSE_HESSIAN_MAX_PARAMS:
+        return "lanczos", (f"hessian = auto: lanczos (N = {n_params} > {DENSE_HESSIAN_MAX_PARAMS}; a dense "
+                           f"Hessian would need {fmt_bytes(hb)})")
+    if hb > SAFETY * available - peak:
+        return "lanczos", (f"hessian = auto: lanczos, because a dense Hessian for N = {n_params} needs about "
+                           f"{fmt_bytes(hb)} and only {fmt_bytes(available)} is available")
+    return "dense", (f"hessian = auto: dense (N = {n_params} ≤ {DENSE_HESSIAN_MAX_PARAMS}; needs about "
+                     f"{fmt_bytes(hb)})")
+
+
+def stages_needing_G(preset: Preset) -> list[str]:
+    """The preset keys of the stages after the spectrum that are on (each needs G itself)."""
+    a = preset.analysis
+    return [name for name, on in (("analysis.hessian", a.hessian != "off"), ("analysis.layers", a.layers),
+                                  ("analysis.levelset", a.levelset)) if on]
+
+
+def time_words(flops: float, gflops: float | None) -> str:
+    """'; its arithmetic (~… GFLOP) takes about … s at the … GFLOP/s measured now', or '' without a rate."""
+    if flops <= 0 or not gflops:
+        return ""
+    seconds = flops / gflops / 1e9
+    when = "under 0.1 s" if seconds < 0.1 else f"about {seconds:.2g} s"
+    return f"; its arithmetic (~{flops / 1e9:.3g} GFLOP) takes {when} at the {gflops:.0f} GFLOP/s measured now"
+
+
+def _state_key(preset: Preset) -> str:
+    return "model.hidden" if preset.model.kind == "mlp" else "model.factory"
