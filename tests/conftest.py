@@ -34,3 +34,20 @@ def run_cli(*args: str, timeout: float = 300, cwd: str | os.PathLike | None = No
 @pytest.fixture
 def preset_factory():
     return make_preset
+
+
+MAX_AUTO_WORKERS = 8  # each worker imports torch; the CLI tests start processes of their own
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject's addopts): one worker per CPU this process may run on, at most 8.
+
+    xdist itself would count physical cores when psutil is installed: 1 on a 2-vCPU machine."""
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    if env.isdigit():
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_AUTO_WORKERS))
