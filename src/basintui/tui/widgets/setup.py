@@ -40,7 +40,9 @@ from ...config import (
     load_preset,
     show,
 )
-from ..bridge import Sizes, estimate_sizes, fmt_bytes
+from ...limits import fmt_bytes
+from ...planner import plan_preset
+from ...schema.plan import Plan
 
 ENUMS: dict[str, tuple[str, ...]] = {
     "device": DEVICES,
@@ -329,7 +331,7 @@ class SetupPane(Vertical):
         if preset is None:
             sizes.update("Sizes: fix the preset first.")
             return
-        sizes.update(sizes_text(estimate_sizes(preset)) + (f"\n{self.measured}" if self.measured else ""))
+        sizes.update(sizes_text(plan_preset(preset)) + (f"\n{self.measured}" if self.measured else ""))
 
     def show_measured(self, text: str) -> None:
         self.measured = text
@@ -340,19 +342,19 @@ class SetupPane(Vertical):
         self.app.run_action("run")
 
 
-def sizes_text(s: Sizes) -> str:
+def sizes_text(p: Plan) -> str:
+    """The planner's Plan in words: N, k, d, G's size, the route and its peak, the Hessian mode."""
     def n(v: int | None) -> str:
         return "?" if v is None else f"{v:,}"
 
-    head = f"N = {n(s.n_params)} parameters · k = {n(s.n_train)} inputs · d = {n(s.out_dim)}"
-    if s.g_bytes is None:
-        return f"{head}  ({s.why_unknown}: known once the run starts)"
-    kd = s.n_train * s.out_dim
-    hess = {"dense": f"dense Hessian {fmt_bytes(s.hessian_bytes or 0)}", "lanczos": "Hessian by Lanczos (matrix-free)",
-            "off": "Hessian off"}.get(s.hessian_mode, s.hessian_mode)
-    route = ROUTE_WORDS.get(s.route, s.route)
-    return (f"{head}\nG is {s.n_params:,} × {kd:,} ({fmt_bytes(s.g_bytes)}); spectrum {route}, peak ≈ "
-            f"{fmt_bytes(s.peak_bytes or 0)}; {hess}")
+    head = f"N = {n(p.n_params)} parameters · k = {n(p.n_train)} inputs · d = {n(p.out_dim)}"
+    if not p.known or p.g_bytes is None:
+        return f"{head}  ({p.why_unknown}: known once the run starts)"
+    hess = {"dense": f"dense Hessian {fmt_bytes(p.hessian_bytes or 0)}", "lanczos": "Hessian by Lanczos (matrix-free)",
+            "off": "Hessian off"}.get(p.hessian_mode or "", str(p.hessian_mode))
+    route = ROUTE_WORDS.get(p.route or "", p.route or "")
+    return (f"{head}\nG is {p.n_params:,} × {p.kd:,} ({fmt_bytes(p.g_bytes)}); spectrum {route}, peak ≈ "
+            f"{fmt_bytes(p.peak_bytes or 0)}; {hess}")
 
 
 ROUTE_WORDS = {
