@@ -12,7 +12,7 @@ from basintui.config import load_preset
 from basintui.engine.cancel import CancelToken
 from basintui.engine.problem.data import make_inputs
 from basintui.engine.errors import InputError
-from basintui.engine.events import Finished, RankProbe, Stage, TrainStep
+from basintui.schema.events import Finished, RankProbe, Stage, TrainStep
 from basintui.engine.session.report import load_json, write_json
 from basintui.engine.session.run import run
 from conftest import make_preset, run_cli
@@ -186,7 +186,7 @@ def test_probabilities_output_for_ce_loses_one_direction_per_input():
 
 
 def test_partial_reports_carry_the_spectrum_before_the_later_stages_run():
-    from basintui.engine.events import Partial
+    from basintui.schema.events import Partial
 
     p = make_preset(data={"n": 10, "dim": 3}, model={"hidden": [5]}, train={"steps": 3},
                     analysis={"hessian": "dense", "layers": True})

@@ -1,15 +1,21 @@
 """One run: data → model → train → analyse. `run(preset, on_event, cancel) -> Report`.
 
-Config is inert; all work happens in `run`, which emits events (engine/events.py) and returns a
-Report. Whatever was computed is kept: a cancelled or diverged run, or a failing analysis stage,
+Config is inert; all work happens in `run`, which emits events (basintui.schema.events) and returns
+a Report. Whatever was computed is kept: a cancelled or diverged run, or a failing analysis stage,
 still returns a report whose `training.status` / `error` say what happened.
+
+The process-wide settings a run needs are scoped to it (`run_scope`): TF32 is off while it runs and
+the previous flags come back after; the seeded draws (model init, teacher) use the global torch RNG
+inside a fork of it, so the caller's RNG state is the same after the run as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +25,11 @@ from torch import nn
 
 from ...config import Preset
 from ...limits import fmt_bytes, forward_pass_bytes, mlp_shape, model_state_bytes
-from ..problem import data as data_mod
-from ..routes import jacobian
-from . import resources
-from ..numerics import spectrum
+from ...schema.events import Finished, Note, Partial, PlanReady, RankProbe, Stage
 from ..cancel import CancelToken
 from ..errors import Cancelled, EngineError, InputError
-from ..events import Finished, Note, Partial, Plan, RankProbe, Stage
+from ..numerics import spectrum
+from ..problem import data as data_mod
 from ..problem.models import (
     Layout,
     activation_numel,
@@ -35,14 +39,17 @@ from ..problem.models import (
     layout_of,
     make_model,
 )
+from ..problem.train import TrainResult, mean_loss, train
+from ..routes import jacobian
+from . import resources
 from .report import DataInfo, ModelInfo, Report, TrainingInfo
-from ..problem.train import TrainResult, train
 
 Emit = Callable[[object], None]
 
 
 @dataclass
 class Context:
+
     """Everything an analysis stage reads: the trained model as a float64 copy, the data, G."""
 
     preset: Preset
@@ -76,6 +83,7 @@ class Context:
         self._G = value
 
 
+
 def resolve_device(name: str) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
@@ -84,11 +92,273 @@ def resolve_device(name: str) -> torch.device:
             raise InputError("device", "'cuda' was asked for but no CUDA device is available to torch "
                              f"(torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'}); "
                              "use --device cpu or auto")
-        # Rank decisions need full float64/float32 precision: no TF32 shortcuts.
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def run_scope(device: torch.device) -> Iterator[None]:
+    """The process-wide torch settings one run needs, for that run only.
+
+    Rank decisions need full float64/float32 precision: no TF32 shortcuts while the run computes (the
+    caller's flags are restored after). The run seeds the global RNG (model init, teacher): it does so
+    inside a fork, so the caller's RNG state is unchanged by the run."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
+
+
+@dataclass
+class _Run:
+    """One run's bookkeeping: the preset, where events go, the cancel token, the clock, timings, notes."""
+
+    preset: Preset
+    emit: Emit
+    cancel: CancelToken
+    device: torch.device
+    t_start: float
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float64 if self.preset.dtype == "float64" else torch.float32
+
+    def note(self, text: str, level: str = "info") -> None:
+        self.notes.append(text)
+        self.emit(Note(text, level))
+
+
+@dataclass
+class _Problem:
+    """What the data stage made: the inputs and targets, the (untrained) model, its layout and the plan."""
+
+    inputs: data_mod.Inputs
+    d: int
+    x_train: torch.Tensor
+    model: nn.Module
+    layout: Layout
+    factory: dict[str, str]  # what make_model says about a factory (its file)
+    plan: Any  # resources.plan's result
+    y_np: np.ndarray
+    y_train: torch.Tensor
+    x64: torch.Tensor  # the inputs in float64 (G, the probes and the analyses)
+    transform: Any  # applied to outputs before G (ce on probabilities)
+
+
+def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None = None) -> Report:
+    t_start = time.perf_counter()
+    device = resolve_device(preset.device)
+    r = _Run(preset, on_event or (lambda e: None), cancel or CancelToken(), device, t_start)
+    with run_scope(device):
+        return _run(r)
+
+
+def _run(r: _Run) -> Report:
+    """The stages in order: data (with the plan), train, then the analyses unless training was cancelled."""
+    prob = _data_stage(r)
+    infos = _infos(r, prob)
+    result, rank_history = _train_stage(r, prob)
+    model64 = copy.deepcopy(prob.model).to(torch.float64)
+    report = _report(r, prob, infos, result, rank_history)
+    report.theta = flat_params(model64).cpu().numpy()
+    if result.status != "cancelled":
+        _analyses(r, prob, report, model64)
+    return _finish(report, r.t_start, r.emit)
+
+
+# --------------------------------------------------------------------------- data, plan and model
+
+
+def _data_stage(r: _Run) -> _Problem:
+    r.emit(Stage("data"))
+    t0 = time.perf_counter()
+    inputs, d, x_train = _inputs(r)
+    model, factory, plan = _plan_and_build(r, inputs, d, x_train)
+    layout = layout_of(model)
+    check_batch_independent(model, x_train)
+    y_np = _targets(r.preset, inputs, model, d, x_train)
+    y_train = _y_tensor(y_np, r.preset.train.loss, r.dtype, r.device)
+    r.timings["data"] = time.perf_counter() - t0
+    r.emit(Stage("data", done=True, seconds=r.timings["data"], detail=inputs.description))
+    return _Problem(inputs, d, x_train, model, layout, factory, plan, y_np, y_train,
+                    x_train.to(torch.float64), _transform(r.preset))
+
+
+def _inputs(r: _Run) -> tuple[data_mod.Inputs, int, torch.Tensor]:
+    """The training inputs (priced before they are made), the output dimension d, the inputs on the device."""
+    preset = r.preset
+    shape = data_mod.input_shape(preset.data)
+    if shape is not None:  # priced before they are made (a file is priced by its own size on disk)
+        resources.check_inputs_fit(*shape, key="data.dim" if shape[1] > shape[0] else "data.n")
+    inputs = data_mod.make_inputs(preset.data, preset.seed, preset.source_dir)
+    d = data_mod.out_dim_for(preset.data, preset.train.loss, inputs)
+    if preset.train.loss == "ce" and d < 2:
+        raise InputError("data.out_dim", f"ce needs at least 2 outputs (classes), got {d}")
+    return inputs, d, torch.as_tensor(inputs.x, dtype=r.dtype, device=r.device)
+
+
+def _plan_and_build(r: _Run, inputs: data_mod.Inputs, d: int, x_train: torch.Tensor) -> tuple[nn.Module, dict, Any]:
+    """The memory plan, before anything allocates in proportion to N or k (the model, the optimiser's
+    state, targets, training, G, the Hessian), then the model. An MLP is priced from its widths before
+    it is built; a factory's model is built first (its size is the factory's to say) and priced before
+    anything else. Emits PlanReady and the plan's notes; refuses (resources.guard) what won't fit."""
+    preset, m_cfg = r.preset, r.preset.model
+    factory: dict[str, str] = {}
+    build = functools.partial(_build, r, x_train, d, factory)
+    model: nn.Module | None = None
+    if m_cfg.kind == "mlp":
+        mlp = mlp_shape(int(inputs.x.shape[1]), m_cfg.hidden, d, m_cfg.bias, m_cfg.activation)
+        N, widths, per_input, linear_ok = mlp.n_params, mlp.width_sum, mlp.per_input, True
+    else:
+        model = build()
+        N, widths, per_input, linear_ok = _measure(model, x_train, m_cfg.factory)
+    k, item = len(inputs.x), x_train.element_size()
+    state = model_state_bytes(N, item, preset.train.optimizer, teacher=preset.data.targets == "teacher")
+    plan = resources.plan(preset, N, k, d, r.device, linear_ok=linear_ok, width_sum=widths,
+                          forward_bytes=forward_pass_bytes(k, per_input, item), state_bytes=state)
+    r.emit(PlanReady(plan))
+    for text in plan.notes:
+        r.note(text)
+    resources.guard(plan)
+    return (model if model is not None else build()), factory, plan
+
+
+def _build(r: _Run, x_train: torch.Tensor, d: int, factory: dict[str, str]) -> nn.Module:
+    """The model, its init drawn from the preset's seed (in the run's fork of the RNG), checked on one input."""
+    m_cfg = r.preset.model
+    torch.manual_seed(r.preset.seed)
+    built = make_model(m_cfg, int(x_train.shape[1]), d, r.preset.source_dir, info=factory).to(r.device, r.dtype)
+    what = "the model" if m_cfg.kind == "mlp" else f"the model from {m_cfg.factory}"
+    check_batch_independent(built, x_train[:1])  # on one input: Dropout / BatchNorm in train mode, in words
+    check_output(built, x_train[:1], d, what, key="model" if m_cfg.kind == "mlp" else "model.factory")
+    return built
+
+
+def _measure(model: nn.Module, x_train: torch.Tensor, factory: str) -> tuple[int, int, int, bool]:
+    """A factory's model: N, the widths of its Linear layers, its activations per input, whether the
+    factored route applies."""
+    N = layout_of(model).n_params
+    widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+    try:
+        per_input = activation_numel(model, x_train[:2])
+    except (Exception, SystemExit) as exc:  # user code that ran on one input but not on two
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise InputError("model.factory", f"the model from {factory} runs on one input but fails on a "
+                         f"batch of {len(x_train[:2])}: {type(exc).__name__}: {first}") from None
+    return N, widths, per_input, jacobian.linear_path_ok(model)
+
+
+def _infos(r: _Run, prob: _Problem) -> tuple[ModelInfo, DataInfo]:
+    """The report's model and data sections (taken before training, as the model is described)."""
+    preset, model, layout, inputs = r.preset, prob.model, prob.layout, prob.inputs
+    model_info = ModelInfo(
+        n_params=prob.plan.n_params,
+        kind=preset.model.kind,
+        description=str(model).replace("\n", " ")[:400],
+        blocks=[{"index": b.index, "name": b.name, "start": b.start, "stop": b.stop, "n_params": b.n_params}
+                for b in layout.blocks],
+        params=[{"name": p.name, "shape": list(p.shape), "offset": p.offset} for p in layout.params],
+        sequential=layout.sequential,
+        why_not_sequential=layout.why_not_sequential,
+        factory_file=prob.factory.get("factory_file"),
+    )
+    data_info = DataInfo(n_train=len(inputs.x), out_dim=prob.d, in_dim=int(inputs.x.shape[1]),
+                         description=inputs.description, targets=preset.data.targets,
+                         duplicate_of=inputs.duplicate_of)
+    return model_info, data_info
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _train_stage(r: _Run, prob: _Problem) -> tuple[TrainResult, list[RankProbe]]:
+    """Training, with live rank probes; a cancel during a probe ends it as cancelled."""
+    preset, cancel = r.preset, r.cancel
+    rank_history: list[RankProbe] = []
+    probe = functools.partial(_probe, r, prob, rank_history)
+    if cancel.cancelled and cancel.cancelled_stage is None:
+        cancel.cancelled_stage = "data"  # cancelled before training started
+    cancel.stage = "train"
+    r.emit(Stage("train", detail=f"{preset.train.steps} steps of {preset.train.optimizer}"))
+    t0 = time.perf_counter()
+    every = _auto_probe_every(preset, prob.plan.n_params, len(prob.inputs.x) * prob.d)
+    try:
+        result = train(prob.model, prob.x_train, prob.y_train, preset.train, seed=preset.seed, on_event=r.emit,
+                       cancel=cancel, probe=probe, probe_every=every)
+    except Cancelled:
+        result = TrainResult(status="cancelled", message="cancelled during a rank probe")
+        with torch.no_grad():
+            result.final_loss = mean_loss(prob.model, prob.x_train, prob.y_train, preset.train.loss).item()
+    r.timings["train"] = time.perf_counter() - t0
+    r.emit(Stage("train", done=True, seconds=r.timings["train"], detail=result.message))
+    if result.status == "diverged":
+        r.note(result.message, "warn")
+    return result, rank_history
+
+
+def _probe(r: _Run, prob: _Problem, history: list[RankProbe], step: int) -> None:
+    """rank(G) now, on a float64 copy of the model being trained."""
+    m64 = copy.deepcopy(prob.model).to(torch.float64)
+    try:
+        G, _ = jacobian.compute_G(m64, prob.layout, prob.x64, transform=prob.transform, cancel=r.cancel)
+        spec = spectrum.spectrum_of(G, rtol=r.preset.analysis.rtol, cancel=r.cancel)
+    except Cancelled:
+        return  # train() sees the cancel before its next step and keeps the history so far
+    sv = spec.singular_values
+    event = RankProbe(step, spec.rank, float(sv[0]) if len(sv) else 0.0,
+                      float(sv[-1]) if len(sv) else 0.0, spec.tolerance)
+    history.append(event)
+    r.emit(event)
+
+
+# --------------------------------------------------------------------------- report and analyses
+
+
+def _report(r: _Run, prob: _Problem, infos: tuple[ModelInfo, DataInfo], result: TrainResult,
+            rank_history: list[RankProbe]) -> Report:
+    """The report after training (its timings and notes are the run's own, filled on by later stages)."""
+    preset, cancel = r.preset, r.cancel
+    training = TrainingInfo(final_loss=result.final_loss, steps=result.steps, status=result.status,
+                            message=result.message, losses=result.losses, seconds=result.seconds,
+                            reduction="mean over training inputs of the per-input loss", rank_history=rank_history,
+                            cancelled_stage=_stage_of(cancel) if result.status == "cancelled" else None)
+    return Report(config=preset.to_dict(), device=str(r.device), model=infos[0], data=infos[1],
+                  training=training, timings=r.timings, notes=r.notes,
+                  G_on=("probabilities" if prob.transform is not None else
+                        "logits" if preset.train.loss in ("ce", "bce") else "outputs"))
+
+
+def _analyses(r: _Run, prob: _Problem, report: Report, model64: nn.Module) -> None:
+    """The spectrum and the stages after it; a cancel or an error keeps what was computed before it."""
+    cancel = r.cancel
+    ctx = Context(preset=r.preset, device=r.device, model=model64, layout=prob.layout, x=prob.x64,
+                  y=_y_tensor(prob.y_np, r.preset.train.loss, torch.float64, r.device), loss=r.preset.train.loss,
+                  out_dim=prob.d, transform=prob.transform, cancel=cancel, emit=r.emit, inputs=prob.inputs)
+    try:
+        _analyse(ctx, report, r.timings, prob.plan)
+        # A cancel asked for during the last stage, which finished before it looked: the stage's result
+        # is kept, and the run still ends as cancelled (the user asked for it; the CLI exits 130).
+        ctx.cancel.check()
+    except Cancelled:
+        _mark_cancelled(report, cancel)
+    except InputError as exc:
+        report.error = {"kind": "input", "key": exc.key, "message": str(exc)}
+    except (EngineError, RuntimeError, ValueError, MemoryError, np.linalg.LinAlgError) as exc:
+        if cancel.cancelled:  # a stage that turned the cancel into another error (e.g. a swallowed Cancelled)
+            _mark_cancelled(report, cancel)
+        else:
+            report.error = {"kind": "runtime", "message": f"{type(exc).__name__}: {exc}"}
+    cancel.stage = None
+
 
 
 def _targets(preset: Preset, inputs: data_mod.Inputs, model: nn.Module, d: int, x: torch.Tensor) -> np.ndarray:
@@ -133,161 +403,6 @@ def _auto_probe_every(preset: Preset, n_params: int, kd: int) -> int:
     return max(1, steps // 20)
 
 
-def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None = None) -> Report:
-    emit = on_event or (lambda e: None)
-    cancel = cancel or CancelToken()
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    notes: list[str] = []
-
-    def note(text: str, level: str = "info") -> None:
-        notes.append(text)
-        emit(Note(text, level))
-
-    device = resolve_device(preset.device)
-    train_dtype = torch.float64 if preset.dtype == "float64" else torch.float32
-
-    # ---- data and model
-    emit(Stage("data"))
-    t0 = time.perf_counter()
-    shape = data_mod.input_shape(preset.data)
-    if shape is not None:  # priced before they are made (a file is priced by its own size on disk)
-        resources.check_inputs_fit(*shape, key="data.dim" if shape[1] > shape[0] else "data.n")
-    inputs = data_mod.make_inputs(preset.data, preset.seed, preset.source_dir)
-    d = data_mod.out_dim_for(preset.data, preset.train.loss, inputs)
-    if preset.train.loss == "ce" and d < 2:
-        raise InputError("data.out_dim", f"ce needs at least 2 outputs (classes), got {d}")
-    x_train = torch.as_tensor(inputs.x, dtype=train_dtype, device=device)
-    k, in_dim = len(inputs.x), int(inputs.x.shape[1])
-    m_cfg = preset.model
-    factory: dict[str, str] = {}
-    model: nn.Module | None = None
-
-    def build() -> nn.Module:
-        torch.manual_seed(preset.seed)
-        built = make_model(m_cfg, in_dim, d, preset.source_dir, info=factory).to(device, train_dtype)
-        what = "the model" if m_cfg.kind == "mlp" else f"the model from {m_cfg.factory}"
-        check_batch_independent(built, x_train[:1])  # on one input: Dropout / BatchNorm in train mode, in words
-        check_output(built, x_train[:1], d, what, key="model" if m_cfg.kind == "mlp" else "model.factory")
-        return built
-
-    # ---- memory plan, before anything allocates in proportion to N or k (the model, the optimiser's
-    # state, targets, training, G, the Hessian). An MLP is priced from its widths before it is built; a
-    # factory's model is built first (its size is the factory's to say) and priced before anything else.
-    if m_cfg.kind == "mlp":
-        mlp = mlp_shape(in_dim, m_cfg.hidden, d, m_cfg.bias, m_cfg.activation)
-        N, widths, per_input, linear_ok = mlp.n_params, mlp.width_sum, mlp.per_input, True
-    else:
-        model = build()
-        N = layout_of(model).n_params
-        widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-        try:
-            per_input = activation_numel(model, x_train[:2])
-        except (Exception, SystemExit) as exc:  # user code that ran on one input but not on two
-            first = str(exc).splitlines()[0][:300] if str(exc) else ""
-            raise InputError("model.factory", f"the model from {m_cfg.factory} runs on one input but fails on a "
-                             f"batch of {len(x_train[:2])}: {type(exc).__name__}: {first}") from None
-        linear_ok = jacobian.linear_path_ok(model)
-    state = model_state_bytes(N, x_train.element_size(), preset.train.optimizer,
-                              teacher=preset.data.targets == "teacher")
-    plan = resources.plan(preset, N, k, d, device, linear_ok=linear_ok, width_sum=widths,
-                          forward_bytes=forward_pass_bytes(k, per_input, x_train.element_size()), state_bytes=state)
-    emit(Plan(N, k, d, plan.g_bytes, plan.g_method, plan.hessian_mode, plan.hessian_bytes, plan.peak_bytes))
-    for text in plan.notes:
-        note(text)
-    resources.guard(plan)
-    if model is None:
-        model = build()
-    layout = layout_of(model)
-    check_batch_independent(model, x_train)
-    y_np = _targets(preset, inputs, model, d, x_train)
-    y_train = _y_tensor(y_np, preset.train.loss, train_dtype, device)
-    timings["data"] = time.perf_counter() - t0
-    emit(Stage("data", done=True, seconds=timings["data"], detail=inputs.description))
-
-    model_info = ModelInfo(
-        n_params=N,
-        kind=preset.model.kind,
-        description=str(model).replace("\n", " ")[:400],
-        blocks=[{"index": b.index, "name": b.name, "start": b.start, "stop": b.stop, "n_params": b.n_params}
-                for b in layout.blocks],
-        params=[{"name": p.name, "shape": list(p.shape), "offset": p.offset} for p in layout.params],
-        sequential=layout.sequential,
-        why_not_sequential=layout.why_not_sequential,
-        factory_file=factory.get("factory_file"),
-    )
-    data_info = DataInfo(n_train=k, out_dim=d, in_dim=int(inputs.x.shape[1]), description=inputs.description,
-                         targets=preset.data.targets, duplicate_of=inputs.duplicate_of)
-    transform = _transform(preset)
-    x64 = x_train.to(torch.float64)
-
-    # ---- training (with live rank probes)
-    rank_history: list[RankProbe] = []
-
-    def probe(step: int) -> None:
-        m64 = copy.deepcopy(model).to(torch.float64)
-        try:
-            G, _ = jacobian.compute_G(m64, layout, x64, transform=transform, cancel=cancel)
-            spec = spectrum.spectrum_of(G, rtol=preset.analysis.rtol, cancel=cancel)
-        except Cancelled:
-            return  # train() sees the cancel before its next step and keeps the history so far
-        sv = spec.singular_values
-        event = RankProbe(step, spec.rank, float(sv[0]) if len(sv) else 0.0,
-                          float(sv[-1]) if len(sv) else 0.0, spec.tolerance)
-        rank_history.append(event)
-        emit(event)
-
-    if cancel.cancelled and cancel.cancelled_stage is None:
-        cancel.cancelled_stage = "data"  # cancelled before training started
-    cancel.stage = "train"
-    emit(Stage("train", detail=f"{preset.train.steps} steps of {preset.train.optimizer}"))
-    t0 = time.perf_counter()
-    try:
-        result = train(model, x_train, y_train, preset.train, seed=preset.seed, on_event=emit, cancel=cancel,
-                       probe=probe, probe_every=_auto_probe_every(preset, N, k * d))
-    except Cancelled:
-        result = TrainResult(status="cancelled", message="cancelled during a rank probe")
-        with torch.no_grad():
-            from ..problem.train import mean_loss
-            result.final_loss = mean_loss(model, x_train, y_train, preset.train.loss).item()
-    timings["train"] = time.perf_counter() - t0
-    emit(Stage("train", done=True, seconds=timings["train"], detail=result.message))
-    if result.status == "diverged":
-        note(result.message, "warn")
-    training = TrainingInfo(final_loss=result.final_loss, steps=result.steps, status=result.status,
-                            message=result.message, losses=result.losses, seconds=result.seconds,
-                            reduction="mean over training inputs of the per-input loss", rank_history=rank_history,
-                            cancelled_stage=_stage_of(cancel) if result.status == "cancelled" else None)
-    report = Report(config=preset.to_dict(), device=str(device), model=model_info, data=data_info,
-                    training=training, timings=timings, notes=notes,
-                    G_on=("probabilities" if transform is not None else
-                          "logits" if preset.train.loss in ("ce", "bce") else "outputs"))
-    model64 = copy.deepcopy(model).to(torch.float64)
-    report.theta = flat_params(model64).cpu().numpy()
-    if result.status == "cancelled":
-        return _finish(report, t_start, emit)
-
-    ctx = Context(preset=preset, device=device, model=model64, layout=layout, x=x64,
-                  y=_y_tensor(y_np, preset.train.loss, torch.float64, device), loss=preset.train.loss,
-                  out_dim=d, transform=transform, cancel=cancel, emit=emit, inputs=inputs)
-    try:
-        _analyse(ctx, report, timings, plan)
-        # A cancel asked for during the last stage, which finished before it looked: the stage's result
-        # is kept, and the run still ends as cancelled (the user asked for it; the CLI exits 130).
-        ctx.cancel.check()
-    except Cancelled:
-        _mark_cancelled(report, cancel)
-    except InputError as exc:
-        report.error = {"kind": "input", "key": exc.key, "message": str(exc)}
-    except (EngineError, RuntimeError, ValueError, MemoryError, np.linalg.LinAlgError) as exc:
-        if cancel.cancelled:  # a stage that turned the cancel into another error (e.g. a swallowed Cancelled)
-            _mark_cancelled(report, cancel)
-        else:
-            report.error = {"kind": "runtime", "message": f"{type(exc).__name__}: {exc}"}
-    cancel.stage = None
-    return _finish(report, t_start, emit)
-
-
 def _stage_of(cancel: CancelToken) -> str:
     return cancel.cancelled_stage or cancel.stage or "data"
 
@@ -314,7 +429,7 @@ def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str =
     return out
 
 
-def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: resources.ResourcePlan) -> None:
+def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Any) -> None:
     from ..routes.dispatch import spectrum_on_route
 
     kd = ctx.x.shape[0] * ctx.out_dim
@@ -335,7 +450,7 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: reso
     ctx.spectrum = spec
     report.G = spec
     ctx.emit(Partial("spectrum", report.to_dict()))
-    for name, fn in analysis_stages(ctx.preset):
+    for name, fn in analysis_stages(ctx.preset, plan.hessian_mode):
         setattr(report, name, None)
         if plan.route is not None and not plan.route.g_fits:
             why = (f"skipped, because it needs G ({fmt_bytes(plan.g_bytes)}), which does not fit in the memory "
@@ -362,13 +477,14 @@ def _lazy_G(ctx: Context, kd: int, build: Callable[[], torch.Tensor]) -> Callabl
     return materialize
 
 
-def analysis_stages(preset: Preset) -> list[tuple[str, Callable[[Context, Report], Any]]]:
-    """The stages after G's spectrum, in order; each returns the report section it fills."""
+def analysis_stages(preset: Preset, hessian_mode: str) -> list[tuple[str, Callable[[Context, Report], Any]]]:
+    """The stages after G's spectrum, in order; each returns the report section it fills. The Hessian
+    stage computes in the planner's mode (`hessian_mode`: dense or lanczos), never a mode of its own."""
     stages: list[tuple[str, Callable[[Context, Report], Any]]] = []
     if preset.analysis.hessian != "off":
         from ..analyses import hessian
 
-        stages.append(("hessian", hessian.analyse))
+        stages.append(("hessian", functools.partial(hessian.analyse, mode=hessian_mode)))
     if preset.analysis.layers:
         from ..analyses import infoloss
 
