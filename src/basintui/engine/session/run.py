@@ -26,6 +26,7 @@ from torch import nn
 from ...config import Preset
 from ...limits import fmt_bytes, forward_pass_bytes, mlp_shape, model_state_bytes
 from ...schema.events import Finished, Note, Partial, PlanReady, RankProbe, Stage
+from ...schema.plan import Plan
 from ..cancel import CancelToken
 from ..errors import Cancelled, EngineError, InputError
 from ..numerics import spectrum
@@ -147,7 +148,7 @@ class _Problem:
     model: nn.Module
     layout: Layout
     factory: dict[str, str]  # what make_model says about a factory (its file)
-    plan: Any  # resources.plan's result
+    plan: Plan  # the planner's decision for this model and these inputs
     y_np: np.ndarray
     y_train: torch.Tensor
     x64: torch.Tensor  # the inputs in float64 (G, the probes and the analyses)
@@ -206,7 +207,7 @@ def _inputs(r: _Run) -> tuple[data_mod.Inputs, int, torch.Tensor]:
     return inputs, d, torch.as_tensor(inputs.x, dtype=r.dtype, device=r.device)
 
 
-def _plan_and_build(r: _Run, inputs: data_mod.Inputs, d: int, x_train: torch.Tensor) -> tuple[nn.Module, dict, Any]:
+def _plan_and_build(r: _Run, inputs: data_mod.Inputs, d: int, x_train: torch.Tensor) -> tuple[nn.Module, dict, Plan]:
     """The memory plan, before anything allocates in proportion to N or k (the model, the optimiser's
     state, targets, training, G, the Hessian), then the model. An MLP is priced from its widths before
     it is built; a factory's model is built first (its size is the factory's to say) and priced before
@@ -224,7 +225,7 @@ def _plan_and_build(r: _Run, inputs: data_mod.Inputs, d: int, x_train: torch.Ten
     k, item = len(inputs.x), x_train.element_size()
     state = model_state_bytes(N, item, preset.train.optimizer, teacher=preset.data.targets == "teacher")
     plan = resources.plan(preset, N, k, d, r.device, linear_ok=linear_ok, width_sum=widths,
-                          forward_bytes=forward_pass_bytes(k, per_input, item), state_bytes=state)
+                          forward_bytes=forward_pass_bytes(k, per_input, item), state_bytes=state).plan
     r.emit(PlanReady(plan))
     for text in plan.notes:
         r.note(text)
@@ -429,11 +430,11 @@ def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str =
     return out
 
 
-def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Any) -> None:
+def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Plan) -> None:
     from ..routes.dispatch import spectrum_on_route
 
     kd = ctx.x.shape[0] * ctx.out_dim
-    result = spectrum_on_route(plan.g_method, ctx.model, ctx.layout, ctx.x, out_dim=ctx.out_dim,
+    result = spectrum_on_route(plan.route, ctx.model, ctx.layout, ctx.x, out_dim=ctx.out_dim,
                                transform=ctx.transform, cancel=ctx.cancel, rtol=ctx.preset.analysis.rtol,
                                top_k=ctx.preset.analysis.top_k,
                                stage=lambda name, fn: _stage(name, ctx, timings, fn))
@@ -452,9 +453,9 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Any)
     ctx.emit(Partial("spectrum", report.to_dict()))
     for name, fn in analysis_stages(ctx.preset, plan.hessian_mode):
         setattr(report, name, None)
-        if plan.route is not None and not plan.route.g_fits:
+        if not plan.g_fits:
             why = (f"skipped, because it needs G ({fmt_bytes(plan.g_bytes)}), which does not fit in the memory "
-                   f"available ({fmt_bytes(plan.available)}); the spectrum of G is kept")
+                   f"available ({fmt_bytes(plan.available_bytes)}); the spectrum of G is kept")
             report.extras.setdefault("skipped", {})[name] = why
             report.notes.append(f"{name}: {why}")
             ctx.emit(Note(f"{name}: {why}", "warn"))
