@@ -48,7 +48,6 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch.func import grad, jvp, vmap
 
-from ..session import resources
 from ..numerics import spectrum
 from ..cancel import CancelToken, run_cancellable
 from ...schema.events import Note
@@ -581,9 +580,10 @@ def weyl_extremes(top: np.ndarray, bottom: np.ndarray, n: int, ev_ggn: np.ndarra
 # --------------------------------------------------------------------------- the stage
 
 
-def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXTREME,
+def analyse(ctx, report=None, *, mode: str, n_extreme: int = N_EXTREME,
             slq_vectors: int = 4, slq_steps: int = 64) -> HessianResult:
-    """The Hessian stage: dense or Lanczos (mode None: the preset's choice, `auto` resolved as the plan does)."""
+    """The Hessian stage, dense or Lanczos: `mode` is the planner's decision (the session passes
+    plan.hessian_mode); this stage never re-chooses it."""
     preset = ctx.preset
     model, layout, x, y = ctx.model, ctx.layout, ctx.x, ctx.y
     theta = flat_params(model).to(torch.float64)
@@ -591,11 +591,6 @@ def analyse(ctx, report=None, *, mode: str | None = None, n_extreme: int = N_EXT
     k, d = x.shape[0], ctx.out_dim
     kd = k * d
     notes: list[str] = []
-    if mode is None:
-        mode, why = resources.choose_hessian_mode(preset.analysis.hessian, n,
-                                                  resources.available_bytes(theta.device))
-        if why:
-            notes.append(why)
     if mode not in ("dense", "lanczos"):
         raise ValueError(f"hessian mode {mode!r}")
 

@@ -18,7 +18,6 @@ import torch
 from ..cancel import CancelToken, run_cancellable
 from ...limits import STREAM_BYTES, fmt_bytes
 from ..errors import ResourceError
-from ..session.resources import check_fits
 
 EPS = float(np.finfo(np.float64).eps)
 RTOLS = ("1e-3", "1e-6", "1e-9")
@@ -176,6 +175,14 @@ def svdvals(G: torch.Tensor) -> np.ndarray:
     else:
         sv = torch.linalg.svdvals(A)
     return sv.cpu().numpy()
+
+
+def check_fits(key: str, what: str, n_bytes: int, device: torch.device, way_out: str) -> None:
+    """The session's memory guard (engine/session/resources.check_fits), looked up when called: the
+    session imports this module, so importing the guard at the top would be circular."""
+    from ..session import resources
+
+    resources.check_fits(key, what, n_bytes, device, way_out)
 
 
 def _tall(G: torch.Tensor) -> torch.Tensor:
