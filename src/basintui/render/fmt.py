@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
 
-
-def fmt(v: Any, digits: int = 4) -> str:
+def fmt(v: float | int | str | None, digits: int = 4) -> str:
     """Floats to `digits` significant figures, None as an em dash, anything else as str()."""
     if v is None:
         return "—"

@@ -1,17 +1,22 @@
-"""Headless views of the information-loss report (the `layers` and `dependent_inputs` sections),
-built from the report's JSON (dict) form."""
+"""Headless views of the information-loss report (the `layers`, `layers_info` and `dependent_inputs`
+sections of the typed report)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+if TYPE_CHECKING:
+    from ..schema.report import DependentGroup, DependentInputs, LayerRow, LayersInfo, Report
+
 MAX_GROUP_ROWS = 12
 MAX_INDICES = 24
+WHERE_WORDS = {"linear": "linear map", "activation": "activation", "both": "both"}
 
 
 def _bits(v: float) -> str:
@@ -23,42 +28,41 @@ def _indices(idx: list[int]) -> str:
     return shown + (f", … ({len(idx)} in all)" if len(idx) > MAX_INDICES else "")
 
 
-COLUMNS = {  # name -> (header, justify, cell)
-    "position": ("#", "right", lambda b, d: str(b["position"])),
-    "name": ("block", "left", lambda b, d: b["name"]),
-    "classes": ("classes", "right", lambda b, d: str(b["classes"])),
-    "largest": ("largest\nclass", "right", lambda b, d: str(b["largest_class"])),
-    "bits": ("bits\nlost", "right", lambda b, d: _bits(b["bits_lost"])),
-    "here": ("bits\nhere", "right", lambda b, d: _bits(b["bits_lost_here"])),
-    "where": ("merged\nin", "left", lambda b, d: {"linear": "linear map", "activation": "activation",
-                                                   "both": "both"}.get(b.get("collision_kind", "none"), "")),
-    "drop": ("rank\ndrop", "right", lambda b, d: f"{b['rank_drop']:+d}"),
-    "dead": ("dead", "right", lambda b, d: str(b["dead_units"])),
-    "zeros": ("zeros", "right", lambda b, d: f"{b['zero_fraction']:.0%}"),
-    "bound": ("m·d vs\nbound", "right", lambda b, d: f"{b['largest_class'] * d} vs {b['dependence_bound']}"),
-    "class_rank": ("class\nrank", "right",
-                   lambda b, d: "—" if b.get("merged_class_rank") is None else str(b["merged_class_rank"])),
-    "dependent": ("m·d >\nbound", "left", lambda b, d: Text("yes", style="bold red") if b["dependence_guaranteed"]
+Cell = Callable[["LayerRow", int], "str | Text"]
+COLUMNS: dict[str, tuple[str, str, Cell]] = {  # column id -> (header, justify, cell of a row and d)
+    "position": ("#", "right", lambda b, d: str(b.position)),
+    "name": ("block", "left", lambda b, d: b.name),
+    "classes": ("classes", "right", lambda b, d: str(b.classes)),
+    "largest": ("largest\nclass", "right", lambda b, d: str(b.largest_class)),
+    "bits": ("bits\nlost", "right", lambda b, d: _bits(b.bits_lost)),
+    "here": ("bits\nhere", "right", lambda b, d: _bits(b.bits_lost_here)),
+    "where": ("merged\nin", "left", lambda b, d: WHERE_WORDS.get(b.collision_kind, "")),
+    "drop": ("rank\ndrop", "right", lambda b, d: f"{b.rank_drop:+d}"),
+    "dead": ("dead", "right", lambda b, d: str(b.dead_units)),
+    "zeros": ("zeros", "right", lambda b, d: f"{b.zero_fraction:.0%}"),
+    "bound": ("m·d vs\nbound", "right", lambda b, d: f"{b.largest_class * d} vs {b.dependence_bound}"),
+    "class_rank": ("class\nrank", "right", lambda b, d: "—" if b.merged_class_rank is None else str(b.merged_class_rank)),
+    "dependent": ("m·d >\nbound", "left", lambda b, d: Text("yes", style="bold red") if b.dependence_guaranteed
                   else Text("no")),
-    "block_rank": ("rank\nG_ℓ", "right", lambda b, d: str(b["block_rank"])),
-    "cum_rank": ("cum.\nrank", "right", lambda b, d: str(b["cumulative_rank"])),
+    "block_rank": ("rank\nG_ℓ", "right", lambda b, d: str(b.block_rank)),
+    "cum_rank": ("cum.\nrank", "right", lambda b, d: str(b.cumulative_rank)),
 }
 WIDE = tuple(COLUMNS)
 NARROW = (("position", "name", "classes", "largest", "bits", "here", "drop", "dead", "dependent"),
           ("position", "name", "where", "zeros", "bound", "class_rank", "block_rank", "cum_rank"))
 
 
-def _table(layers: list[dict[str, Any]], d: int, cols: tuple[str, ...], title: str | None) -> Table:
+def _table(layers: Sequence[LayerRow], d: int, cols: tuple[str, ...], title: str | None) -> Table:
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
               padding=(0, 1, 0, 0), collapse_padding=True)
     for c in cols:
         header, justify, _ = COLUMNS[c]
         if c == "name":
-            t.add_column(header, justify=justify, no_wrap=True, min_width=min(26, max(len(b["name"]) for b in layers)))
+            t.add_column(header, justify=justify, no_wrap=True, min_width=min(26, max(len(b.name) for b in layers)))
         else:
             t.add_column(header, justify=justify, no_wrap=True)
-    for b in sorted(layers, key=lambda b: b["position"]):
-        style = "bold" if b["position"] == 1 and (b["bits_lost_here"] > 0 or b["rank_drop"] > 0) else None
+    for b in sorted(layers, key=lambda b: b.position):
+        style = "bold" if b.position == 1 and (b.bits_lost_here > 0 or b.rank_drop > 0) else None
         t.add_row(*(COLUMNS[c][2](b, d) for c in cols), style=style)
     return t
 
@@ -66,7 +70,7 @@ def _table(layers: list[dict[str, Any]], d: int, cols: tuple[str, ...], title: s
 class RankedTable:
     """One wide table where the console is wide enough, else two narrower ones."""
 
-    def __init__(self, layers: list[dict[str, Any]], d: int) -> None:
+    def __init__(self, layers: Sequence[LayerRow], d: int) -> None:
         self.layers, self.d = layers, d
 
     def __rich_console__(self, console: Console, options: ConsoleOptions):
@@ -79,27 +83,24 @@ class RankedTable:
         yield _table(self.layers, self.d, NARROW[1], "Where, bounds and ranks of G (same ranking)")
 
 
-def ranked_table(r: dict[str, Any]) -> RankedTable | None:
-    layers = r.get("layers")
-    if not layers:
+def ranked_table(r: Report) -> RankedTable | None:
+    if not r.layers:
         return None
-    return RankedTable(layers, r["data"]["out_dim"])
+    return RankedTable(r.layers, r.data.out_dim)
 
 
-def findings(r: dict[str, Any]) -> Text | None:
-    layers = r.get("layers")
-    if not layers:
+def findings(r: Report) -> Text | None:
+    if not r.layers:
         return None
-    lines = [f"block {b['index']}: {b['finding']}" for b in layers if b.get("finding")]
-    info = r.get("layers_info") or {}
-    if info.get("raw_classes") is not None:
-        k = r["data"]["n_train"]
-        lines.insert(0, f"raw inputs: {info['raw_classes']} distinct of {k} "
-                        f"(H(P_0) = {info['raw_entropy_bits']:.3f} bits)")
+    lines = [f"block {b.index}: {b.finding}" for b in r.layers if b.finding]
+    info = r.layers_info
+    if info is not None and info.raw_classes is not None:
+        lines.insert(0, f"raw inputs: {info.raw_classes} distinct of {r.data.n_train} "
+                        f"(H(P_0) = {info.raw_entropy_bits:.3f} bits)")
     return Text("\n".join(lines), style="italic")
 
 
-def _relation(indices: list[int], coefs: list[Any], most: int = 6) -> str:
+def _relation(indices: list[int], coefs: list[float | list[float]], most: int = 6) -> str:
     """'+1·x4 − 0.5·x7 … = 0' from one coefficient vector (d-vectors shown by their largest entry)."""
     terms = []
     for i, v in zip(indices, coefs):
@@ -111,53 +112,64 @@ def _relation(indices: list[int], coefs: list[Any], most: int = 6) -> str:
     return text + (" …" if len(terms) > most else "") + " = 0"
 
 
-def dependent_view(r: dict[str, Any]) -> RenderableType | None:
-    dep = r.get("dependent_inputs")
-    if dep is None:
-        return None
-    groups = dep.get("groups", [])
-    head = Text(f"Dependent inputs: null space of GᵀG has dimension {dep['null_dim']} "
-                f"(τ = {dep['tolerance']:.3g})", style="bold")
-    if not groups:
+def _coefficients(g: DependentGroup) -> str:
+    coefs = g.coefficients
+    if g.kind == "identical":
+        return "equal gradients (e_first − e_j)"
+    if g.kind == "zero":
+        return "zero gradient"
+    if g.kind == "within_input":
+        return g.coefficient_rule or "relations among each input's own outputs"
+    c = _relation(g.indices, coefs[0]) if coefs else ""
+    return c + (f" (1 of {len(coefs)})" if len(coefs) > 1 else "")
+
+
+def _where(g: DependentGroup) -> str:
+    if g.collided_in is None and g.partly_collided_at is not None:
+        return f"partly, from block {g.partly_collided_at}"
+    return g.collided_in or "—"
+
+
+def dependent_section(dep: DependentInputs) -> Group:
+    """The null space of GᵀG as groups of dependent training inputs, where each collided, its relation."""
+    head = Text(f"Dependent inputs: null space of GᵀG has dimension {dep.null_dim} "
+                f"(τ = {dep.tolerance:.3g})", style="bold")
+    if not dep.groups:
         return Group(head, Text("none: the behavioural gradients of the training inputs are linearly independent",
                                 style="italic"))
     t = Table(show_header=True, box=None, pad_edge=False)
     for name in ("kind", "inputs", "null dims", "collided in", "coefficients"):
         t.add_column(name)
-    for g in groups[:MAX_GROUP_ROWS]:
-        coefs = g["coefficients"]
-        if g["kind"] == "identical":
-            c = "equal gradients (e_first − e_j)"
-        elif g["kind"] == "zero":
-            c = "zero gradient"
-        elif g["kind"] == "within_input":
-            c = g.get("coefficient_rule", "") or "relations among each input's own outputs"
-        else:
-            c = _relation(g["indices"], coefs[0]) if coefs else ""
-            if len(coefs) > 1:
-                c += f" (1 of {len(coefs)})"
-        where = g.get("collided_in")
-        if where is None and g.get("partly_collided_at") is not None:
-            where = f"partly, from block {g['partly_collided_at']}"
-        t.add_row(g["kind"], _indices(g["indices"]), str(g["dimension"]), where or "—", c)
+    for g in dep.groups[:MAX_GROUP_ROWS]:
+        t.add_row(g.kind, _indices(g.indices), str(g.dimension), _where(g), _coefficients(g))
     parts: list[RenderableType] = [head, t]
-    more = len(groups) - MAX_GROUP_ROWS + dep.get("groups_not_listed", 0)
+    more = len(dep.groups) - MAX_GROUP_ROWS + dep.groups_not_listed
     if more > 0:
         parts.append(Text(f"… and {more} more groups (see the JSON report)", style="dim"))
-    if dep["explained_dim"] != dep["null_dim"]:
-        parts.append(Text(f"groups account for {dep['explained_dim']} of {dep['null_dim']} null directions",
+    if dep.explained_dim != dep.null_dim:
+        parts.append(Text(f"groups account for {dep.explained_dim} of {dep.null_dim} null directions",
                           style="dim"))
     return Group(*parts)
 
 
-def layers_view(r: dict[str, Any]) -> RenderableType | None:
+def dependent_view(r: Report) -> RenderableType | None:
+    return None if r.dependent_inputs is None else dependent_section(r.dependent_inputs)
+
+
+def _unavailable(info: LayersInfo | None) -> Text | None:
+    if info is None or info.available:
+        return None
+    return Text(f"Information loss by layer: {info.why_not}", style="yellow")
+
+
+def layers_view(r: Report) -> RenderableType | None:
     """The ranked per-block table, the findings in words and the dependent groups."""
-    info = r.get("layers_info")
-    if r.get("layers") is None and r.get("dependent_inputs") is None:
+    if r.layers is None and r.dependent_inputs is None:
         return None
     parts: list[RenderableType] = []
-    if info and not info.get("available", True):
-        parts.append(Text(f"Information loss by layer: {info.get('why_not')}", style="yellow"))
+    why_not = _unavailable(r.layers_info)
+    if why_not is not None:
+        parts.append(why_not)
     table = ranked_table(r)
     if table is not None:
         parts.append(table)

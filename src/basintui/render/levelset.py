@@ -1,11 +1,10 @@
-"""Headless views of the level-set section (report["levelset"], its dict form): the answer (dimension,
-manifold yes / no / cannot tell with the reason, whether it depends on the probe radius) and the
-per-radius table. Shared by the CLI summary and the TUI's Level set pane; every key is optional, so an
-older report without the per-radius keys still renders."""
+"""Headless views of the level-set section of the typed report (schema.Report.levelset): the answer
+(dimension, manifold yes / no / cannot tell with the reason, whether it depends on the probe radius)
+and the per-radius table. Shared by the CLI summary and the TUI's Level set pane."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -13,43 +12,42 @@ from rich.text import Text
 
 from .fmt import fmt
 
+if TYPE_CHECKING:
+    from ..schema.report import Claim1, LevelSet, RadiusVerdict, Report, Walk
 
-def _g(v: Any, digits: int = 3) -> str:
+
+def _g(v: float | int | str | None, digits: int = 3) -> str:
     return fmt(v, digits)
 
 
-def manifold_text(ls: dict[str, Any]) -> Text:
-    """yes / no / cannot tell, coloured, for the top-level verdict (absent in older reports: not measured)."""
-    if "manifold" not in ls:
-        return Text("not in this report (an older probe)", style="dim")
-    m = ls.get("manifold")
-    if ls.get("radius_dependent"):
+def manifold_text(ls: LevelSet) -> Text:
+    """yes / no / cannot tell, coloured, for the top-level verdict."""
+    if ls.radius_dependent:
         return Text("depends on the probe radius", style="bold yellow")
-    if m is True:
+    if ls.manifold is True:
         return Text("yes", style="bold green")
-    if m is False:
+    if ls.manifold is False:
         return Text("no", style="bold red")
     return Text("cannot tell", style="bold yellow")
 
 
-def dimension_text(ls: dict[str, Any]) -> Text:
-    if ls.get("radius_dependent"):
+def dimension_text(ls: LevelSet) -> Text:
+    if ls.radius_dependent:
         return Text("depends on the probe radius (see the table)", style="bold yellow")
-    d = ls.get("estimated_dim")
-    if d is None:
+    if ls.estimated_dim is None:
         return Text("not measured", style="bold yellow")
-    return Text(str(d), style="bold")
+    return Text(str(ls.estimated_dim), style="bold")
 
 
-def radius_warning(ls: dict[str, Any]) -> Text | None:
+def radius_warning(ls: LevelSet) -> Text | None:
     """One line, only when the answer changes with the probe radius."""
-    if not ls.get("radius_dependent"):
+    if not ls.radius_dependent:
         return None
     return Text("⚠ The answer depends on the probe radius: no single dimension or verdict is given; "
                 "read the per-radius table.", style="bold yellow")
 
 
-def _short(v: Any) -> Text:
+def _short(v: bool | None) -> Text:
     if v is True:
         return Text("yes", style="green")
     if v is False:
@@ -57,11 +55,17 @@ def _short(v: Any) -> Text:
     return Text("?", style="yellow")
 
 
-def by_radius_table(ls: dict[str, Any], why: bool = True) -> Table | None:
+def _radius_cells(e: RadiusVerdict) -> list[str | Text]:
+    branches = ", ".join(f"{d}×{c}" for d, c in e.branch_dims.items()) or "—"
+    angle = e.max_angle_deg
+    return [f"{e.radius:.0e}", _g(e.dimension), _short(e.manifold), f"{e.converged}/{e.points}",
+            _g(e.returned), branches, "—" if angle is None else f"{angle:.1f}°"]
+
+
+def by_radius_table(ls: LevelSet, why: bool = True) -> Table | None:
     """One row per probe radius: ρ, dimension, manifold, points (converged / returned to θ*), branch
     dimensions seen (dimension × count), the largest angle between tangent spaces and the reason."""
-    rows = ls.get("by_radius") or []
-    if not rows:
+    if not ls.by_radius:
         return None
     t = Table(title="By probe radius", title_justify="left", box=None, pad_edge=False, header_style="bold")
     t.add_column("ρ", no_wrap=True)
@@ -73,60 +77,52 @@ def by_radius_table(ls: dict[str, Any], why: bool = True) -> Table | None:
     t.add_column("angle", justify="right", no_wrap=True)
     if why:
         t.add_column("why", ratio=1)
-    for e in rows:
-        branches = ", ".join(f"{d}×{c}" for d, c in (e.get("branch_dims") or {}).items()) or "—"
-        angle = e.get("max_angle_deg")
-        cells = [f"{e.get('radius', 0.0):.0e}", _g(e.get("dimension")), _short(e.get("manifold")),
-                 f"{e.get('converged', '—')}/{e.get('points', '—')}", _g(e.get("returned")), branches,
-                 "—" if angle is None else f"{angle:.1f}°"]
+    for e in ls.by_radius:
+        cells = _radius_cells(e)
         if why:
-            cells.append(Text(str(e.get("why", "")), style="dim"))
+            cells.append(Text(e.why, style="dim"))
         t.add_row(*cells)
     return t
 
 
-def facts_table(ls: dict[str, Any], title: str | None = "Level set through θ") -> Table:
+def _rank_detail(ls: LevelSet) -> str:
+    if not ls.rank_probes:
+        return ""
+    return ("  (rank(G) at θ = " + _g(ls.rank_at_theta) + "; probes: "
+            + ", ".join(f"ρ={p.radius:.0e}: {p.ranks}" for p in ls.rank_probes) + ")")
+
+
+def walk_text(w: Walk) -> str:
+    ev = w.evaluations
+    return (f"{w.points_per_radius} points per radius ({w.radius_rule}); {w.converged} of {w.directions} retracted"
+            + f"; {ev.F} evaluations of F, {ev.J} of J"
+            + (f"; {w.seconds:.1f} s" if w.seconds is not None else ""))
+
+
+def claim1_text(c1: Claim1) -> str:
+    return (f"null directions {_g(c1.null_exponent)} (expect 2), row space {_g(c1.row_exponent)} (expect 1)"
+            + (f"; {c1.why}" if c1.why else ""))
+
+
+def facts_table(ls: LevelSet, title: str | None = "Level set through θ") -> Table:
     t = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
     t.add_row("dimension", dimension_text(ls))
     t.add_row("manifold", manifold_text(ls))
-    if ls.get("manifold_why"):
-        t.add_row("why", Text(ls["manifold_why"], style="italic"))
-    if "locally_constant_rank" in ls:
-        const = ls["locally_constant_rank"]
-        probes = ls.get("rank_probes") or []
-        detail = ""
-        if probes:
-            detail = ("  (rank(G) at θ = " + _g(ls.get("rank_at_theta")) + "; probes: "
-                      + ", ".join(f"ρ={p['radius']:.0e}: {p['ranks']}" for p in probes) + ")")
-        t.add_row("rank locally constant", Text.assemble(_short(const), detail))
-    t.add_row("kernel dim N − r", _g(ls.get("kernel_dim")) + "  (an upper bound on any smooth piece)")
-    t.add_row("generic dim N − kd", _g(ls.get("generic_dim")))
-    if ls.get("estimated_dim_method") and ls.get("estimated_dim_method") != ls.get("manifold_why"):
-        t.add_row("how", ls["estimated_dim_method"])
-    w = ls.get("walk") or {}
-    if w.get("radii"):
-        ev = w.get("evaluations") or {}
-        secs = w.get("seconds")
-        t.add_row("walk", f"{w.get('points_per_radius')} points per radius ({w.get('radius_rule', '')}); "
-                          f"{w.get('converged')} of {w.get('directions')} retracted"
-                          + (f"; {ev.get('F')} evaluations of F, {ev.get('J')} of J" if ev else "")
-                          + (f"; {secs:.1f} s" if isinstance(secs, (int, float)) else ""))
-    elif w:
-        t.add_row("walk", ", ".join(f"{k} {_g(v)}" for k, v in w.items() if not isinstance(v, (list, dict))))
-    c1 = ls.get("claim1")
-    if c1:
-        t.add_row("Claim 1 exponents", f"null directions {_g(c1.get('null_exponent'))} (expect 2), row space "
-                                       f"{_g(c1.get('row_exponent'))} (expect 1)"
-                  + (f"; {c1['why']}" if c1.get("why") else ""))
+    if ls.manifold_why:
+        t.add_row("why", Text(ls.manifold_why, style="italic"))
+    t.add_row("rank locally constant", Text.assemble(_short(ls.locally_constant_rank), _rank_detail(ls)))
+    t.add_row("kernel dim N − r", _g(ls.kernel_dim) + "  (an upper bound on any smooth piece)")
+    t.add_row("generic dim N − kd", _g(ls.generic_dim))
+    if ls.estimated_dim_method and ls.estimated_dim_method != ls.manifold_why:
+        t.add_row("how", ls.estimated_dim_method)
+    t.add_row("walk", walk_text(ls.walk))
+    t.add_row("Claim 1 exponents", claim1_text(ls.claim1))
     return t
 
 
-def levelset_view(r: dict[str, Any]) -> RenderableType | None:
-    ls = r.get("levelset")
-    if not ls:
-        return None
+def levelset_section(ls: LevelSet) -> Group:
     parts: list[RenderableType] = []
     warn = radius_warning(ls)
     if warn is not None:
@@ -135,6 +131,10 @@ def levelset_view(r: dict[str, Any]) -> RenderableType | None:
     table = by_radius_table(ls)
     if table is not None:
         parts += [Text(""), table]
-    if ls.get("meaning"):
-        parts += [Text(""), Text("\n".join(ls["meaning"]), style="italic")]
+    if ls.meaning:
+        parts += [Text(""), Text("\n".join(ls.meaning), style="italic")]
     return Group(*parts)
+
+
+def levelset_view(r: Report) -> RenderableType | None:
+    return None if r.levelset is None else levelset_section(r.levelset)

@@ -3,7 +3,7 @@ rank(H) = rank(G) as coloured verdicts with their reasons (DESIGN §1)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -17,7 +17,9 @@ from ...render.hessian import VERDICT_STYLE, draw_eigenvalues, rule_rows, weyl_r
 from ...render.summary import why_missing
 from .plotting import num
 
-GGN_KEYS = ("eigenvalues_ggn", "ggn_eigenvalues")
+if TYPE_CHECKING:
+    from ...schema.report import HessianSection, Hypothesis, Report, SpectrumSection
+
 LOSS_HESSIAN_WORDS = {
     "identity": "Q = 2I (mse): positive definite, rank(GGN) = rank(G)",
     "diagonal": "Q diagonal (bce): positive, rank(GGN) = rank(G)",
@@ -25,12 +27,87 @@ LOSS_HESSIAN_WORDS = {
 }
 
 
-def claim3(h: dict[str, Any]) -> tuple[str, str]:
-    c = h.get("claim3")
-    if isinstance(c, dict):
-        verdict = c.get("verdict") or c.get("status") or c.get("result") or c.get("value") or "?"
-        return str(verdict), str(c.get("why", ""))
-    return str(c), str(h.get("claim3_why") or h.get("why") or "")
+def _verdict(h: HessianSection) -> Text:
+    v = h.claim3.verdict
+    return Text(v.replace("_", " "), style=VERDICT_STYLE.get(v, "bold"))
+
+
+def headline(h: HessianSection, g: SpectrumSection | None) -> Text:
+    """rank(H), rank(GGN), rank(residual), rank(G), Claim 3's verdict and the Weyl counts, in one line."""
+    head = Text()
+    head.append(f"rank(H) = {num(h.rank)}", style="bold")
+    head.append(f"   rank(GGN) = {num(h.rank_ggn)}   rank(residual) = {num(h.rank_residual)}")
+    if g is not None:
+        head.append(f"   rank(G) = {g.rank}", style="green")
+    head.append("   Claim 3: ")
+    head.append_text(_verdict(h))
+    w = h.weyl
+    if w is not None:
+        bound = "" if w.outside_band_exact else "≥"
+        head.append(f"   Weyl: {bound}{w.outside_band} outside ±‖R‖₂ = ±{num(w.band, 3)}, "
+                    f"{w.ggn_above_2r} of GGN above 2‖R‖₂")
+    return head
+
+
+def _hypothesis_row(name: str, check: Hypothesis) -> tuple[str, Text]:
+    holds = check.holds
+    verdict = Text("holds" if holds else "fails", style="bold green" if holds else "bold yellow")
+    detail = f"  {num(check.value, 3)} vs threshold {num(check.threshold, 3)}"
+    if check.rule:
+        detail += f"  ({check.rule})"
+    return name + "?", verdict + Text(detail, style="dim")
+
+
+def hypothesis_rows(h: HessianSection) -> list[tuple[str, Text]]:
+    """The hypotheses of Claim 3 as checked flags, each with its measured value, threshold and rule."""
+    hs = h.hypotheses
+    return [_hypothesis_row("critical point", hs.critical_point), _hypothesis_row("zero residual", hs.zero_residual),
+            _hypothesis_row("loss hessian positive", hs.loss_hessian_positive)]
+
+
+def rtol_rows(h: HessianSection) -> list[tuple[str, str]]:
+    rows = []
+    for rtol, ranks in (h.rank_at_rtol or {}).items():
+        text = (f"G {num(ranks.G)}, GGN {num(ranks.GGN)}, H {num(ranks.H)}, residual {num(ranks.residual)}"
+                + (" (H at the floor)" if ranks.floor_applied else ""))
+        rows.append((f"ranks at rtol {rtol}", text))
+    return rows
+
+
+def detail_rows(h: HessianSection) -> list[tuple[str, str]]:
+    """The section's other scalars (how it was measured, sizes, norms), in the report's order."""
+    rows = [("method", h.method), ("reduction", h.reduction), ("loss", h.loss), ("on", h.on),
+            ("loss formula", h.loss_formula), ("n params", h.n_params), ("n outputs", h.n_outputs),
+            ("rank G", h.rank_G), ("rank G resolvable", h.rank_G_resolvable), ("rank method", h.rank_method),
+            ("eigenvalues order", h.eigenvalues_order), ("n negative", h.n_negative),
+            ("lambda max", h.lambda_max), ("lambda min", h.lambda_min), ("grad norm via G", h.grad_norm_via_G),
+            ("output residual raw norm", h.output_residual_raw_norm), ("residual norm", h.residual_norm),
+            ("hessian norm", h.hessian_norm), ("regime", h.regime), ("matvecs", h.matvecs)]
+    return [(label, num(v)) for label, v in rows if v is not None]
+
+
+def facts(h: HessianSection) -> Group:
+    """Claim 3's verdict and reason, the Weyl counts, the rank rule, the hypotheses, the ranks at other
+    rtols and the rest of the section."""
+    t = Table.grid(padding=(0, 1))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    t.add_row("rank(H) = rank(G)?", _verdict(h))
+    if h.claim3.why:
+        t.add_row("why", Text(h.claim3.why, style="italic"))
+    for key, value in [*weyl_rows(h), *rule_rows(h)]:
+        t.add_row(key, value)
+    t.add_row("‖∇_θ L‖", f"{num(h.grad_norm, 3)}  (a critical point needs ≈ 0)")
+    t.add_row("‖∂ℓ/∂F‖", f"{num(h.output_residual_norm, 3)}  (H = GGN needs a zero residual)")
+    t.add_row("‖H − GGN‖/‖H‖", num(h.residual_rel, 3))
+    t.add_row("loss Hessian Q", LOSS_HESSIAN_WORDS.get(h.loss_hessian, str(h.loss_hessian)))
+    for key, value in hypothesis_rows(h):
+        t.add_row(key, value)
+    t.add_row("loss hessian positive", Text("yes", style="green") if h.loss_hessian_positive
+              else Text("no", style="yellow"))
+    for key, value in [*rtol_rows(h), *detail_rows(h)]:
+        t.add_row(key, value)
+    return Group(t)
 
 
 class HessianPane(Vertical):
@@ -47,7 +124,7 @@ class HessianPane(Vertical):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.border_title = "Hessian"
-        self.h: dict[str, Any] | None = None
+        self.h: HessianSection | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("No run yet: run a preset (r).", id="hess-head")
@@ -65,83 +142,17 @@ class HessianPane(Vertical):
         self.query_one("#hess-facts-text", Static).update("")
         self._draw()
 
-    def show(self, report: dict[str, Any]) -> None:
-        h = report.get("hessian")
-        if not h:
-            mode = report.get("config", {}).get("analysis", {}).get("hessian")
+    def show(self, report: Report) -> None:
+        h = report.hessian
+        if h is None:
             off = "The Hessian analysis is off for this run (analysis.hessian = off)."
-            why = why_missing(report, "hessian", "The Hessian", off if mode == "off" else None, "Hessian")
-            self.clear(why)
+            mode_off = report.config.analysis.hessian == "off"
+            self.clear(why_missing(report, "hessian", "The Hessian", off if mode_off else None, "Hessian"))
             return
         self.h = h
-        g = report.get("G") or {}
-        head = Text()
-        head.append(f"rank(H) = {num(h.get('rank'))}", style="bold")
-        head.append(f"   rank(GGN) = {num(h.get('rank_ggn'))}   rank(residual) = {num(h.get('rank_residual'))}")
-        if g:
-            head.append(f"   rank(G) = {g.get('rank')}", style="green")
-        verdict, _ = claim3(h)
-        head.append("   Claim 3: ")
-        head.append(verdict.replace("_", " "), style=VERDICT_STYLE.get(verdict, "bold"))
-        w = h.get("weyl")
-        if isinstance(w, dict):
-            bound = "" if w.get("outside_band_exact", True) else "≥"
-            head.append(f"   Weyl: {bound}{w.get('outside_band')} outside ±‖R‖₂ = ±{num(w.get('band'), 3)}, "
-                        f"{w.get('ggn_above_2r')} of GGN above 2‖R‖₂")
-        self.query_one("#hess-head", Static).update(head)
-        self.query_one("#hess-facts-text", Static).update(self._facts(h))
+        self.query_one("#hess-head", Static).update(headline(h, report.G))
+        self.query_one("#hess-facts-text", Static).update(facts(h))
         self._draw()
-
-    def _facts(self, h: dict[str, Any]) -> Group:
-        verdict, why = claim3(h)
-        shown = {"rank", "rank_ggn", "rank_residual", "eigenvalues", "grad_norm", "output_residual_norm",
-                 "residual_rel", "loss_hessian", "claim3", "claim3_why", "tolerance", "tolerance_rule",
-                 "rank_ggn_exact", *GGN_KEYS}
-        t = Table.grid(padding=(0, 1))
-        t.add_column(style="bold", no_wrap=True)
-        t.add_column()
-        t.add_row("rank(H) = rank(G)?", Text(verdict.replace("_", " "), style=VERDICT_STYLE.get(verdict, "bold")))
-        if why:
-            t.add_row("why", Text(why, style="italic"))
-        for key, value in weyl_rows(h):
-            t.add_row(key, value)
-        if h.get("rank_rule") or h.get("tolerance") is not None:
-            for key, value in rule_rows(h):
-                t.add_row(key, value)
-        t.add_row("‖∇_θ L‖", f"{num(h.get('grad_norm'), 3)}  (a critical point needs ≈ 0)")
-        t.add_row("‖∂ℓ/∂F‖", f"{num(h.get('output_residual_norm'), 3)}  (H = GGN needs a zero residual)")
-        t.add_row("‖H − GGN‖/‖H‖", num(h.get("residual_rel"), 3))
-        lh = h.get("loss_hessian")
-        t.add_row("loss Hessian Q", LOSS_HESSIAN_WORDS.get(lh, str(lh)))
-        hyp = h.get("hypotheses")
-        if isinstance(hyp, dict):  # the hypotheses as checked flags, each with its rule
-            for name, check in hyp.items():
-                if not isinstance(check, dict):
-                    continue
-                holds = check.get("holds")
-                verdict = Text("holds" if holds else "fails", style="bold green" if holds else "bold yellow")
-                detail = f"  {num(check.get('value'), 3)} vs threshold {num(check.get('threshold'), 3)}"
-                if check.get("rule"):
-                    detail += f"  ({check['rule']})"
-                t.add_row(name.replace("_", " ") + "?", verdict + Text(detail, style="dim"))
-        for k, v in h.items():  # further checked flags the engine reports, as verdicts
-            if isinstance(v, bool) and k not in shown:
-                t.add_row(k.replace("_", " "), Text("yes" if v else "no", style="green" if v else "yellow"))
-        at = h.get("rank_at_rtol")
-        if isinstance(at, dict):
-            for rtol, ranks in at.items():
-                if isinstance(ranks, dict):
-                    text = ", ".join(f"{k} {num(v)}" for k, v in ranks.items()
-                                     if k not in ("H_threshold", "floor_applied"))
-                    if ranks.get("floor_applied"):
-                        text += " (H at the floor)"
-                else:
-                    text = num(ranks)
-                t.add_row(f"ranks at rtol {rtol}", text)
-        for k, v in h.items():
-            if k not in shown and not isinstance(v, (bool, list, dict)) and v is not None:
-                t.add_row(k.replace("_", " "), num(v))
-        return Group(t)
 
     def _draw(self) -> None:
         plot = self.query_one("#hess-plot", PlotextPlot)

@@ -3,7 +3,8 @@ dependent training inputs that collided in that block."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -16,73 +17,63 @@ from textual.widgets import DataTable, Static
 from ...render.summary import why_missing
 from .plotting import num
 
-COLUMNS = (
-    ("#", "position"),
-    ("block", "name"),
-    ("classes", "classes"),
-    ("bits lost", "bits_lost"),
-    ("bits here", "bits_lost_here"),
-    ("rank drop", "rank_drop"),
-    ("dead", "dead_units"),
-    ("dependence", "dependence_guaranteed"),
+if TYPE_CHECKING:
+    from ...schema.report import DependentGroup, LayerRow, Report
+
+
+def _bits(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _guaranteed(v: bool) -> Text:
+    return Text("guaranteed", style="bold red") if v else Text("no", style="dim")
+
+
+COLUMNS: tuple[tuple[str, Callable[[LayerRow], str | Text]], ...] = (
+    ("#", lambda b: num(b.position)),
+    ("block", lambda b: b.name),
+    ("classes", lambda b: num(b.classes)),
+    ("bits lost", lambda b: _bits(b.bits_lost)),
+    ("bits here", lambda b: _bits(b.bits_lost_here)),
+    ("rank drop", lambda b: num(b.rank_drop)),
+    ("dead", lambda b: num(b.dead_units)),
+    ("dependence", lambda b: _guaranteed(b.dependence_guaranteed)),
 )
-DETAIL_ORDER = (
-    "name", "position", "n_params", "classes", "largest_class", "bits_lost", "bits_lost_here", "activation_rank",
-    "rank_drop", "dead_units", "zero_fraction", "params_upstream", "dependence_bound", "dependence_guaranteed",
-    "block_rank", "cumulative_rank",
-)
-LAYER_KEYS = ("layer", "collided_at", "layer_name", "block", "collided_in")
-INDEX_KEYS = ("indices", "inputs", "members", "weighted_inputs")
 
 
-def _cell(key: str, v: Any) -> Text | str:
-    if key == "dependence_guaranteed":
-        return Text("guaranteed", style="bold red") if v else Text("no", style="dim")
-    if key in ("bits_lost", "bits_lost_here") and isinstance(v, (int, float)):
-        return f"{v:.3f}"
-    return num(v)
+def detail_rows(b: LayerRow) -> list[tuple[str, str | Text]]:
+    """Every scalar of a block: the ranking's measures first, then how they were measured."""
+    return [
+        ("name", b.name), ("position", num(b.position)), ("n params", num(b.n_params)),
+        ("classes", num(b.classes)), ("largest class", num(b.largest_class)), ("bits lost", _bits(b.bits_lost)),
+        ("bits lost here", _bits(b.bits_lost_here)), ("activation rank", num(b.activation_rank)),
+        ("rank drop", num(b.rank_drop)), ("dead units", num(b.dead_units)), ("zero fraction", num(b.zero_fraction)),
+        ("params upstream", num(b.params_upstream)), ("dependence bound", num(b.dependence_bound)),
+        ("dependence guaranteed", _guaranteed(b.dependence_guaranteed)), ("block rank", num(b.block_rank)),
+        ("cumulative rank", num(b.cumulative_rank)), ("index", num(b.index)), ("width", num(b.width)),
+        ("block rank deficiency", num(b.block_rank_deficiency)), ("merged class rank", num(b.merged_class_rank)),
+        ("collision kind", b.collision_kind), ("classes before activation", num(b.classes_before_activation)),
+        ("bits lost linear", num(b.bits_lost_linear)), ("bits lost activation", num(b.bits_lost_activation)),
+        ("constant units", num(b.constant_units)), ("atol", num(b.atol)), ("atol rule", b.atol_rule),
+        ("activation rank tolerance", num(b.activation_rank_tolerance)), ("finding", b.finding),
+    ]
 
 
-def _entries(dep: Any) -> list[dict[str, Any]]:
-    if dep is None:
-        return []
-    if isinstance(dep, dict):
-        for key in ("vectors", "groups", "items", "entries"):
-            if isinstance(dep.get(key), list):
-                return [e for e in dep[key] if isinstance(e, dict)]
-        return [dep]
-    if isinstance(dep, list):
-        return [e for e in dep if isinstance(e, dict)]
-    return []
+def collided_at(group: DependentGroup, layer: LayerRow) -> bool:
+    """Did this group of dependent inputs collide in the block `layer` (the engine numbers blocks from 1)?"""
+    return group.collided_at is not None and group.collided_at == layer.index
 
 
-def collided_at(entry: dict[str, Any], layer: dict[str, Any], index: int) -> bool:
-    """Does this dependent-inputs entry name the block `layer` (by name, network index or position)?"""
-    for key in LAYER_KEYS:
-        if key in entry:
-            v = entry[key]
-            if isinstance(v, dict):
-                v = v.get("name", v.get("index"))
-            number = layer.get("index", index + 1)  # the engine numbers blocks from 1 in network order
-            return v == layer.get("name") or (isinstance(v, int) and not isinstance(v, bool) and v == number)
-    return False
-
-
-def describe_entry(entry: dict[str, Any]) -> str:
-    idx = next((entry[k] for k in INDEX_KEYS if k in entry), None)
-    parts = []
-    if isinstance(idx, list):
-        shown = ", ".join(str(i) for i in idx[:24]) + (" …" if len(idx) > 24 else "")
-        parts.append(f"inputs {shown}")
-    weights = entry.get("weights") or entry.get("coefficients")
-    if isinstance(weights, list) and weights and all(isinstance(w, (int, float)) for w in weights[:8]):
-        parts.append("weights " + ", ".join(f"{w:.2g}" for w in weights[:8]) + (" …" if len(weights) > 8 else ""))
-    elif isinstance(weights, list) and weights and isinstance(weights[0], list):
-        parts.append(f"{len(weights)} coefficient vector{'s' if len(weights) != 1 else ''}")
-    rest = {k: v for k, v in entry.items() if k not in (*INDEX_KEYS, *LAYER_KEYS, "weights", "coefficients")
-            and not isinstance(v, (list, dict))}
-    parts += [f"{k} {num(v)}" for k, v in rest.items()]
-    return "; ".join(parts) or str(entry)
+def describe_group(g: DependentGroup) -> str:
+    shown = ", ".join(str(i) for i in g.indices[:24]) + (" …" if len(g.indices) > 24 else "")
+    n = len(g.coefficients)
+    parts = [f"inputs {shown}"]
+    if n:
+        parts.append(f"{n} coefficient vector{'s' if n != 1 else ''}")
+    parts += [f"kind {g.kind}", f"dimension {g.dimension}", f"partly_collided_at {num(g.partly_collided_at)}",
+              f"description {g.description}", f"coefficient_rule {g.coefficient_rule}",
+              f"vectors_listed {g.vectors_listed}"]
+    return "; ".join(parts)
 
 
 class LayersPane(Vertical):
@@ -97,8 +88,8 @@ class LayersPane(Vertical):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.border_title = "Information loss by layer"
-        self.blocks: list[dict[str, Any]] = []
-        self.dependent: list[dict[str, Any]] = []
+        self.blocks: list[LayerRow] = []
+        self.dependent: list[DependentGroup] = []
         self.order: list[int] = []  # table row -> network index
 
     def compose(self) -> ComposeResult:
@@ -115,22 +106,21 @@ class LayersPane(Vertical):
         self.query_one("#layers-head", Static).update(why)
         self.query_one("#layer-detail-text", Static).update("")
 
-    def show(self, report: dict[str, Any]) -> None:
-        layers = report.get("layers")
+    def show(self, report: Report) -> None:
+        layers = report.layers
         table = self.query_one(DataTable)
         table.clear()
         if not layers:
-            enabled = report.get("config", {}).get("analysis", {}).get("layers", True)
             off = "The information-loss analysis is off for this run (analysis.layers = false)."
-            why = why_missing(report, "layers", "The information-loss analysis", None if enabled else off, "layers")
-            self.clear(why)
+            enabled = report.config.analysis.layers
+            self.clear(why_missing(report, "layers", "The information-loss analysis", None if enabled else off,
+                                   "layers"))
             return
         self.blocks = list(layers)
-        self.dependent = _entries(report.get("dependent_inputs"))
-        self.order = sorted(range(len(layers)), key=lambda i: (layers[i].get("position") or 10**9, i))
+        self.dependent = list(report.dependent_inputs.groups) if report.dependent_inputs is not None else []
+        self.order = sorted(range(len(layers)), key=lambda i: (layers[i].position, i))
         for i in self.order:
-            layer = layers[i]
-            table.add_row(*[_cell(k, layer.get(k)) for _, k in COLUMNS], key=str(i))
+            table.add_row(*[cell(layers[i]) for _, cell in COLUMNS], key=str(i))
         n_dep = len(self.dependent)
         self.query_one("#layers-head", Static).update(Text.assemble(
             (f"{len(layers)} blocks in ranking order", "bold"),
@@ -150,29 +140,25 @@ class LayersPane(Vertical):
         t = Table.grid(padding=(0, 1))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()
-        keys = [k for k in DETAIL_ORDER if k in layer] + [k for k in layer if k not in DETAIL_ORDER]
-        for k in keys:
-            v = layer[k]
-            if isinstance(v, (list, dict)):
-                continue
-            t.add_row(k.replace("_", " "), _cell(k, v))
-        bound, guaranteed = layer.get("dependence_bound"), layer.get("dependence_guaranteed")
-        parts: list[Any] = [Text(f"Block {layer.get('name', index)}", style="bold")]
-        if layer.get("finding"):
-            parts.append(Text(str(layer["finding"]), style="italic"))
-        if bound is not None:
-            parts.append(Text(
-                f"The m·d columns of its largest merged class agree on every parameter after this block, so their "
-                f"rank is at most {bound}" + (": dependence is guaranteed." if guaranteed else "."), style="italic"))
-        hits = [e for e in self.dependent if collided_at(e, layer, index)]
-        if hits:
-            parts.append(Text(f"Dependent inputs that collided here ({len(hits)} group{'s' if len(hits) != 1 else ''}):",
-                              style="bold"))
-            parts += [Text(f"  • {describe_entry(e)}") for e in hits]
-        elif self.dependent:
-            parts.append(Text("No group of dependent inputs collided in this block.", style="dim"))
-        else:
-            parts.append(Text("No dependent inputs in this report (the null space of GᵀG is empty or was not "
-                              "reported).", style="dim"))
+        for key, value in detail_rows(layer):
+            t.add_row(key, value)
+        parts: list[Any] = [Text(f"Block {layer.name}", style="bold")]
+        if layer.finding:
+            parts.append(Text(layer.finding, style="italic"))
+        parts.append(Text(
+            f"The m·d columns of its largest merged class agree on every parameter after this block, so their "
+            f"rank is at most {layer.dependence_bound}"
+            + (": dependence is guaranteed." if layer.dependence_guaranteed else "."), style="italic"))
+        parts += self._dependent_lines(layer)
         parts += [Text(""), t]
         self.query_one("#layer-detail-text", Static).update(Group(*parts))
+
+    def _dependent_lines(self, layer: LayerRow) -> list[Text]:
+        hits = [g for g in self.dependent if collided_at(g, layer)]
+        if hits:
+            return [Text(f"Dependent inputs that collided here ({len(hits)} group{'s' if len(hits) != 1 else ''}):",
+                         style="bold"), *[Text(f"  • {describe_group(g)}") for g in hits]]
+        if self.dependent:
+            return [Text("No group of dependent inputs collided in this block.", style="dim")]
+        return [Text("No dependent inputs in this report (the null space of GᵀG is empty or was not reported).",
+                     style="dim")]

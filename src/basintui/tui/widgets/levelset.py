@@ -5,7 +5,7 @@ of the probe's report."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -18,22 +18,56 @@ from ...render.levelset import by_radius_table, dimension_text, facts_table, man
 from ...render.summary import why_missing
 from .plotting import num
 
+if TYPE_CHECKING:
+    from ...schema.report import LevelSet, LevelSetRules, Report
 
-def _table(d: dict[str, Any]) -> Table:
+
+def _grid() -> Table:
     t = Table.grid(padding=(0, 1))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
-    for k, v in d.items():
-        if isinstance(v, dict):
-            t.add_row(k.replace("_", " "), _table(v))
-        elif isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v):
-            t.add_row(k.replace("_", " "), f"{len(v)} entries (in the exported report)")
-        elif isinstance(v, list):
-            shown = ", ".join(num(x, 3) for x in v[:12]) + (" …" if len(v) > 12 else "")
-            t.add_row(k.replace("_", " "), f"[{shown}] ({len(v)} values)")
-        else:
-            t.add_row(k.replace("_", " "), num(v))
     return t
+
+
+def rules_table(r: LevelSetRules) -> Table:
+    """The probe's thresholds, one row each, and the manifold rule in words."""
+    t = _grid()
+    for key, value in (("same sin", r.same_sin), ("differ sin", r.differ_sin), ("pca threshold", r.pca_threshold),
+                       ("return frac", r.return_frac), ("local frac", r.local_frac), ("ker rtol", r.ker_rtol),
+                       ("xtol", r.xtol), ("res rtol", r.res_rtol), ("floor ulps", r.floor_ulps),
+                       ("manifold", r.manifold)):
+        t.add_row(key, num(value))
+    return t
+
+
+def sizes_table(ls: LevelSet) -> Table:
+    """N and kd of the probe, and its rules."""
+    t = _grid()
+    t.add_row("n params", num(ls.n_params))
+    t.add_row("n outputs", num(ls.n_outputs))
+    t.add_row("rules", rules_table(ls.rules))
+    return t
+
+
+def headline(ls: LevelSet) -> Text:
+    """Dimension and manifold verdict (or that they depend on the radius), N − r and N − kd, and the reason."""
+    head = Text()
+    if ls.radius_dependent:
+        head.append("dimension and manifold: ", style="bold")
+        head.append("depend on the probe radius", style="bold yellow")
+    else:
+        head.append("dimension = ", style="bold")
+        head.append_text(dimension_text(ls))
+        head.append("   manifold: ", style="bold")
+        head.append_text(manifold_text(ls))
+    head.append(f"   kernel dim N − r = {num(ls.kernel_dim)}")
+    head.append(f"   generic N − kd = {num(ls.generic_dim)}")
+    warn = radius_warning(ls)
+    if warn is not None:
+        return Text.assemble(head, "\n", warn)
+    if ls.manifold_why:
+        return Text.assemble(head, "\n", Text(ls.manifold_why, style="italic"))
+    return head
 
 
 class LevelSetPane(Vertical):
@@ -57,42 +91,19 @@ class LevelSetPane(Vertical):
         self.query_one("#ls-head", Static).update(why)
         self.query_one("#ls-text", Static).update("")
 
-    def show(self, report: dict[str, Any]) -> None:
-        ls = report.get("levelset")
-        if not ls:
-            asked = report.get("config", {}).get("analysis", {}).get("levelset", False)
+    def show(self, report: Report) -> None:
+        ls = report.levelset
+        if ls is None:
             off = "The level-set check is off for this run (set analysis.levelset = true in Setup)."
-            why = why_missing(report, "levelset", "The level-set check", None if asked else off, "level-set")
-            self.clear(why)
+            asked = report.config.analysis.levelset
+            self.clear(why_missing(report, "levelset", "The level-set check", None if asked else off, "level-set"))
             return
-        g = report.get("G") or {}
-        head = Text()
-        if ls.get("radius_dependent"):
-            head.append("dimension and manifold: ", style="bold")
-            head.append("depend on the probe radius", style="bold yellow")
-        else:
-            head.append("dimension = ", style="bold")
-            head.append_text(dimension_text(ls))
-            head.append("   manifold: ", style="bold")
-            head.append_text(manifold_text(ls))
-        head.append(f"   kernel dim N − r = {num(ls.get('kernel_dim', g.get('kernel_dim')))}")
-        head.append(f"   generic N − kd = {num(ls.get('generic_dim', g.get('generic_dim')))}")
-        warn = radius_warning(ls)
-        if warn is not None:
-            head = Text.assemble(head, "\n", warn)
-        elif ls.get("manifold_why"):
-            head = Text.assemble(head, "\n", Text(str(ls["manifold_why"]), style="italic"))
-        self.query_one("#ls-head", Static).update(head)
+        self.query_one("#ls-head", Static).update(headline(ls))
         parts: list[Any] = [facts_table(ls, title=None)]
         table = by_radius_table(ls)
         if table is not None:
             parts += [Text(""), table]
-        if ls.get("meaning"):
-            parts += [Text(""), Text("\n".join(ls["meaning"]), style="italic")]
-        shown = {"locally_constant_rank", "rank_at_theta", "rank_probes", "estimated_dim", "estimated_dim_method",
-                 "manifold", "manifold_why", "radius_dependent", "by_radius", "kernel_dim", "generic_dim", "walk",
-                 "claim1", "meaning"}
-        rest = {k: v for k, v in ls.items() if k not in shown}
-        if rest:
-            parts += [Text(""), _table(rest)]
+        if ls.meaning:
+            parts += [Text(""), Text("\n".join(ls.meaning), style="italic")]
+        parts += [Text(""), sizes_table(ls)]
         self.query_one("#ls-text", Static).update(Group(*parts))

@@ -4,7 +4,7 @@ tolerance line, the rank and the largest gap marked; the rank at other tolerance
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -17,6 +17,9 @@ from textual_plotext import PlotextPlot
 from ...render.summary import near_text, rank_text, rtol_text
 from .plotting import decimate, num
 
+if TYPE_CHECKING:
+    from ...schema.report import Report, SpectrumSection
+
 REGIME_WORDS = {
     "over": "over-parameterised (N > kd)",
     "under": "under-parameterised (N < kd): F is never a submersion",
@@ -24,47 +27,48 @@ REGIME_WORDS = {
 }
 
 
-def headline(g: dict[str, Any]) -> Text:
+def headline(g: SpectrumSection) -> Text:
     t = Text()
     t.append(rank_text(g), style="bold green")
-    t.append(f"   N = {g['n_params']:,}   kd = {g['n_outputs']:,}   tolerance {num(g['tolerance'], 3)}")
-    t.append(f" ({g.get('tolerance_rule', '')})", style="dim")
+    t.append(f"   N = {g.n_params:,}   kd = {g.n_outputs:,}   tolerance {num(g.tolerance, 3)}")
+    t.append(f" ({g.tolerance_rule})", style="dim")
     return t
 
 
-def facts(g: dict[str, Any]) -> Group:
+def _submersion(g: SpectrumSection) -> Text:
+    if g.submersion is None:
+        return Text("unknown: only the top of the spectrum was computed and the rank is only bounded below",
+                    style="yellow")
+    if g.submersion:
+        return Text("yes: rank(G) = kd, F is a submersion at θ", style="green")
+    return Text(f"no: rank(G) = {g.rank} < kd = {g.n_outputs}"
+                + (f" (deficient by {g.rank_deficiency})" if g.rank_deficiency else ""), style="yellow")
+
+
+def facts(g: SpectrumSection) -> Group:
     t = Table.grid(padding=(0, 1))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
-    t.add_row("rank at rtol", rtol_text(g) if "rank_at_rtol" in g else "")
-    if "near_threshold" in g:
-        t.add_row("near threshold", near_text(g))
-    gap = g.get("largest_gap")
-    if gap:
-        t.add_row("largest gap", f"{num(gap['decades'], 3)} decades after σ_{gap['after']} "
-                                 f"({num(gap['above'], 3)} → {num(gap['below'], 3)})")
+    t.add_row("rank at rtol", rtol_text(g))
+    t.add_row("near threshold", near_text(g))
+    gap = g.largest_gap
+    if gap is not None:
+        t.add_row("largest gap", f"{num(gap.decades, 3)} decades after σ_{gap.after} "
+                                 f"({num(gap.above, 3)} → {num(gap.below, 3)})")
     else:
         t.add_row("largest gap", "— (fewer than two singular values)")
-    t.add_row("effective rank", num(g.get("effective_rank"), 4))
-    t.add_row("regime", REGIME_WORDS.get(g.get("regime", ""), str(g.get("regime"))))
-    if g.get("regime") == "under":
-        t.add_row("image dim", f"{g['rank']}: the local dimension of the image of parameter space in "
-                               f"R^{g['n_outputs']} where the rank is locally constant")
-    t.add_row("kernel dim", f"N − r {'=' if g.get('rank_exact', True) else '≤'} {g['kernel_dim']:,}: an upper "
+    t.add_row("effective rank", num(g.effective_rank, 4))
+    t.add_row("regime", REGIME_WORDS.get(g.regime, str(g.regime)))
+    if g.regime == "under":
+        t.add_row("image dim", f"{g.rank}: the local dimension of the image of parameter space in "
+                               f"R^{g.n_outputs} where the rank is locally constant")
+    t.add_row("kernel dim", f"N − r {'=' if g.rank_exact is not False else '≤'} {g.kernel_dim:,}: an upper "
                             "bound on the dimension of the behaviour level set through θ (Claim 2); equal to it "
                             "only where the rank is locally constant")
-    t.add_row("generic dim", "— (N < kd)" if g.get("generic_dim") is None else f"N − kd = {g['generic_dim']:,}")
-    sub = g.get("submersion")
-    if sub is None and "submersion" in g:
-        t.add_row("submersion", Text("unknown: only the top of the spectrum was computed and the rank is only "
-                                     "bounded below", style="yellow"))
-    else:
-        t.add_row("submersion", Text("yes: rank(G) = kd, F is a submersion at θ", style="green") if sub else
-                  Text(f"no: rank(G) = {g['rank']} < kd = {g['n_outputs']}"
-                       + (f" (deficient by {g['rank_deficiency']})" if g.get("rank_deficiency") else ""),
-                       style="yellow"))
-    t.add_row("method", f"{g.get('method', '')}; G on the {g.get('on', 'outputs')}")
-    meaning = Text("\n".join(g.get("meaning", [])), style="italic")
+    t.add_row("generic dim", "— (N < kd)" if g.generic_dim is None else f"N − kd = {g.generic_dim:,}")
+    t.add_row("submersion", _submersion(g))
+    t.add_row("method", f"{g.method}; G on the {g.on}")
+    meaning = Text("\n".join(g.meaning), style="italic")
     return Group(t, Text(""), meaning)
 
 
@@ -82,7 +86,7 @@ class SpectrumPane(Vertical):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.border_title = "Spectrum of G"
-        self.g: dict[str, Any] | None = None
+        self.g: SpectrumSection | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("No spectrum yet: run a preset (r).", id="spec-head")
@@ -100,15 +104,13 @@ class SpectrumPane(Vertical):
         self.query_one("#spec-facts-text", Static).update("")
         self._draw()
 
-    def show(self, report: dict[str, Any]) -> None:
-        g = report.get("G")
-        self.g = g
+    def show(self, report: Report) -> None:
+        g = self.g = report.G
         if g is None:
-            err = report.get("error")
-            status = report.get("training", {}).get("status")
-            why = ("G was not computed: " + err["message"]) if err else (
-                "G was not computed: the run was cancelled before the analysis" if status == "cancelled"
-                else "G was not computed for this run")
+            err = report.error
+            why = ("G was not computed: " + err.message) if err is not None else (
+                "G was not computed: the run was cancelled before the analysis"
+                if report.training.status == "cancelled" else "G was not computed for this run")
             self.query_one("#spec-head", Static).update(why)
             self.query_one("#spec-facts-text", Static).update("")
         else:
@@ -123,39 +125,40 @@ class SpectrumPane(Vertical):
         plt.clear_figure()
         plt.title("log10 σ_j of G")
         plt.xlabel("j")
-        g = self.g
-        sv = [] if g is None else [float(v) if isinstance(v, (int, float)) else float("nan")
-                                   for v in g.get("singular_values", [])]
-        if not sv:
+        if self.g is None or not self.g.singular_values:
             plt.text("no singular values", 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)
             plt.ylim(0, 1)
-            plot.refresh()
-            return
-        tol = float(g["tolerance"]) if isinstance(g.get("tolerance"), (int, float)) else 0.0
-        positive = [v for v in sv if math.isfinite(v) and v > 0]
-        floor = min([*positive, tol if tol > 0 else math.inf, 1.0]) * 1e-3
-        ys = [math.log10(max(v, floor)) if math.isfinite(v) else math.log10(floor) for v in sv]
-        js = list(range(1, len(sv) + 1))
-        r = int(g["rank"])
-        gap = g.get("largest_gap") or {}
-        keep = [r - 1, r]
-        if gap:
-            keep += [gap["after"] - 1, gap["after"]]
-        cap = max(32, 2 * max(plot.size.width, 40))
-        xs, ys_plot = decimate(js, ys, cap, keep=keep)
-        plt.plot(xs, ys_plot, marker="braille", label="log10 σ_j")
-        if tol > 0:
-            plt.hline(math.log10(tol), "red")
-            plt.text("tolerance", (xs[0] + xs[-1]) / 2, math.log10(tol), color="red")
-        if 0 < r < len(sv):
-            plt.vline(r + 0.5, "green")
-        plt.text(f"rank {'' if g.get('rank_exact', True) else '≥ '}{r}", max(1, min(r, len(sv))), max(ys) if r < len(sv) / 2 else min(ys), color="green")
-        if gap and gap.get("after") not in (None, r) and 0 < gap["after"] < len(sv):
-            plt.vline(gap["after"] + 0.5, "orange")
-            plt.text(f" gap {num(gap['decades'], 2)} decades", gap["after"] + 0.5 + len(sv) / 40,
-                     (max(ys) + min(ys)) / 2, color="orange", alignment="left")
-        elif gap and gap.get("after") == r:
-            plt.text(f"gap {num(gap['decades'], 2)} dec at the rank", max(1, r), (max(ys) + min(ys)) / 2,
-                     color="orange")
+        else:
+            draw_spectrum(plt, self.g, cap=max(32, 2 * max(plot.size.width, 40)))
         plot.refresh()
+
+
+def draw_spectrum(plt: Any, g: SpectrumSection, cap: int) -> None:
+    """log10 σ_j against j (at most about `cap` points), the tolerance line, the rank and the largest gap."""
+    sv = [float(v) for v in g.singular_values]
+    tol = g.tolerance
+    positive = [v for v in sv if math.isfinite(v) and v > 0]
+    floor = min([*positive, tol if tol > 0 else math.inf, 1.0]) * 1e-3
+    ys = [math.log10(max(v, floor)) if math.isfinite(v) else math.log10(floor) for v in sv]
+    js = list(range(1, len(sv) + 1))
+    r, gap = g.rank, g.largest_gap
+    keep = [r - 1, r] + ([gap.after - 1, gap.after] if gap is not None else [])
+    xs, ys_plot = decimate(js, ys, cap, keep=keep)
+    plt.plot(xs, ys_plot, marker="braille", label="log10 σ_j")
+    if tol > 0:
+        plt.hline(math.log10(tol), "red")
+        plt.text("tolerance", (xs[0] + xs[-1]) / 2, math.log10(tol), color="red")
+    if 0 < r < len(sv):
+        plt.vline(r + 0.5, "green")
+    plt.text(f"rank {'' if g.rank_exact is not False else '≥ '}{r}", max(1, min(r, len(sv))),
+             max(ys) if r < len(sv) / 2 else min(ys), color="green")
+    if gap is None:
+        return
+    if gap.after != r and 0 < gap.after < len(sv):
+        plt.vline(gap.after + 0.5, "orange")
+        plt.text(f" gap {num(gap.decades, 2)} decades", gap.after + 0.5 + len(sv) / 40,
+                 (max(ys) + min(ys)) / 2, color="orange", alignment="left")
+    elif gap.after == r:
+        plt.text(f"gap {num(gap.decades, 2)} dec at the rank", max(1, r), (max(ys) + min(ys)) / 2,
+                 color="orange")

@@ -4,7 +4,7 @@ during training with the top and bottom singular values, and the log of stages."
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,8 +12,12 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from ..messages import NotePosted, PlanReady, RankProbed, StageChanged, TrainProgress
+from ...schema.events import Note, RankProbe, Stage, TrainProgress
 from .plotting import decimate, log10_floor, num
+
+if TYPE_CHECKING:
+    from ...schema.plan import Plan
+    from ...schema.report import Report
 
 
 class StageLog(Static, can_focus=True):
@@ -73,7 +77,7 @@ class TrainingPane(Vertical):
         self.border_title = "Training"
         self.steps: list[float] = []
         self.losses: list[float] = []
-        self.probes: list[RankProbed] = []
+        self.probes: list[RankProbe] = []
         self.state = "idle"
         self.stage = ""
         self.step = 0
@@ -106,12 +110,16 @@ class TrainingPane(Vertical):
         self._draw_loss()
         self._draw_rank()
 
-    def plan(self, m: PlanReady) -> None:
-        self.query_one(StageLog).write(
-            f"  N = {m.n_params:,} parameters, k = {m.n_train:,} inputs, d = {m.out_dim}: G is "
-            f"{m.n_params:,} × {m.n_train * m.out_dim:,}; Hessian {m.hessian}")
+    def plan(self, plan: Plan) -> None:
+        """The planner's decision for this run (the PlanReady event's plan), one line in the log."""
+        if plan.n_params is None or plan.n_train is None or plan.out_dim is None:
+            line = f"  sizes measured by the run: {plan.why_unknown}; Hessian {plan.hessian_mode or 'unknown'}"
+        else:
+            line = (f"  N = {plan.n_params:,} parameters, k = {plan.n_train:,} inputs, d = {plan.out_dim}: G is "
+                    f"{plan.n_params:,} × {plan.n_train * plan.out_dim:,}; Hessian {plan.hessian_mode}")
+        self.query_one(StageLog).write(line)
 
-    def stage_changed(self, m: StageChanged) -> None:
+    def stage_changed(self, m: Stage) -> None:
         log = self.query_one(StageLog)
         if m.done:
             line = Text(f"✓ {m.name}", style="green")
@@ -124,7 +132,7 @@ class TrainingPane(Vertical):
             log.write(Text(f"▶ {m.name}" + (f"  {m.detail}" if m.detail else "")))
         self._status()
 
-    def note(self, m: NotePosted) -> None:
+    def note(self, m: Note) -> None:
         style = "yellow" if m.level == "warn" else "dim"
         self.query_one(StageLog).write(Text(("⚠ " if m.level == "warn" else "• ") + m.text, style=style))
 
@@ -135,36 +143,32 @@ class TrainingPane(Vertical):
         self._status()
         self._draw_loss()
 
-    def rank_probe(self, m: RankProbed) -> None:
+    def rank_probe(self, m: RankProbe) -> None:
         self.probes.append(m)
         self.query_one(StageLog).write(Text(
             f"  step {m.step}: rank(G) = {m.rank}  (σ_max {m.sigma_max:.3g}, σ_min {m.sigma_min:.3g})", style="cyan"))
         self._draw_rank()
 
-    def finished(self, report: dict[str, Any]) -> None:
-        tr = report["training"]
+    def finished(self, report: Report) -> None:
+        tr = report.training
         self.state = "finished"
-        losses = [float(v) if isinstance(v, (int, float)) else float("nan") for v in tr.get("losses", [])]
-        self.steps, self.losses = list(range(len(losses))), losses
-        self.step = tr.get("steps", self.step)
+        self.steps, self.losses = list(range(len(tr.losses))), [float(v) for v in tr.losses]
+        self.step = tr.steps
         self.total = max(self.total, self.step)
-        if isinstance(tr.get("final_loss"), (int, float)):
-            self.loss = float(tr["final_loss"])
-        self.elapsed = float(tr.get("seconds") or self.elapsed)
-        self.probes = [RankProbed(0, p["step"], p["rank"], p["sigma_max"], p["sigma_min"], p["tolerance"])
-                       for p in tr.get("rank_history", [])]
-        bar = self.query_one(ProgressBar)
-        bar.update(total=max(self.total, 1), progress=self.total if tr["status"] in ("converged", "max_steps")
-                   else self.step)
-        self.stage = tr["status"]
-        timings = report.get("timings", {})
+        if tr.final_loss is not None:
+            self.loss = float(tr.final_loss)
+        self.elapsed = float(tr.seconds or self.elapsed)
+        self.probes = [RankProbe(p.step, p.rank, p.sigma_max, p.sigma_min, p.tolerance) for p in tr.rank_history]
+        done = tr.status in ("converged", "max_steps")
+        self.query_one(ProgressBar).update(total=max(self.total, 1), progress=self.total if done else self.step)
+        self.stage = tr.status
+        total = report.timings.get("total")
         self.query_one(StageLog).write(Text(
-            f"■ finished: {tr['status']} after {tr['steps']} steps, final loss {num(tr.get('final_loss'))}"
-            + (f"; total {timings['total']:.2f} s" if isinstance(timings.get("total"), (int, float)) else ""),
-            style="bold"))
-        if tr.get("message"):
-            self.query_one(StageLog).write(Text(f"  {tr['message']}", style="dim"))
-        self._status(report)
+            f"■ finished: {tr.status} after {tr.steps} steps, final loss {num(tr.final_loss)}"
+            + (f"; total {total:.2f} s" if total is not None else ""), style="bold"))
+        if tr.message:
+            self.query_one(StageLog).write(Text(f"  {tr.message}", style="dim"))
+        self._status(tr.status)
         self._draw_loss()
         self._draw_rank()
 
@@ -174,7 +178,7 @@ class TrainingPane(Vertical):
         self._status()
 
     # ---- drawing
-    def _status(self, report: dict[str, Any] | None = None) -> None:
+    def _status(self, status_word: str | None = None) -> None:
         status = self.query_one("#train-status", Static)
         if self.state == "idle":
             return
@@ -184,8 +188,8 @@ class TrainingPane(Vertical):
             t.append(f"{self.stage}", style="bold")
         else:
             t.append(f"{self.state}", style="bold green" if self.state == "finished" else "bold yellow")
-            if report is not None:
-                t.append(f" ({report['training']['status']})")
+            if status_word is not None:
+                t.append(f" ({status_word})")
         pct = f" ({100 * self.step / self.total:.0f}%)" if self.total else ""
         t.append(f"  step {self.step:,}/{self.total:,}{pct}  loss {num(self.loss)}  elapsed {_clock(self.elapsed)}")
         if self.state == "running":
