@@ -120,7 +120,16 @@ def decimate(xs: list, ys: list, cap: int) -> tuple[list, list]:
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
-MARKERS = {"pos": "+", "neg": "x", "ggn": "·", "band": "-"}  # for a colourless terminal
+class Markers(NamedTuple):
+    """One character per series, for a colourless terminal."""
+
+    pos: str = "+"
+    neg: str = "x"
+    ggn: str = "·"
+    band: str = "-"
+
+
+MARKERS = Markers()
 
 
 def draw_eigenvalues(plt: Any, h: HessianSection, cap: int, marker: str | None = "braille",
@@ -131,27 +140,27 @@ def draw_eigenvalues(plt: Any, h: HessianSection, cap: int, marker: str | None =
     if ser is None:
         return False
 
-    def mk(key: str) -> str:
-        return MARKERS[key] if marker is None else marker
+    def mk(char: str) -> str:
+        return char if marker is None else marker
 
     def lab(text: str) -> str | None:
         return text if labels else None
 
     if marker is None and not labels:
-        plt.title(f"log10|λ| by |λ|: {MARKERS['pos']} H λ>0  {MARKERS['neg']} H λ≤0  {MARKERS['ggn']} GGN  "
-                  f"{MARKERS['band']} band ±‖R‖₂")
+        plt.title(f"log10|λ| by |λ|: {MARKERS.pos} H λ>0  {MARKERS.neg} H λ≤0  {MARKERS.ggn} GGN  "
+                  f"{MARKERS.band} band ±‖R‖₂")
     else:
         plt.title("log10 |λ| of H by |λ|; line: the band ±‖R‖₂ (|λ| = ‖R‖₂)")
     plt.xlabel("j (log scale)")
     plt.xscale("log")
     if ser.band is not None:
-        plt.plot([1, ser.n], [ser.band] * 2, marker=mk("band"), label=lab("band ±‖R‖₂"))
+        plt.plot([1, ser.n], [ser.band] * 2, marker=mk(MARKERS.band), label=lab("band ±‖R‖₂"))
     if ser.ggn is not None:
-        plt.scatter(*decimate(*ser.ggn, cap), marker=mk("ggn"), label=lab("GGN"))
+        plt.scatter(*decimate(*ser.ggn, cap), marker=mk(MARKERS.ggn), label=lab("GGN"))
     if ser.pos.xs:
-        plt.scatter(*decimate(*ser.pos, cap), marker=mk("pos"), label=lab("H, λ > 0"))
+        plt.scatter(*decimate(*ser.pos, cap), marker=mk(MARKERS.pos), label=lab("H, λ > 0"))
     if ser.neg.xs:
-        plt.scatter(*decimate(*ser.neg, cap), marker=mk("neg"), label=lab("H, λ ≤ 0"))
+        plt.scatter(*decimate(*ser.neg, cap), marker=mk(MARKERS.neg), label=lab("H, λ ≤ 0"))
     return True
 
 
