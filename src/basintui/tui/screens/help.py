@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -13,8 +13,11 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+if TYPE_CHECKING:
+    from ..app import KeySpec
 
-def keys_table(keys: Sequence[Any]) -> Table:
+
+def keys_table(keys: Sequence[KeySpec]) -> Table:
     """keys: the app's KeySpec table (key, action, description, help)."""
     t = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
     t.add_column("key", no_wrap=True, style="bold cyan")
@@ -32,7 +35,7 @@ class HelpScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close help")]
 
-    def __init__(self, keys: Sequence[Any]) -> None:
+    def __init__(self, keys: Sequence[KeySpec]) -> None:
         super().__init__()
         self.keys = keys
 
