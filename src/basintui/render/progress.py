@@ -5,12 +5,12 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..engine.events import Note, Plan, RankProbe, Stage, TrainStep
-from ..engine.session.resources import fmt_bytes
+from ..limits import fmt_bytes
+from ..schema.events import Event, Note, PlanReady, RankProbe, Stage, TrainStep
 
 
 class RunProgress:
-    """Context manager; pass `on_event` to session.run."""
+    """Context manager; pass `on_event` to session.run (it takes the engine's events, basintui.schema.events)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -42,17 +42,18 @@ class RunProgress:
         else:
             self.console.print(text, markup=False, highlight=False)
 
-    def on_event(self, event: object) -> None:
+    def on_event(self, event: Event) -> None:
         if isinstance(event, Note):
             style = "yellow" if event.level == "warn" else "dim"
             if self.live:
                 self.progress.console.print(f"[{style}]{event.text}[/]")
             elif event.level == "warn":
                 self._print(f"warning: {event.text}")
-        elif isinstance(event, Plan) and self.live:
+        elif isinstance(event, PlanReady) and self.live:
+            p = event.plan
             self.progress.console.print(
-                f"[dim]N = {event.n_params} parameters, k = {event.n_train} inputs, d = {event.out_dim}: "
-                f"G is {event.n_params} × {event.n_train * event.out_dim} ({fmt_bytes(event.g_bytes)})[/]")
+                f"[dim]N = {p.n_params} parameters, k = {p.n_train} inputs, d = {p.out_dim}: "
+                f"G is {p.n_params} × {p.n_train * p.out_dim} ({fmt_bytes(p.g_bytes)})[/]")
         elif isinstance(event, TrainStep):
             if self.train_task is None:
                 self.train_task = self.progress.add_task("train", total=max(event.total, 1), info="")

@@ -1,8 +1,9 @@
 """The basintui app: Setup, Training, Spectrum of G, Information loss by layer, Hessian and Level set.
 
-Every number on screen comes from the engine's report dict (`Report.to_dict()`), which arrives through
-the bridge (bridge.py, the one module that imports the engine). The key table below is the single
-source of the bindings, the help screen and the command palette's commands.
+Every number on screen comes from the run's typed report (`basintui.schema.Report`), which arrives
+in the engine's events through the bridge (bridge.py, the one module that imports the engine): one
+message, `EngineEvent`, dispatched on the event's type. The key table below is the single source of
+the bindings, the help screen and the command palette's commands.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -20,20 +21,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, TabbedContent, TabPane
 
 from ..config import Preset, PresetError, load_preset
+from ..schema.events import Failed, Finished, Note, Partial, PlanReady, RankProbe, Stage, TrainProgress
+from ..schema.plan import Plan
 from .bridge import Bridge, Session, export_paths, fmt_bytes
-from .messages import (
-    ExportDone,
-    ExportFailed,
-    NotePosted,
-    PlanReady,
-    RankProbed,
-    RunFailed,
-    RunFinished,
-    RunPartial,
-    RunStarted,
-    StageChanged,
-    TrainProgress,
-)
+from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 from .screens.error import ErrorScreen
 from .screens.export import ExportScreen
 from .screens.help import HelpScreen
@@ -43,6 +34,9 @@ from .widgets.levelset import LevelSetPane
 from .widgets.setup import SetupChanged, SetupPane
 from .widgets.spectrum import SpectrumPane
 from .widgets.training import TrainingPane
+
+if TYPE_CHECKING:
+    from ..schema.report import Report
 
 W = TypeVar("W")
 
@@ -103,7 +97,7 @@ class BasinApp(App[int]):
         super().__init__()
         self.preset = preset
         self.bridge = Bridge(session)
-        self.report: dict[str, Any] | None = None
+        self.report: Report | None = None
         self.handle: Any = None
         self.started_at: float | None = None
         self.first_spectrum_s: float | None = None  # seconds from `r` to the spectrum on screen
@@ -135,17 +129,22 @@ class BasinApp(App[int]):
         # Open with focus on a pane (the preset list), never in a text field.
         self.query_one("#preset-list", OptionList).focus()
         self.bridge.prewarm()
+        self._froze_heap = gc.get_freeze_count() == 0  # whether undoing the freeze on exit is ours to do
         self.call_after_refresh(self._freeze_heap)
 
     def _freeze_heap(self) -> None:
         """Move the objects alive now (widgets, styles, a shown report) out of the collector's sight.
 
         Measured: full (generation 2) collections over the app's heap stalled the event loop for
-        100-210 ms during a run; after a freeze they touch only what was made since."""
+        100-210 ms during a run; after a freeze they touch only what was made since. gc.freeze is
+        process-wide: it is this app's choice for its own lifetime, undone when it unmounts (unless
+        something else in the process had frozen objects before the app started)."""
         gc.freeze()  # no gc.collect() first: a full collection is the very stall this avoids
 
     def on_unmount(self) -> None:
         self.bridge.shutdown(0.0, terminate=True)
+        if getattr(self, "_froze_heap", False):
+            gc.unfreeze()  # the frozen objects go back to the collector's oldest generation
 
     FOCUS_IN = {"setup": "#preset-list", "training": "#stage-log", "spectrum": "#spec-facts",
                 "layers": "#layers-table", "hessian": "#hess-facts", "levelset": "#ls-body"}
@@ -247,85 +246,78 @@ class BasinApp(App[int]):
         if self.bridge.is_current(m.run_id):
             self.sub_title = f"preset {m.preset_name} · running"
 
-    def on_plan_ready(self, m: PlanReady) -> None:
+    def on_engine_event(self, m: EngineEvent) -> None:
         if not self.bridge.is_current(m.run_id):
             return
-        self.pane(TrainingPane).plan(m)
-        kd = m.n_train * m.out_dim
+        training = self.pane(TrainingPane)
+        match m.event:
+            case Stage() as e:
+                training.stage_changed(e)
+            case Note() as e:
+                training.note(e)
+            case TrainProgress() as e:
+                training.progress(e)
+            case RankProbe() as e:
+                training.rank_probe(e)
+            case PlanReady(plan=plan):
+                self._plan_ready(plan)
+            case Partial(stage=stage, report=report):
+                self._partial(stage, report)
+            case Finished(report=report):
+                self._finished(report, m.handle)
+            case Failed() as e:
+                self._failed(e)
+
+    def _plan_ready(self, plan: Plan) -> None:
+        self.pane(TrainingPane).plan(plan)
         self.pane(SetupPane).show_measured(
-            f"Measured by the engine for the last run: N = {m.n_params:,}, k = {m.n_train:,}, d = {m.out_dim}; "
-            f"G {m.n_params:,} × {kd:,} ({fmt_bytes(m.g_bytes)}), spectrum route {m.method}; Hessian {m.hessian}"
-            + (f" ({fmt_bytes(m.hessian_bytes)})" if m.hessian_bytes else ""))
+            f"Measured by the engine for the last run: N = {plan.n_params:,}, k = {plan.n_train:,}, "
+            f"d = {plan.out_dim}; G {plan.n_params:,} × {plan.kd:,} ({fmt_bytes(plan.g_bytes)}), spectrum route "
+            f"{plan.route}; Hessian {plan.hessian_mode}"
+            + (f" ({fmt_bytes(plan.hessian_bytes)})" if plan.hessian_bytes else ""))
 
-    def on_stage_changed(self, m: StageChanged) -> None:
-        if self.bridge.is_current(m.run_id):
-            self.pane(TrainingPane).stage_changed(m)
-
-    def on_note_posted(self, m: NotePosted) -> None:
-        if self.bridge.is_current(m.run_id):
-            self.pane(TrainingPane).note(m)
-
-    def on_train_progress(self, m: TrainProgress) -> None:
-        if self.bridge.is_current(m.run_id):
-            self.pane(TrainingPane).progress(m)
-
-    def on_rank_probed(self, m: RankProbed) -> None:
-        if self.bridge.is_current(m.run_id):
-            self.pane(TrainingPane).rank_probe(m)
-
-    def on_run_partial(self, m: RunPartial) -> None:
+    def _partial(self, stage: str, report: Report) -> None:
         """Show each finished section while later stages still run (never a pane for a null section:
         null mid-run means 'not yet', which the final report settles)."""
-        if not self.bridge.is_current(m.run_id):
-            return
-        report = m.report
-        panes = {"G": SpectrumPane, "layers": LayersPane, "hessian": HessianPane, "levelset": LevelSetPane}
-        for key, pane in panes.items():
-            if report.get(key) is not None:
+        for section, pane in ((report.G, SpectrumPane), (report.layers, LayersPane),
+                              (report.hessian, HessianPane), (report.levelset, LevelSetPane)):
+            if section is not None:
                 self.pane(pane).show(report)
-        if m.stage == "spectrum" and report.get("G") is not None:
+        if stage == "spectrum" and report.G is not None:
             if self.started_at is not None and self.first_spectrum_s is None:
                 self.first_spectrum_s = time.monotonic() - self.started_at
-            g = report["G"]
-            self.notify(f"rank(G) = {g['rank']} (N = {g['n_params']:,}, kd = {g['n_outputs']:,}); "
+            g = report.G
+            self.notify(f"rank(G) = {g.rank} (N = {g.n_params:,}, kd = {g.n_outputs:,}); "
                         "the other analyses are still running", title="Spectrum ready", timeout=3)
 
-    def on_run_finished(self, m: RunFinished) -> None:
-        if not self.bridge.is_current(m.run_id):
-            return
-        report = m.report
-        self.report, self.handle = report, m.handle
+    def _finished(self, report: Report, handle: Any) -> None:
+        self.report, self.handle = report, handle
         self.pane(TrainingPane).finished(report)
-        self.pane(SpectrumPane).show(report)
-        self.pane(LayersPane).show(report)
-        self.pane(HessianPane).show(report)
-        self.pane(LevelSetPane).show(report)
-        if self.started_at is not None and self.first_spectrum_s is None and report.get("G") is not None:
+        for pane in (SpectrumPane, LayersPane, HessianPane, LevelSetPane):
+            self.pane(pane).show(report)
+        g = report.G
+        if self.started_at is not None and self.first_spectrum_s is None and g is not None:
             self.first_spectrum_s = time.monotonic() - self.started_at
-        status = report["training"]["status"]
+        status = report.training.status
         self.sub_title = f"preset {self.preset.name} · {status}"
-        if self.pane(TabbedContent).active == "training" and report.get("G") is not None:
+        if self.pane(TabbedContent).active == "training" and g is not None:
             self.action_show_tab("spectrum")
-        g = report.get("G")
-        if report.get("error"):
-            err = report["error"]
+        if report.error is not None:
             self.push_screen(ErrorScreen(
                 "The analysis stopped with an error",
-                f"{err.get('message', err)}\n\nWhat was computed before it is shown; the report can be exported (e).",
+                f"{report.error.message}\n\nWhat was computed before it is shown; the report can be exported (e).",
             ))
-        else:
-            self.call_after_refresh(self._freeze_heap)
-        if not report.get("error") and g is not None:
-            self.notify(f"rank(G) = {g['rank']} (N = {g['n_params']:,}, kd = {g['n_outputs']:,})",
+            return
+        self.call_after_refresh(self._freeze_heap)
+        if g is not None:
+            self.notify(f"rank(G) = {g.rank} (N = {g.n_params:,}, kd = {g.n_outputs:,})",
                         title=f"Run finished: {status}", timeout=4)
 
-    def on_run_failed(self, m: RunFailed) -> None:
-        if not self.bridge.is_current(m.run_id):
-            return
-        self.pane(TrainingPane).stopped(f"failed: {m.message}")
+    def _failed(self, e: Failed) -> None:
+        self.pane(TrainingPane).stopped(f"failed: {e.message}")
         self.sub_title = f"preset {self.preset.name} · failed"
-        title = "The preset cannot be run as asked" if m.kind == "input" else "The engine failed"
-        self.push_screen(ErrorScreen(title, m.message, m.details))
+        title = "The preset cannot be run as asked" if e.kind == "input" else "The engine failed"
+        self.push_screen(ErrorScreen(title, e.message, e.details))
 
     def on_export_done(self, m: ExportDone) -> None:
         self.notify("Wrote " + " and ".join(m.paths), title="Report exported", timeout=6)

@@ -1,4 +1,4 @@
-"""The one place the app touches the engine: sizes before a run, the run itself, and export.
+"""The one place the app touches the engine: the run itself, and export.
 
 A run is a Textual thread worker (exclusive, `exit_on_error=False`) that supervises an engine
 process running `session.run(preset, on_event, cancel)`. The supervisor polls the worker's
@@ -6,9 +6,11 @@ process running `session.run(preset, on_event, cancel)`. The supervisor polls th
 and quit take effect within 1 s even while the engine sits in one long BLAS call (a process that
 has not stopped 1 s later is terminated; its messages are dropped by run id).
 
-Events become dataclass messages (`messages.py`) posted to the app (`post_message` is
-thread-safe). Training progress goes out as snapshots at most 10 times a second; stage, note,
-plan, rank-probe and result messages always go out, in order.
+The engine process puts the engine's events themselves (`basintui.schema.events`, which pickle) on
+the queue; the supervisor posts each to the app as one message, `EngineEvent(run_id, event)`
+(`post_message` is thread-safe). Training progress goes out as `TrainProgress` snapshots at most 10
+times a second; every other event always goes out, in order. A run ends with `Finished` (its typed
+report, plus the engine's own report for export) or `Failed`.
 """
 
 from __future__ import annotations
@@ -26,110 +28,18 @@ from typing import Any
 from textual.app import App
 from textual.worker import Worker, get_current_worker
 
-from ..config import NATURAL_DIM, Preset
-from ..limits import (  # noqa: F401 (app code imports fmt_bytes here)
-    DENSE_HESSIAN_MAX_PARAMS,
-    SAFETY,
-    choose_route,
-    fmt_bytes,
-    forward_pass_bytes,
-    hessian_bytes,
-    host_available_bytes,
-)
-from ..engine import events as ev
+from ..config import Preset
+from ..limits import fmt_bytes  # noqa: F401 (app code imports fmt_bytes here)
 from ..engine.cancel import WorkerToken
-from ..engine.problem.data import DEFAULT_DIM, DEFAULT_N
 from ..engine.errors import InputError
-from .messages import (
-    ExportDone,
-    ExportFailed,
-    NotePosted,
-    PlanReady,
-    RankProbed,
-    RunFailed,
-    RunFinished,
-    RunPartial,
-    RunStarted,
-    StageChanged,
-    TrainProgress,
-)
+from ..schema.events import Event, Failed, Finished, TrainProgress, TrainStep
+from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 
 Session = Callable[[Preset, Callable[[object], None], Any], Any]
 
 PROGRESS_INTERVAL_S = 0.1  # at most 10 progress snapshots a second
 POLL_S = 0.05  # the supervisor's cancel poll
 HISTORY_POINTS = 2048  # the loss history a snapshot carries is decimated to at most this many points
-LABEL_CLASSES = {"xor": 2, "moons": 2, "circles": 2, "parity": 2, "digits": 10}
-DIGITS_IMAGES = 1797
-
-
-# --------------------------------------------------------------------------- sizes before a run
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """N, k, d and memory, from the preset alone. None where only the run can tell (files, user models)."""
-
-    n_params: int | None
-    n_train: int | None
-    out_dim: int | None
-    g_bytes: int | None
-    peak_bytes: int | None
-    hessian_mode: str
-    hessian_bytes: int | None
-    why_unknown: str = ""
-    route: str = ""  # the spectrum route the engine will take (limits.choose_route), "" when unknown
-
-
-def estimate_sizes(preset: Preset) -> Sizes:
-    """What engine.session.resources.plan will compute, from the config only (no torch, no data loaded)."""
-    d_cfg, m_cfg = preset.data, preset.model
-    why = []
-    k: int | None
-    if d_cfg.kind == "file":
-        k = None
-        why.append("k comes from the data file")
-    else:
-        k = (d_cfg.n if d_cfg.n is not None else DEFAULT_N) + d_cfg.duplicates
-    in_dim = NATURAL_DIM.get(d_cfg.kind) or (d_cfg.dim if d_cfg.dim is not None else DEFAULT_DIM.get(d_cfg.kind, 2))
-    if d_cfg.kind == "file":
-        in_dim = None
-    d: int | None = d_cfg.out_dim
-    if d_cfg.targets == "labels":
-        classes = LABEL_CLASSES.get(d_cfg.kind)
-        loss = preset.train.loss
-        if classes:
-            d = classes if (loss == "ce" or (loss == "mse" and classes > 2)) else 1
-        elif d_cfg.kind == "sine":
-            d = 1
-        else:
-            d = None
-            why.append("d comes from the file's labels")
-    n_params: int | None = None
-    if m_cfg.kind == "mlp" and in_dim is not None and d is not None:
-        widths = [in_dim, *m_cfg.hidden, d]
-        n_params = sum(a * b + (b if m_cfg.bias else 0) for a, b in zip(widths, widths[1:], strict=False))
-    elif m_cfg.kind == "python":
-        why.append("N comes from the model factory")
-    mode = preset.analysis.hessian
-    if mode == "auto" and n_params is not None:
-        mode = "dense" if n_params <= DENSE_HESSIAN_MAX_PARAMS else "lanczos"
-    g = peak = hb = None
-    route = ""
-    if None not in (n_params, k, d):
-        kd = k * d
-        g = 8 * n_params * kd
-        # an MLP is a network of Linear layers and elementwise activations, so the engine's route
-        # rule sees the same sizes; its forward pass keeps every layer's output (and activation's)
-        widths = [in_dim, *m_cfg.hidden, d]
-        per_input = sum(m_cfg.hidden) * (1 if m_cfg.activation == "linear" else 2) + d
-        plan = choose_route(n_params, kd, True, SAFETY * host_available_bytes(),
-                            width_sum=sum(a + b for a, b in zip(widths, widths[1:], strict=False)),
-                            forward_bytes=forward_pass_bytes(k, per_input, 8 if preset.dtype == "float64" else 4),
-                            top_k=preset.analysis.top_k, force=preset.analysis.route)
-        peak, route = plan.peak_bytes, plan.route
-        hb = hessian_bytes(n_params) if mode == "dense" else 0
-    return Sizes(n_params, k, d, g, peak, mode, hb, "; ".join(why), route)
 
 
 # --------------------------------------------------------------------------- the run
@@ -162,24 +72,24 @@ class _History:
 
 
 class _Outbox:
-    """In the engine process: engine events to plain tuples on the queue; training progress throttled
-    to snapshots at most 10 a second, flushed before any other event so the order is kept."""
+    """In the engine process: engine events onto the queue as they are; training steps become
+    `TrainProgress` snapshots at most 10 a second, flushed before any other event so the order is kept."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
         self.history = _History()
-        self.pending: ev.TrainStep | None = None
+        self.pending: TrainStep | None = None
         self.last_post = 0.0
 
     def flush(self) -> None:
         if self.pending is not None:
             p, self.pending = self.pending, None
             self.last_post = time.monotonic()
-            self.out.put(("progress", p.step, p.total, p.loss, p.elapsed, tuple(self.history.steps),
-                          tuple(self.history.losses)))
+            self.out.put(TrainProgress(p.step, p.total, p.loss, p.elapsed, tuple(self.history.steps),
+                                       tuple(self.history.losses)))
 
-    def on_event(self, e: object) -> None:
-        if isinstance(e, ev.TrainStep):
+    def on_event(self, e: Event) -> None:
+        if isinstance(e, TrainStep):
             self.history.add(e.step, e.loss)
             self.pending = e
             if time.monotonic() - self.last_post >= PROGRESS_INTERVAL_S:
@@ -191,17 +101,33 @@ class _Outbox:
         if time.monotonic() - self.last_post >= PROGRESS_INTERVAL_S:
             self.flush()
         self.pending = None
-        if isinstance(e, ev.Stage):
-            self.out.put(("stage", e.name, e.done, e.seconds, e.detail))
-        elif isinstance(e, ev.RankProbe):
-            self.out.put(("rank", e.step, e.rank, e.sigma_max, e.sigma_min, e.tolerance))
-        elif isinstance(e, ev.Plan):
-            self.out.put(("plan", e.n_params, e.n_train, e.out_dim, e.g_bytes, e.method, e.hessian, e.hessian_bytes))
-        elif isinstance(e, ev.Note):
-            self.out.put(("note", e.text, e.level))
-        elif isinstance(e, ev.Partial):
-            self.out.put(("partial", e.stage, e.report))
-        # Finished: the result goes out once session.run has returned.
+        if not isinstance(e, Finished):  # the result goes out once session.run has returned (_Result)
+            self.out.put(e)
+
+
+@dataclass(frozen=True)
+class _Result:
+    """The last item of a run that returned: its Finished event (the typed report) and the engine's
+    own report pickled (for export: θ and the arrays), None when it could not be pickled."""
+
+    finished: Finished
+    blob: bytes | None
+
+
+def _result(report: Any) -> _Result:
+    """In the engine process: the engine Report as the Finished event and the export blob."""
+    import pickle
+
+    try:
+        blob = pickle.dumps(report)
+    except Exception:  # noqa: BLE001 - a report that cannot travel can still be shown
+        blob = None
+    return _Result(Finished(report.to_schema()), blob)
+
+
+def _failed(exc: BaseException) -> Failed:
+    kind = "input" if isinstance(exc, (InputError, ValueError)) else "runtime"
+    return Failed(kind, f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
 def _end_with_parent(parent: int, poll_s: float = 0.2) -> None:
@@ -219,8 +145,6 @@ def _end_with_parent(parent: int, poll_s: float = 0.2) -> None:
 
 def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool, parent: int | None = None) -> None:
     """The engine process: import the engine (torch) while idle, then run one job and exit."""
-    import pickle
-
     if parent is not None:
         _end_with_parent(parent)
 
@@ -243,16 +167,9 @@ def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool, parent: int | Non
         run = session or default
         if run is None:
             raise RuntimeError(f"the engine cannot be imported: {import_error}")
-        report = run(preset, outbox.on_event, WorkerToken(cancel.is_set))
-        data = report.to_dict()
-        try:
-            blob = pickle.dumps(report)
-        except Exception:  # noqa: BLE001 - a report that cannot travel can still be shown
-            blob = None
-        out.put(("done", data, blob))
+        out.put(_result(run(preset, outbox.on_event, WorkerToken(cancel.is_set))))
     except BaseException as exc:  # noqa: BLE001 - reported to the app, never raised
-        kind = "input" if isinstance(exc, (InputError, ValueError)) else "runtime"
-        out.put(("error", kind, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        out.put(_failed(exc))
     out.close()
     out.join_thread()  # everything is in the pipe now
     # Skip the interpreter's teardown (torch's takes up to a second): nothing is left to clean up,
@@ -304,6 +221,21 @@ class _EngineProcess:
                     self.process.kill()
 
         threading.Thread(target=reap, daemon=True, name="basintui-reaper").start()
+
+
+def _next_item(proc: _EngineProcess) -> Event | _Result | None:
+    """The engine process's next item; None when there is none yet; Failed when the process ended
+    without a result."""
+    try:
+        return proc.out.get(timeout=POLL_S)
+    except queue.Empty:
+        if proc.process.is_alive():
+            return None
+    try:  # the last items may still be in the pipe
+        return proc.out.get(timeout=0.2)
+    except queue.Empty:
+        return Failed("runtime", "The engine process ended without a result "
+                      f"(exit code {proc.process.exitcode}); it may have run out of memory.")
 
 
 class Bridge:
@@ -398,8 +330,9 @@ class Bridge:
             with self._lock:
                 if self._active == run_id:
                     self._active = None
-            app.post_message(RunFailed(run_id, "input", f"{PYTHON_REFUSED}.",
-                                       f"preset {preset.name!r}, model.factory = {preset.model.factory!r}"))
+            app.post_message(EngineEvent(run_id, Failed("input", f"{PYTHON_REFUSED}.",
+                                                        f"preset {preset.name!r}, model.factory = "
+                                                        f"{preset.model.factory!r}")))
             return run_id
         self._worker = app.run_worker(
             lambda: self._supervise(app, run_id, preset),
@@ -432,53 +365,32 @@ class Bridge:
         def stale() -> bool:
             return worker.is_cancelled or not self.is_current(run_id)
 
-        def send(message: Any) -> None:
-            if not stale():
-                app.post_message(message)
-
         try:
             while True:
                 if stale():
                     proc.stop(0.5)
                     return
-                try:
-                    item = proc.out.get(timeout=POLL_S)
-                except queue.Empty:
-                    if not proc.process.is_alive():
-                        try:  # the last items may still be in the pipe
-                            item = proc.out.get(timeout=0.2)
-                        except queue.Empty:
-                            send(RunFailed(run_id, "runtime", "The engine process ended without a result "
-                                           f"(exit code {proc.process.exitcode}); it may have run out of memory."))
-                            return
-                    else:
-                        continue
-                tag, *rest = item
-                if tag == "progress":
-                    self.progress_posted += 1
-                    send(TrainProgress(run_id, *rest))
-                elif tag == "stage":
-                    send(StageChanged(run_id, *rest))
-                elif tag == "rank":
-                    send(RankProbed(run_id, *rest))
-                elif tag == "plan":
-                    send(PlanReady(run_id, *rest))
-                elif tag == "note":
-                    send(NotePosted(run_id, *rest))
-                elif tag == "partial":
-                    send(RunPartial(run_id, *rest))
-                elif tag == "done":
-                    data, blob = rest
-                    send(RunFinished(run_id, data, ReportHandle(blob)))
-                    return
-                elif tag == "error":
-                    send(RunFailed(run_id, *rest))
+                item = _next_item(proc)
+                if item is None:
+                    continue
+                message = self._message(run_id, item)
+                if not stale():
+                    app.post_message(message)
+                if isinstance(message.event, (Finished, Failed)):
                     return
         finally:
             with self._lock:
                 if self._active == run_id:
                     self._active = None
             self.prewarm()  # the next run starts without waiting for torch to import
+
+    def _message(self, run_id: int, item: Event | _Result) -> EngineEvent:
+        """The one message for an item from the engine process (the result carries the export handle)."""
+        if isinstance(item, _Result):
+            return EngineEvent(run_id, item.finished, ReportHandle(item.blob))
+        if isinstance(item, TrainProgress):
+            self.progress_posted += 1
+        return EngineEvent(run_id, item)
 
     # ---- export
     def export(self, app: App, handle: ReportHandle, json_path: str, npz_path: str) -> None:
