@@ -10,8 +10,8 @@ from torch import nn
 from basintui.engine.cancel import CancelToken
 from basintui.engine.errors import Cancelled
 from basintui.engine.routes.jacobian import compute_G
-from basintui.engine.routes.matfree import (TopSpectrum, jacobian_operator, matfree_bytes, rank_from_top,
-                                     top_singular_values)
+from basintui.engine.numerics.spectrum import rank_from_top
+from basintui.engine.routes.matfree import TopSpectrum, jacobian_operator, matfree_bytes, top_singular_values
 from basintui.engine.problem.models import activation_numel, layout_of
 
 

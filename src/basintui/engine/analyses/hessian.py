@@ -147,8 +147,13 @@ def hvp_fn(L, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def dense_hessian(L, theta: torch.Tensor, cancel: CancelToken | None = None, chunk: int | None = None,
-                  per_column_bytes: int | None = None) -> torch.Tensor:
-    """∇²L as an N × N float64 matrix, a block of columns (vmapped HVPs on unit vectors) at a time."""
+                  per_column_bytes: int | None = None, notes: list[str] | None = None) -> torch.Tensor:
+    """∇²L as an N × N float64 matrix, a block of columns (vmapped HVPs on unit vectors) at a time.
+
+    Where vmap cannot batch the products (an operator without a batching rule, an autograd.Function
+    without vmap support: torch raises RuntimeError or its subclass NotImplementedError), the columns
+    are computed one at a time and `notes` says so. Running out of memory is not such a case: it
+    propagates (torch.OutOfMemoryError), as does any error of the one-column product itself."""
     n = theta.numel()
     hvp = hvp_fn(L, theta)
     if chunk is None:
@@ -167,11 +172,21 @@ def dense_hessian(L, theta: torch.Tensor, cancel: CancelToken | None = None, chu
             try:
                 H[i0: i0 + b] = batched(E)
                 continue
-            except (RuntimeError, NotImplementedError):  # an op without a batching rule: plain loop
+            except torch.OutOfMemoryError:
+                raise
+            except RuntimeError as exc:  # vmap cannot batch these products: one column at a time
                 use_vmap = False
+                if notes is not None:
+                    notes.append(f"Hessian columns one at a time: vmap could not batch the Hessian-vector "
+                                 f"products ({type(exc).__name__}: {_first_line(exc)})")
         for j in range(b):
             H[i0 + j] = hvp(E[j])
     return 0.5 * (H + H.T)
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else ""
 
 
 def eigvalsh_cancellable(A: torch.Tensor, cancel: CancelToken | None = None, poll_s: float = 0.2) -> np.ndarray:
@@ -675,7 +690,7 @@ def analyse(ctx, report=None, *, mode: str, n_extreme: int = N_EXTREME,
     density = None
     matvecs = 0
     if mode == "dense":
-        H = dense_hessian(L, theta, ctx.cancel, per_column_bytes=8 * (4 * n + 8 * kd))
+        H = dense_hessian(L, theta, ctx.cancel, per_column_bytes=8 * (4 * n + 8 * kd), notes=notes)
         ctx.cancel.check()
         GQ = times_Q(G, oc.Q)
         GGN = GQ @ G.T

@@ -136,11 +136,18 @@ def _numeric(path: Path, name: str, a: np.ndarray) -> np.ndarray:
     raise InputError("data.path", f"{path}: {name} holds {what} ({a.dtype}); it must hold real numbers")
 
 
-def _npz_member_bytes(path: Path) -> dict[str, int]:
-    """Bytes of x and y in an .npz once loaded, from their .npy headers (nothing is decompressed but the
+# What reading a zip archive's members can raise when the file is not a readable .npz: not a zip, a
+# truncated or unsupported member (zipfile: NotImplementedError for a compression method it lacks,
+# RuntimeError for an encrypted member), a malformed .npy header (numpy: ValueError).
+_ZIP_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, NotImplementedError, RuntimeError)
+_PICKLED = "it holds pickled Python objects, which are never unpickled (save plain numeric arrays)"
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of x and y in an .npz, from their .npy headers (nothing is decompressed but the
     header, so a small file that unpacks into a huge array is priced before it is loaded). Empty when the
     file cannot be read this way: loading it then says why."""
-    out: dict[str, int] = {}
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
         with zipfile.ZipFile(path) as zf:
             for name in ("x", "y"):
@@ -151,18 +158,39 @@ def _npz_member_bytes(path: Path) -> dict[str, int]:
                     read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                             else np.lib.format.read_array_header_2_0)
                     shape, _fortran, dtype = read(fh)
-                out[name] = int(np.prod(shape, dtype=object)) * max(dtype.itemsize, 8)
-    except Exception:  # noqa: BLE001 - np.load below reports what is wrong with the file
+                out[name] = (tuple(shape), dtype)
+    except _ZIP_ERRORS:
         return {}
     return out
 
 
-def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """x and y from a .npz (arrays x, y; never unpickled) or a .csv (y in the last column). Every
-    way a file can be unusable is an InputError naming the file: empty, wrong shapes, non-numbers,
-    NaN or ±inf (with the first bad row)."""
-    csv = path.suffix.lower() != ".npz"
-    header = 0
+def _npz_member_bytes(headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[str, int]:
+    """Bytes of each array once loaded as float64 (at least 8 bytes a number)."""
+    return {name: int(np.prod(shape, dtype=object)) * max(dtype.itemsize, 8) for name, (shape, dtype) in headers.items()}
+
+
+def _is_pickle(path: Path) -> bool:
+    """A pickle stream rather than an archive: protocol 2 and later start with the PROTO opcode 0x80."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(1) == b"\x80"
+    except OSError:
+        return False
+
+
+def _check_npz(path: Path, avail: int) -> None:
+    """Refuse, before loading, an .npz that is pickled or that would not fit once unpacked."""
+    headers = _npz_headers(path)
+    if any(dtype.hasobject for _shape, dtype in headers.values()) or (not headers and _is_pickle(path)):
+        raise InputError("data.path", f"cannot read {path}: {_PICKLED}")
+    need = 3 * sum(_npz_member_bytes(headers).values())  # the array, its float64 copy, the tensors made from it
+    if need > SAFETY * avail:
+        raise InputError("data.path", f"{path}: its arrays x and y come to {fmt_bytes(need / 3)} as float64 "
+                         f"numbers once unpacked (about {fmt_bytes(need)} to load and convert) and only {fmt_bytes(avail)} is available")
+
+
+def _check_size(path: Path, csv: bool) -> None:
+    """Refuse a file that cannot be read or would not fit in memory once read."""
     try:
         size = path.stat().st_size
     except (OSError, ValueError) as exc:
@@ -173,38 +201,50 @@ def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
                          f"{fmt_bytes(CSV_BYTES_PER_BYTE * size)} and only {fmt_bytes(avail)} is available (save the "
                          "arrays as .npz, or use fewer rows)")
     if not csv:
-        need = 3 * sum(_npz_member_bytes(path).values())  # the array, its float64 copy, the tensors made from it
-        if need > SAFETY * avail:
-            raise InputError("data.path", f"{path}: its arrays x and y come to {fmt_bytes(need / 3)} as float64 "
-                             f"numbers once unpacked (about {fmt_bytes(need)} to load and convert) and only {fmt_bytes(avail)} is available")
+        _check_npz(path, avail)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        if "x" not in z or "y" not in z:
+            raise InputError("data.path", f"{path} must hold arrays named x and y "
+                             f"(found {sorted(z.keys())[:20] or 'none'})")
+        return np.asarray(z["x"]), np.asarray(z["y"])
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """x, y (the last column) and the number of header rows skipped (0 or 1)."""
+    header = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Empty input file": said below in words
+        table = np.genfromtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    if table.size == 0:
+        raise InputError("data.path", f"{path} is empty: it needs rows of numbers, y in the last column")
+    if np.isnan(table[0]).all():  # a header row
+        table, header = table[1:], 1
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise InputError("data.path", f"{path} needs at least two columns (features, then y last)")
+    if len(table) == 0:
+        raise InputError("data.path", f"{path} has a header but no rows of numbers")
+    return table[:, :-1], table[:, -1], header
+
+
+def _read_arrays(path: Path, csv: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """x and y as stored, and the csv header rows; any failure to read is an InputError naming the file."""
     try:
-        if not csv:
-            with np.load(path, allow_pickle=False) as z:
-                if "x" not in z or "y" not in z:
-                    raise InputError("data.path", f"{path} must hold arrays named x and y "
-                                     f"(found {sorted(z.keys())[:20] or 'none'})")
-                x, y = np.asarray(z["x"]), np.asarray(z["y"])
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "Empty input file": said below in words
-                table = np.genfromtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-            if table.size == 0:
-                raise InputError("data.path", f"{path} is empty: it needs rows of numbers, y in the last column")
-            if np.isnan(table[0]).all():  # a header row
-                table, header = table[1:], 1
-            if table.ndim != 2 or table.shape[1] < 2:
-                raise InputError("data.path", f"{path} needs at least two columns (features, then y last)")
-            if len(table) == 0:
-                raise InputError("data.path", f"{path} has a header but no rows of numbers")
-            x, y = table[:, :-1], table[:, -1]
+        if csv:
+            return _read_csv(path)
+        x, y = _read_npz(path)
+        return x, y, 0
     except InputError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as exc:
         msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        if "allow_pickle" in msg:
-            msg = "it holds pickled Python objects, which are never unpickled (save plain numeric arrays)"
         raise InputError("data.path", f"cannot read {path}: {msg}") from None
-    x, y = _numeric(path, "x", x), _numeric(path, "y", y)
+
+
+def _check_shapes(path: Path, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x as a 2-D array, once x and y have shapes that pair one row of x with each entry or row of y."""
     if y.ndim == 0:
         raise InputError("data.path", f"{path}: y is a single number; it must have one entry (or row) per input")
     if y.ndim > 2:
@@ -218,7 +258,10 @@ def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
         raise InputError("data.path", f"{path}: x has {len(x)} rows but y has {len(y)}")
     if y.ndim == 2 and y.shape[1] == 0:
         raise InputError("data.path", f"{path}: y has shape {y.shape}: no targets")
-    x = x.astype(np.float64)
+    return x
+
+
+def _check_finite(path: Path, x: np.ndarray, y: np.ndarray, csv: bool, header: int) -> None:
     for name, a in (("x", x), ("y", y.astype(np.float64))):
         if not np.isfinite(a).all():
             row = _first_bad_row(a)
@@ -227,6 +270,11 @@ def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
             value = bad[~np.isfinite(bad)][0]
             raise InputError("data.path", f"{path}: {name} holds {value} at {where}; every value must be a finite "
                              "number" + (" (a cell that is not a number reads as nan)" if csv else ""))
+
+
+def _labels_or_values(y: np.ndarray) -> tuple[np.ndarray, int]:
+    """Class labels 0..C−1 and C when y is 1-D and integral (at most 50 distinct values for floats), else
+    float64 targets with one row per input and 0."""
     y = np.asarray(y)
     if y.dtype == bool:
         y = y.astype(np.int64)
@@ -235,10 +283,23 @@ def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     )
     if y.ndim == 1 and integral:
         classes = np.unique(y)
-        labels = np.searchsorted(classes, y).astype(np.int64)
-        return x, labels, int(len(classes))
+        return np.searchsorted(classes, y).astype(np.int64), int(len(classes))
     y = y.astype(np.float64)
-    return x, (y[:, None] if y.ndim == 1 else y), 0
+    return (y[:, None] if y.ndim == 1 else y), 0
+
+
+def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """x and y from a .npz (arrays x, y; never unpickled) or a .csv (y in the last column). Every
+    way a file can be unusable is an InputError naming the file: empty, wrong shapes, non-numbers,
+    NaN or ±inf (with the first bad row)."""
+    csv = path.suffix.lower() != ".npz"
+    _check_size(path, csv)
+    x, y, header = _read_arrays(path, csv)
+    x, y = _numeric(path, "x", x), _numeric(path, "y", y)
+    x = _check_shapes(path, x, y).astype(np.float64)
+    _check_finite(path, x, y, csv, header)
+    y, n_classes = _labels_or_values(y)
+    return x, y, n_classes
 
 
 @dataclass(frozen=True)
