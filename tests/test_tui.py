@@ -125,10 +125,9 @@ def test_quit_mid_run_exits_promptly():
 
     app, engines = asyncio.run(asyncio.wait_for(main(), timeout=120))
     assert not app.is_running
-    for process in engines:
+    for process in {*engines, *(p.process for p in app.bridge._procs)}:  # the busy one and any spare
         process.join(60)
-        assert not process.is_alive(), "the engine process outlived the app"
-    assert app.bridge.shutdown(0.0), "an engine process outlived the app"
+        assert not process.is_alive(), f"the engine process {process.pid} outlived the app"
 
 
 def test_bad_field_shows_its_message_and_starts_nothing():
