@@ -173,7 +173,8 @@ def test_near_threshold_values_are_shown_in_the_summary_and_the_spectrum_pane():
     from rich.console import Console
 
     from basintui.engine.session.report import spectrum_dict
-    from basintui.engine.numerics.spectrum import EPS, analyse
+    from basintui.engine.numerics.spectrum import analyse
+    from basintui.engine.numerics.tolerances import EPS
     from basintui.render.summary import g_table
     from basintui.tui.widgets.spectrum import facts
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from basintui.engine.session.report import interpret
-from basintui.engine.numerics.spectrum import EPS, DenseRows, analyse, singular_values, spectrum_of, streamed_singular_values
+from basintui.engine.numerics.tolerances import EPS
+from basintui.engine.numerics.spectrum import DenseRows, analyse, singular_values, spectrum_of, streamed_singular_values
 
 
 def _with_singular_values(n: int, m: int, sv: np.ndarray, seed: int = 0) -> torch.Tensor:

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from basintui.engine.analyses import hessian as hs
+from basintui.engine.numerics.tolerances import EPS
 from basintui.engine.routes.jacobian import outputs_at
 from basintui.engine.problem.models import flat_params
 from basintui.engine.session.run import run
@@ -73,7 +74,7 @@ def test_rank_ggn_is_rank_G_for_mse_on_every_route_and_rtol_moves_H_as_it_moves_
             assert rule["GGN"]["threshold"] == pytest.approx(np.sqrt(2) * g.tolerance, rel=1e-15)
             # H is counted at the λ that corresponds to G's threshold, floored at a dense Hessian's resolution:
             s1 = float(g.singular_values[0])
-            floor = 2 * s1**2 * N * hs.EPS
+            floor = 2 * s1**2 * N * EPS
             tau_h = max(2 * g.tolerance**2, floor)
             assert h.tolerance == pytest.approx(tau_h, rel=1e-12)
             assert rule["H"]["floor_applied"] == (floor > 2 * g.tolerance**2)

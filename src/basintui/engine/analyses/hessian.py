@@ -49,20 +49,19 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch.func import grad, jvp, vmap
 
 from ..numerics import spectrum
+from ..numerics.tolerances import EPS, NEAR_FACTOR, RTOLS
 from ..cancel import CancelToken, run_cancellable
 from ...schema.events import Note
 from ..routes.jacobian import outputs_at
 from ..problem.models import flat_params
 from ..problem.train import per_sample_loss
 
-EPS = float(np.finfo(np.float64).eps)
 ZERO_RTOL = 1e-8  # ‖∇_Fℓ‖ ≤ ZERO_RTOL · S counts as zero residual (S below)
 CRITICAL_RTOL = 1e-8  # ‖∇_θL‖ ≤ CRITICAL_RTOL · σ₁(G) · S counts as a critical point
 Q_PD_RTOL = 1e-12  # Q counts as positive definite when its smallest eigenvalue > 1e-12 · q_max
 LANCZOS_RESIDUAL_RTOL = 1e-8  # lanczos: H = GGN taken as measured when ‖H − GGN‖₂ ≤ 1e-8 ‖H‖₂
 N_EXTREME = 20
 SMALL_RESIDUAL_REL = 1e-6  # below this ‖H − GGN‖/‖H‖ the why-text calls the residual term small
-RTOLS = spectrum.RTOLS  # ranks of G, GGN, H and H − GGN also reported at these rtols of G's rule
 HVP_CHUNK_BYTES = 128 * 2**20
 
 THRESHOLD_RULES = {
@@ -494,10 +493,6 @@ def hessian_rule(rule_G: spectrum.RankRule, q_max: float, n_params: int) -> Hess
                        floor=resolution_floor(rule_G.scale, q, n_params), n_params=n_params)
 
 
-def _count(vals: np.ndarray, tol: float) -> int:
-    return int(np.count_nonzero(np.abs(vals) > tol))
-
-
 @dataclass(frozen=True)
 class Weyl:
     """Claim 3 up to the residual: H's eigenvalues against the band [−b, b], b = max(‖R‖₂, resolution)."""
@@ -782,7 +777,7 @@ def analyse(ctx, report=None, *, mode: str, n_extreme: int = N_EXTREME,
     near_H = rule_H.near(eigenvalues) if rank is not None and mode == "dense" else None
     near_G = spec.near_threshold
     if near_G or near_ggn or near_H:
-        notes.append("Near the threshold (within 2× on the σ scale), so rounding decides them: "
+        notes.append(f"Near the threshold (within {NEAR_FACTOR:g}× on the σ scale), so rounding decides them: "
                      f"{near_G} singular values of G, {near_ggn} of G·Q^½"
                      + (f", {near_H} eigenvalues of H" if near_H is not None else "") + ".")
     rank_rule = {

@@ -39,7 +39,8 @@ from torch import nn
 
 from ..cancel import CancelToken
 from ..problem.models import Layout
-from ..numerics.spectrum import EPS, count_above, default_tolerance, svdvals
+from ..numerics.spectrum import count_above, default_tolerance, svdvals
+from ..numerics.tolerances import EPS
 
 ACT_RTOL = 1e-9  # activations equal iff ‖·‖∞ ≤ ACT_RTOL · max|A|
 COEF_ZERO = 1e-8  # a null-space coefficient below this (relative to the group's largest) carries no weight

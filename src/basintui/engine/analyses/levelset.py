@@ -80,6 +80,7 @@ import numpy as np
 import torch
 
 from ..numerics import spectrum as spectrum_mod
+from ..numerics.tolerances import EPS
 from ..cancel import CancelToken
 from ...schema.events import Note
 from ..routes.jacobian import compute_G, outputs_at
@@ -114,8 +115,6 @@ CLAIM1_BASE = 1e-2  # Claim 1 steps s = CLAIM1_BASE · max(1, ‖θ*‖) · 2^-j
 CLAIM1_DIRECTIONS = 3
 CLAIM1_STEPS = tuple(2.0 ** -j for j in range(1, 9))  # × h₁
 CLAIM1_TOLERANCE = 0.1  # exponents within 0.1 of 2 (null) and 1 (row space)
-
-EPS = spectrum_mod.EPS
 
 
 @dataclass

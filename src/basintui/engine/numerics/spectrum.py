@@ -18,9 +18,8 @@ import torch
 from ..cancel import CancelToken, run_cancellable
 from ...limits import STREAM_BYTES, fmt_bytes
 from ..errors import ResourceError
+from .tolerances import EPS, NEAR_FACTOR, RTOLS
 
-EPS = float(np.finfo(np.float64).eps)
-RTOLS = ("1e-3", "1e-6", "1e-9")
 GRAM_TRUST_FACTOR = 1e3  # trust the Gram alone when λ_min ≥ 1e3·m·ε·λ₁ (σ error ≤ 5e-4 relative, bound)
 TAIL_FACTOR = 100.0  # the Ritz tail: eigenvalues below 100× the trust threshold (σ ≲ 1.5e-4·σ₁ at m = 1024)
 
@@ -88,9 +87,6 @@ class Spectrum:
 
     def rank_at(self, tol: float) -> int:
         return count_above(self.singular_values, tol)
-
-
-NEAR_FACTOR = 2.0  # a singular value within this factor of the threshold is "near": rounding decides it
 
 
 @dataclass(frozen=True)

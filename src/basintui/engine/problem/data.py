@@ -1,7 +1,7 @@
 """Training inputs: synthetic tasks, scikit-learn's digits, and user files.
 
 `make_inputs` returns inputs and (where the kind has them) labels, deterministic for a seed.
-Targets that need the model (teacher, self) are made by `make_targets` once the model exists.
+Targets that need the model (teacher, self) are made from its outputs (`outputs_to_targets`) once it exists.
 """
 
 from __future__ import annotations
@@ -300,16 +300,6 @@ def _load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     _check_finite(path, x, y, csv, header)
     y, n_classes = _labels_or_values(y)
     return x, y, n_classes
-
-
-@dataclass(frozen=True)
-class Targets:
-    """What the loss compares the outputs with. `y` has the shape the loss needs:
-    mse (k, d) float; bce (k, d) float in [0, 1]; ce (k,) int classes or (k, d) probabilities."""
-
-    y: np.ndarray
-    out_dim: int
-    kind: str
 
 
 def out_dim_for(cfg: DataConfig, loss: str, inputs: Inputs) -> int:

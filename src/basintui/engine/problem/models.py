@@ -134,11 +134,6 @@ def resolve_factory(spec: str, source_dir: str) -> tuple[Any, str]:
     return fn, file
 
 
-def load_factory(spec: str, source_dir: str):
-    """The factory function of 'module:function' (see resolve_factory)."""
-    return resolve_factory(spec, source_dir)[0]
-
-
 def make_model(cfg: ModelConfig, in_dim: int, out_dim: int, source_dir: str,
                info: dict[str, str] | None = None) -> nn.Module:
     """The MLP, or the user's factory called as function(in_dim=…, out_dim=…). `info`, when given,

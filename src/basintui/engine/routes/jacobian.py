@@ -25,7 +25,6 @@ from ..problem.models import Layout, sequence
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.Identity, nn.SiLU, nn.Softplus, nn.ELU)
 Transform = Callable[[torch.Tensor], torch.Tensor] | None
-CHUNK_BYTES = 256 * 2**20
 
 
 def linear_path_ok(model: nn.Module) -> bool:
@@ -81,7 +80,7 @@ def jacobian_linear(model: nn.Sequential, layout: Layout, x: torch.Tensor, *, tr
 
 
 def jacobian_functorch(model: nn.Module, layout: Layout, x: torch.Tensor, *, transform: Transform = None,
-                       cancel: CancelToken | None = None, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+                       cancel: CancelToken | None = None, chunk_bytes: int = STREAM_BYTES) -> torch.Tensor:
     params = param_dict(model)
     buffers = dict(model.named_buffers())
     names = [p.name for p in layout.params]
@@ -106,7 +105,7 @@ def jacobian_functorch(model: nn.Module, layout: Layout, x: torch.Tensor, *, tra
             cancel.check()
         xc = x[i0: i0 + chunk]
         b = xc.shape[0]
-        # one chunk is up to CHUNK_BYTES of per-sample gradients (seconds on a slow CPU): answer a cancel meanwhile
+        # one chunk is up to chunk_bytes of per-sample gradients (seconds on a slow CPU): answer a cancel meanwhile
         jac = run_cancellable(lambda xc=xc: jac_fn(params, xc), cancel)
         J = G.T
         offset = 0

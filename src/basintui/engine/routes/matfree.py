@@ -40,13 +40,11 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, svds
 from torch import nn
 
-from ...limits import matfree_route_bytes
+from ...limits import forward_pass_bytes, matfree_route_bytes
 from ..cancel import CancelToken
 from .jacobian import Transform, outputs_at
 from ..problem.models import Layout, activation_numel, flat_params
 
-# A forward and backward pass keeps about 3 numbers per activation (value, saved input, gradient).
-PASS_FACTOR = 3
 BYTES = 8  # float64
 
 
@@ -155,8 +153,8 @@ class JacobianOperator(LinearOperator):
 
 def chunk_for_budget(model: nn.Module, x: torch.Tensor, chunk_bytes: int) -> int:
     """Inputs per chunk so that one chunk's forward/backward pass stays within `chunk_bytes`
-    (PASS_FACTOR × 8 bytes per activation number per input, from a forward pass on two inputs)."""
-    per_input = PASS_FACTOR * BYTES * activation_numel(model, x[:2])
+    (limits.forward_pass_bytes of the activation numbers per input, from a forward pass on two inputs)."""
+    per_input = forward_pass_bytes(1, activation_numel(model, x[:2]), BYTES)
     return max(1, min(x.shape[0], int(chunk_bytes) // per_input))
 
 
