@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from basintui.engine.analyses import hessian as hs
+from basintui.engine.numerics import lanczos
 from basintui.engine.session import resources
 from basintui.engine.routes.jacobian import compute_G, outputs_at
 from basintui.engine.problem.models import build_mlp, flat_params, layout_of
@@ -168,7 +169,7 @@ def test_lanczos_extremes_agree_with_dense_eigvalsh():
     lanc = run(_tanh_preset("lanczos")).hessian
     assert lanc.method == "lanczos" and dense.method == "dense"
     ev = dense.eigenvalues  # descending
-    n_top = hs.N_EXTREME
+    n_top = lanczos.N_EXTREME
     top = np.sort(lanc.eigenvalues)[::-1][:n_top]
     bottom = np.sort(lanc.eigenvalues)[:n_top]
     scale = np.abs(ev).max()
@@ -202,14 +203,14 @@ def test_slq_quadrature_matches_dense_moments_and_density():
 
     # One probe: m Lanczos steps integrate polynomials up to degree 2m − 1 exactly.
     v = np.random.default_rng(0).choice([-1.0, 1.0], size=60)
-    nodes, w = hs.lanczos_tridiagonal(mv, v, 10)
+    nodes, w = lanczos.lanczos_tridiagonal(mv, v, 10)
     for p in range(8):
         exact = v @ np.linalg.matrix_power(Anp, p) @ v / (v @ v)
         np.testing.assert_allclose((w * nodes**p).sum(), exact, rtol=1e-9, atol=1e-9 * np.abs(evals).max() ** p)
     # The averaged, smoothed density against the dense one (same Gaussian width).
-    dens = hs.slq_density(mv, 60, steps=30, n_vectors=40, seed=1)
-    ref = hs.gaussian_density(evals, np.full(60, 1 / 60), dens.grid, dens.sigma * 5)
-    est = hs.gaussian_density(dens.nodes, dens.weights, dens.grid, dens.sigma * 5)
+    dens = lanczos.slq_density(mv, 60, steps=30, n_vectors=40, seed=1)
+    ref = lanczos.gaussian_density(evals, np.full(60, 1 / 60), dens.grid, dens.sigma * 5)
+    est = lanczos.gaussian_density(dens.nodes, dens.weights, dens.grid, dens.sigma * 5)
     l1 = np.abs(est - ref).sum() * (dens.grid[1] - dens.grid[0])
     assert l1 < 0.15
     assert abs(dens.nodes.max() - evals.max()) < 1e-8 * abs(evals).max()  # extreme Ritz values converge
