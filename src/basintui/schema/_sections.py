@@ -1,0 +1,172 @@
+"""Report sections: config (the resolved preset), model, data, training and G's spectrum."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ._words import (
+    Activation, CeOutput, DataKind, DeviceName, DType, HessianSetting, LossName, ModelKind, On, Optimizer,
+    Regime, RouteSetting, TargetKind, TrainingStatus,
+)
+
+
+class Section(msgspec.Struct, kw_only=True, frozen=True):
+    """Base of every report Struct: keyword construction, immutable, unknown keys ignored on read."""
+
+
+# --------------------------------------------------------------------------- config (the resolved preset)
+
+
+class DataSettings(Section, kw_only=True):
+    kind: DataKind
+    n: int | None
+    dim: int | None
+    rank: int | None
+    out_dim: int
+    targets: TargetKind
+    duplicates: int
+    path: str
+
+
+class ModelSettings(Section, kw_only=True):
+    kind: ModelKind
+    hidden: list[int]
+    activation: Activation
+    bias: bool
+    factory: str
+
+
+class TrainSettings(Section, kw_only=True):
+    loss: LossName
+    optimizer: Optimizer
+    lr: float
+    steps: int
+    batch_size: int
+    target_loss: float
+
+
+class AnalysisSettings(Section, kw_only=True):
+    rtol: float
+    hessian: HessianSetting
+    layers: bool
+    levelset: bool
+    rank_every: int
+    ce_output: CeOutput
+    route: RouteSetting
+    top_k: int
+
+
+class PresetRecord(Section, kw_only=True):
+    """`config`: the resolved preset the run used (Preset.to_dict())."""
+
+    name: str
+    description: str
+    seed: int
+    device: DeviceName
+    dtype: DType
+    data: DataSettings
+    model: ModelSettings
+    train: TrainSettings
+    analysis: AnalysisSettings
+
+
+# --------------------------------------------------------------------------- model, data, training
+
+
+class BlockInfo(Section, kw_only=True):
+    index: int
+    name: str
+    start: int
+    stop: int
+    n_params: int
+
+
+class ParamInfo(Section, kw_only=True):
+    name: str
+    shape: list[int]
+    offset: int
+
+
+class ModelSection(Section, kw_only=True):
+    n_params: int
+    kind: ModelKind
+    description: str
+    blocks: list[BlockInfo]
+    params: list[ParamInfo]
+    sequential: bool
+    why_not_sequential: str | None = None
+    factory_file: str | None = None
+
+
+class DataSection(Section, kw_only=True):
+    n_train: int
+    out_dim: int
+    in_dim: int
+    description: str
+    targets: TargetKind
+    duplicate_of: dict[str, int]  # a duplicated input's index (as a string) -> the input it copies
+
+
+class RankHistoryEntry(Section, kw_only=True):
+    step: int
+    rank: int
+    sigma_max: float
+    sigma_min: float
+    tolerance: float
+
+
+class TrainingSection(Section, kw_only=True):
+    final_loss: float | None  # None: cancelled before training began
+    steps: int
+    status: TrainingStatus
+    cancelled_stage: str | None = None  # status cancelled: the stage that was running
+    message: str
+    reduction: str
+    seconds: float
+    losses: list[float]
+    rank_history: list[RankHistoryEntry]
+
+
+# --------------------------------------------------------------------------- G's spectrum
+
+
+class Gap(Section, kw_only=True):
+    decades: float
+    after: int
+    above: float
+    below: float
+
+
+class RankRule(Section, kw_only=True):
+    rule: str
+    rtol: float
+    scale: float
+    threshold: float
+    near_factor: float
+
+
+class SpectrumSection(Section, kw_only=True):
+    """`G`: the singular values of G, its numerical rank and what it means."""
+
+    singular_values: list[float]
+    tolerance: float
+    tolerance_rule: str
+    rank: int
+    rank_at_rtol: dict[str, int]
+    largest_gap: Gap | None
+    effective_rank: float
+    regime: Regime
+    submersion: bool | None
+    kernel_dim: int
+    generic_dim: int | None
+    rank_deficiency: int
+    n_params: int
+    n_outputs: int
+    method: str
+    on: On
+    meaning: list[str]
+    complete: bool
+    rank_exact: bool
+    rank_at_rtol_exact: dict[str, bool] | None
+    rank_rule: RankRule
+    near_threshold: int

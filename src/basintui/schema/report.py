@@ -1,0 +1,61 @@
+"""The report of a run, typed: `Report` and one Struct per section (schema basintui.report/2).
+
+Field names are the JSON keys, so `report["G"]["rank"]` is `report.G.rank`. A value that is one of
+a few words is a `Literal`. Floats may be nan or ±inf in memory; the JSON text carries them as the
+strings "nan", "inf" and "-inf" (the form basintui.report/1 used), and decoding turns them back
+into floats. `decode_report` reads basintui.report/1 and /2 files (a /1 file lacks `plan`, which
+is then None); anything else raises `ReportError`, whose message and `.path` name the field.
+
+Torch-free: this module imports only msgspec, the standard library and the Plan Struct.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from .plan import Plan
+
+SCHEMA = "basintui.report/2"
+SCHEMAS = ("basintui.report/1", SCHEMA)  # the versions decode_report reads
+
+from ._hessian import HessianSection
+from ._layers import DependentInputs, LayerRow, LayersInfo
+from ._levelset import LevelSet
+from ._sections import DataSection, ModelSection, PresetRecord, Section, SpectrumSection, TrainingSection
+from ._words import ErrorKind
+
+
+class RunError(Section, kw_only=True):
+    """`error`: an analysis stage failed (the sections before it are kept)."""
+
+    kind: ErrorKind  # input: a preset key is at fault (CLI exit 2); runtime: the computation failed (exit 1)
+    key: str | None = None  # input errors: the dotted preset key
+    message: str
+
+
+class Report(Section, kw_only=True):
+    """The report of one run. Sections a run did not compute are None."""
+
+    schema: Literal["basintui.report/1", "basintui.report/2"] = SCHEMA
+    config: PresetRecord
+    device: str | None  # None: cancelled before the device was chosen
+    model: ModelSection | None
+    data: DataSection | None
+    training: TrainingSection
+    G: SpectrumSection | None = None
+    hessian: HessianSection | None = None
+    layers: list[LayerRow] | None = None
+    dependent_inputs: DependentInputs | None = None
+    levelset: LevelSet | None = None
+    timings: dict[str, float] = msgspec.field(default_factory=dict)  # stage name -> seconds
+    notes: list[str] = msgspec.field(default_factory=list)
+    error: RunError | None = None
+    layers_info: LayersInfo | None = None
+    skipped: dict[str, str] | None = None  # stage -> why it was skipped (G does not fit in memory)
+    plan: Plan | None = None  # what the run decided to compute (None in basintui.report/1 files)
+
+    @property
+    def status(self) -> str:
+        return self.training.status
