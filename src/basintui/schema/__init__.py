@@ -9,6 +9,11 @@ from ._hessian import Claim3, Density, HessianSection, Hypotheses, Weyl
 from ._layers import DependentGroup, DependentInputs, LayerRow, LayersInfo
 from ._levelset import LevelSet, RadiusVerdict, Walk, WalkPoint
 from ._sections import DataSection, ModelSection, PresetRecord, RankHistoryEntry, SpectrumSection, TrainingSection
+from ..config import AnalysisConfig, DataConfig, ModelConfig, Preset, PresetError, TrainConfig
+from .events import (
+    Event, Failed, Finished, Note, Partial, PlanReady, RankProbe, Stage, TrainProgress, TrainStep, decode_event,
+    encode_event,
+)
 from .plan import Plan
 from .report import SCHEMA, SCHEMAS, Report, RunError
 
@@ -17,4 +22,7 @@ __all__ = [
     "report_to_builtins", "PresetRecord", "ModelSection", "DataSection", "TrainingSection", "RankHistoryEntry",
     "SpectrumSection", "HessianSection", "Hypotheses", "Claim3", "Weyl", "Density", "LayerRow", "LayersInfo",
     "DependentInputs", "DependentGroup", "LevelSet", "RadiusVerdict", "Walk", "WalkPoint", "Plan",
+    "Event", "Stage", "TrainStep", "TrainProgress", "RankProbe", "Note", "PlanReady", "Partial", "Finished", "Failed",
+    "encode_event", "decode_event",
+    "Preset", "DataConfig", "ModelConfig", "TrainConfig", "AnalysisConfig", "PresetError",
 ]
