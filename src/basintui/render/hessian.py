@@ -13,7 +13,7 @@ from rich.text import Text
 from .fmt import fmt
 
 if TYPE_CHECKING:
-    from ..schema.report import HessianSection, Report
+    from ..schema import HessianSection, Report
 
 VERDICT_STYLE = {"holds": "bold green", "holds_up_to_residual": "bold green", "fails": "bold red",
                  "not_applicable": "bold yellow"}

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from ..schema.report import DependentGroup, DependentInputs, LayerRow, LayersInfo, Report
+    from ..schema import DependentGroup, DependentInputs, LayerRow, LayersInfo, Report
 
 MAX_GROUP_ROWS = 12
 MAX_INDICES = 24

@@ -13,7 +13,8 @@ from rich.text import Text
 from .fmt import fmt
 
 if TYPE_CHECKING:
-    from ..schema.report import Claim1, LevelSet, RadiusVerdict, Report, Walk
+    from ..schema import LevelSet, RadiusVerdict, Report, Walk
+    from ..schema._levelset import Claim1
 
 
 def _g(v: float | int | str | None, digits: int = 3) -> str:

@@ -11,7 +11,7 @@ from rich.text import Text
 from .fmt import fmt
 
 if TYPE_CHECKING:
-    from ..schema.report import SpectrumSection, Report
+    from ..schema import Report, SpectrumSection
 
 _fmt = fmt
 REGIME_WORDS = {"over": "over-parameterised (N > kd)", "under": "under-parameterised (N < kd)",
@@ -23,10 +23,13 @@ def run_table(r: Report) -> Table:
     t.add_column(style="bold")
     t.add_column()
     cfg, tr = r.config, r.training
-    t.add_row("preset", f"{cfg.name} on {r.device}")
-    t.add_row("data", r.data.description)
-    t.add_row("sizes", f"N = {r.model.n_params} parameters, k = {r.data.n_train} inputs, "
-                       f"d = {r.data.out_dim} outputs")
+    t.add_row("preset", f"{cfg.name} on {r.device if r.device is not None else 'no device yet'}")
+    if r.data is not None and r.model is not None:
+        t.add_row("data", r.data.description)
+        t.add_row("sizes", f"N = {r.model.n_params} parameters, k = {r.data.n_train} inputs, "
+                           f"d = {r.data.out_dim} outputs")
+    else:
+        t.add_row("data", "not prepared: the run stopped before the data and the model were built")
     t.add_row("training", f"{tr.status}: {tr.steps} steps, final loss {_fmt(tr.final_loss)} "
                           f"({cfg.train.loss}, {tr.reduction})")
     if tr.message:

@@ -18,7 +18,8 @@ from ...render.summary import why_missing
 from .plotting import num
 
 if TYPE_CHECKING:
-    from ...schema.report import HessianSection, Hypothesis, Report, SpectrumSection
+    from ...schema import HessianSection, Report, SpectrumSection
+    from ...schema._hessian import Hypothesis
 
 LOSS_HESSIAN_WORDS = {
     "identity": "Q = 2I (mse): positive definite, rank(GGN) = rank(G)",

@@ -18,7 +18,7 @@ from ...render.summary import why_missing
 from .plotting import num
 
 if TYPE_CHECKING:
-    from ...schema.report import DependentGroup, LayerRow, Report
+    from ...schema import DependentGroup, LayerRow, Report
 
 
 def _bits(v: float) -> str:

@@ -19,7 +19,8 @@ from ...render.summary import why_missing
 from .plotting import num
 
 if TYPE_CHECKING:
-    from ...schema.report import LevelSet, LevelSetRules, Report
+    from ...schema import LevelSet, Report
+    from ...schema._levelset import LevelSetRules
 
 
 def _grid() -> Table:

@@ -18,7 +18,7 @@ from ...render.summary import near_text, rank_text, rtol_text
 from .plotting import decimate, num
 
 if TYPE_CHECKING:
-    from ...schema.report import Report, SpectrumSection
+    from ...schema import Report, SpectrumSection
 
 REGIME_WORDS = {
     "over": "over-parameterised (N > kd)",

@@ -17,7 +17,7 @@ from .plotting import decimate, log10_floor, num
 
 if TYPE_CHECKING:
     from ...schema.plan import Plan
-    from ...schema.report import Report
+    from ...schema import Report
 
 
 class StageLog(Static, can_focus=True):
