@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from .report import SCHEMA, SCHEMAS, Report
+from ._report import SCHEMA, SCHEMAS, Report
 
 
 class ReportError(ValueError):

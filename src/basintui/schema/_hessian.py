@@ -155,3 +155,9 @@ class HessianSection(Section, kw_only=True):
     notes: list[str]
     density: Density | None
     matvecs: int
+
+
+__all__ = [
+    "Claim3", "Density", "HessianRankAtRtol", "HessianRankRule", "HessianSection", "Hypotheses", "Hypothesis",
+    "LossHessianHypothesis", "RuleOfG", "RuleOfGGN", "RuleOfH", "Weyl",
+]

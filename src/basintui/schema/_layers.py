@@ -79,3 +79,8 @@ class LayersInfo(Section, kw_only=True):
     raw_classes: int
     raw_entropy_bits: float
     raw_atol: float
+
+
+__all__ = [
+    "DependentGroup", "DependentInputs", "LayerRow", "LayersInfo",
+]

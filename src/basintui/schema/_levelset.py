@@ -130,3 +130,9 @@ class LevelSet(Section, kw_only=True):
     claim1: Claim1
     rules: LevelSetRules
     meaning: list[str]
+
+
+__all__ = [
+    "Claim1", "Evaluations", "LevelSet", "LevelSetRules", "LocalProbe", "RadiusVerdict", "RankRing", "Walk",
+    "WalkPoint",
+]

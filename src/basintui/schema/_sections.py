@@ -5,8 +5,20 @@ from __future__ import annotations
 import msgspec
 
 from ._words import (
-    Activation, CeOutput, DataKind, DeviceName, DType, HessianSetting, LossName, ModelKind, On, Optimizer,
-    Regime, RouteSetting, TargetKind, TrainingStatus,
+    Activation,
+    CeOutput,
+    DataKind,
+    DeviceName,
+    DType,
+    HessianSetting,
+    LossName,
+    ModelKind,
+    On,
+    Optimizer,
+    Regime,
+    RouteSetting,
+    TargetKind,
+    TrainingStatus,
 )
 
 
@@ -170,3 +182,10 @@ class SpectrumSection(Section, kw_only=True):
     rank_at_rtol_exact: dict[str, bool] | None
     rank_rule: RankRule
     near_threshold: int
+
+
+__all__ = [
+    "AnalysisSettings", "BlockInfo", "DataSection", "DataSettings", "Gap", "ModelSection", "ModelSettings",
+    "ParamInfo", "PresetRecord", "RankHistoryEntry", "RankRule", "Section", "SpectrumSection",
+    "TrainSettings", "TrainingSection",
+]

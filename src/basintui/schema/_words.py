@@ -28,3 +28,9 @@ HessianSetting = Literal["auto", "dense", "lanczos", "off"]
 CeOutput = Literal["logits", "probabilities"]
 RouteSetting = Literal["auto", "explicit", "factored", "streamed", "matfree"]
 
+
+__all__ = [
+    "Activation", "CeOutput", "Claim3Verdict", "CollisionKind", "DType", "DataKind", "DeviceName",
+    "ErrorKind", "GovernedBy", "GroupKind", "HessianSetting", "LocalMode", "LossHessianKind", "LossName",
+    "ModelKind", "On", "Optimizer", "Regime", "RouteSetting", "TargetKind", "TrainingStatus",
+]

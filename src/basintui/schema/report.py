@@ -11,51 +11,157 @@ Torch-free: this module imports only msgspec, the standard library and the Plan 
 
 from __future__ import annotations
 
-from typing import Literal
-
-import msgspec
-
+from ._codec import (
+    ReportError,
+    decode_report,
+    encode_report,
+    load_report,
+    report_to_builtins,
+)
+from ._hessian import (
+    Claim3,
+    Density,
+    HessianRankAtRtol,
+    HessianRankRule,
+    HessianSection,
+    Hypotheses,
+    Hypothesis,
+    LossHessianHypothesis,
+    RuleOfG,
+    RuleOfGGN,
+    RuleOfH,
+    Weyl,
+)
+from ._layers import (
+    DependentGroup,
+    DependentInputs,
+    LayerRow,
+    LayersInfo,
+)
+from ._levelset import (
+    Claim1,
+    Evaluations,
+    LevelSet,
+    LevelSetRules,
+    LocalProbe,
+    RadiusVerdict,
+    RankRing,
+    Walk,
+    WalkPoint,
+)
+from ._report import SCHEMA, SCHEMAS, Report, RunError
+from ._sections import (
+    AnalysisSettings,
+    BlockInfo,
+    DataSection,
+    DataSettings,
+    Gap,
+    ModelSection,
+    ModelSettings,
+    ParamInfo,
+    PresetRecord,
+    RankHistoryEntry,
+    RankRule,
+    Section,
+    SpectrumSection,
+    TrainingSection,
+    TrainSettings,
+)
+from ._words import (
+    Activation,
+    CeOutput,
+    Claim3Verdict,
+    CollisionKind,
+    DataKind,
+    DeviceName,
+    DType,
+    ErrorKind,
+    GovernedBy,
+    GroupKind,
+    HessianSetting,
+    LocalMode,
+    LossHessianKind,
+    LossName,
+    ModelKind,
+    On,
+    Optimizer,
+    Regime,
+    RouteSetting,
+    TargetKind,
+    TrainingStatus,
+)
 from .plan import Plan
 
-SCHEMA = "basintui.report/2"
-SCHEMAS = ("basintui.report/1", SCHEMA)  # the versions decode_report reads
-
-from ._hessian import HessianSection
-from ._layers import DependentInputs, LayerRow, LayersInfo
-from ._levelset import LevelSet
-from ._sections import DataSection, ModelSection, PresetRecord, Section, SpectrumSection, TrainingSection
-from ._words import ErrorKind
-
-
-class RunError(Section, kw_only=True):
-    """`error`: an analysis stage failed (the sections before it are kept)."""
-
-    kind: ErrorKind  # input: a preset key is at fault (CLI exit 2); runtime: the computation failed (exit 1)
-    key: str | None = None  # input errors: the dotted preset key
-    message: str
-
-
-class Report(Section, kw_only=True):
-    """The report of one run. Sections a run did not compute are None."""
-
-    schema: Literal["basintui.report/1", "basintui.report/2"] = SCHEMA
-    config: PresetRecord
-    device: str | None  # None: cancelled before the device was chosen
-    model: ModelSection | None
-    data: DataSection | None
-    training: TrainingSection
-    G: SpectrumSection | None = None
-    hessian: HessianSection | None = None
-    layers: list[LayerRow] | None = None
-    dependent_inputs: DependentInputs | None = None
-    levelset: LevelSet | None = None
-    timings: dict[str, float] = msgspec.field(default_factory=dict)  # stage name -> seconds
-    notes: list[str] = msgspec.field(default_factory=list)
-    error: RunError | None = None
-    layers_info: LayersInfo | None = None
-    skipped: dict[str, str] | None = None  # stage -> why it was skipped (G does not fit in memory)
-    plan: Plan | None = None  # what the run decided to compute (None in basintui.report/1 files)
-
-    @property
-    def status(self) -> str:
-        return self.training.status
+__all__ = [
+    "SCHEMA",
+    "SCHEMAS",
+    "Activation",
+    "AnalysisSettings",
+    "BlockInfo",
+    "CeOutput",
+    "Claim1",
+    "Claim3",
+    "Claim3Verdict",
+    "CollisionKind",
+    "DType",
+    "DataKind",
+    "DataSection",
+    "DataSettings",
+    "Density",
+    "DependentGroup",
+    "DependentInputs",
+    "DeviceName",
+    "ErrorKind",
+    "Evaluations",
+    "Gap",
+    "GovernedBy",
+    "GroupKind",
+    "HessianRankAtRtol",
+    "HessianRankRule",
+    "HessianSection",
+    "HessianSetting",
+    "Hypotheses",
+    "Hypothesis",
+    "LayerRow",
+    "LayersInfo",
+    "LevelSet",
+    "LevelSetRules",
+    "LocalMode",
+    "LocalProbe",
+    "LossHessianHypothesis",
+    "LossHessianKind",
+    "LossName",
+    "ModelKind",
+    "ModelSection",
+    "ModelSettings",
+    "On",
+    "Optimizer",
+    "ParamInfo",
+    "Plan",
+    "PresetRecord",
+    "RadiusVerdict",
+    "RankHistoryEntry",
+    "RankRing",
+    "RankRule",
+    "Regime",
+    "Report",
+    "ReportError",
+    "RouteSetting",
+    "RuleOfG",
+    "RuleOfGGN",
+    "RuleOfH",
+    "RunError",
+    "Section",
+    "SpectrumSection",
+    "TargetKind",
+    "TrainSettings",
+    "TrainingSection",
+    "TrainingStatus",
+    "Walk",
+    "WalkPoint",
+    "Weyl",
+    "decode_report",
+    "encode_report",
+    "load_report",
+    "report_to_builtins",
+]
