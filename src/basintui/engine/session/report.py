@@ -1,8 +1,8 @@
-"""The result of a run, its JSON form (schema basintui.report/1) and atomic JSON/NPZ writers."""
+"""The result of a run, its typed form (`Report.to_schema()` -> basintui.schema.Report, JSON schema
+basintui.report/2) and atomic JSON/NPZ writers."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import secrets
@@ -10,12 +10,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
+from ... import schema
+from ...schema.plan import Plan
+from ...schema.report import (
+    SCHEMA,
+    decode_report,
+    encode_report,
+    load_report,
+    report_to_builtins,
+)
 from ..events import RankProbe
 from ..numerics.spectrum import Spectrum
 
-SCHEMA = "basintui.report/1"
+__all__ = ["SCHEMA", "DataInfo", "ModelInfo", "Report", "ReportSchemaError", "TrainingInfo", "decode_report",
+           "interpret", "json_bytes", "load_json", "load_report", "spectrum_dict", "write_json", "write_npz"]
 
 
 @dataclass(frozen=True)
@@ -69,52 +80,40 @@ class Report:
     levelset: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | schema.RunError | None = None  # {"kind", "key"?, "message"}
     theta: np.ndarray | None = None  # the analysed parameters (float64)
-    extras: dict[str, Any] = field(default_factory=dict)  # further sections, each JSON-ready
+    extras: dict[str, Any] = field(default_factory=dict)  # layers_info, skipped: typed fields of the schema
+    plan: Plan | None = None  # the planner's decision for this run (report.plan)
 
     @property
     def status(self) -> str:
         return self.training.status
 
+    def to_schema(self) -> schema.Report:
+        """The typed report. Every section is validated here, at the engine's boundary: a value of the wrong
+        type, or a key the schema does not have, raises ReportSchemaError naming it."""
+        raw = self._raw()
+        try:
+            typed = msgspec.convert(raw, schema.Report, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ReportSchemaError(f"the engine's report does not fit the schema: {exc}") from None
+        dropped = _dropped_keys(raw, msgspec.to_builtins(typed))
+        if dropped:
+            raise ReportSchemaError("the engine's report has keys the schema does not: " + ", ".join(dropped))
+        return typed
+
     def to_dict(self) -> dict[str, Any]:
+        """The report's JSON form (plain data): report_to_builtins(to_schema())."""
+        return report_to_builtins(self.to_schema())
+
+    def _raw(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "schema": SCHEMA,
             "config": self.config,
             "device": self.device,
-            "model": {
-                "n_params": self.model.n_params,
-                "kind": self.model.kind,
-                "description": self.model.description,
-                "blocks": self.model.blocks,
-                "params": self.model.params,
-                "sequential": self.model.sequential,
-                "why_not_sequential": self.model.why_not_sequential or None,
-                "factory_file": self.model.factory_file,
-            },
-            "data": {
-                "n_train": self.data.n_train,
-                "out_dim": self.data.out_dim,
-                "in_dim": self.data.in_dim,
-                "description": self.data.description,
-                "targets": self.data.targets,
-                "duplicate_of": {str(k): v for k, v in self.data.duplicate_of.items()},
-            },
-            "training": {
-                "final_loss": self.training.final_loss,
-                "steps": self.training.steps,
-                "status": self.training.status,
-                "cancelled_stage": self.training.cancelled_stage,
-                "message": self.training.message,
-                "reduction": self.training.reduction,
-                "seconds": self.training.seconds,
-                "losses": self.training.losses,
-                "rank_history": [
-                    {"step": p.step, "rank": p.rank, "sigma_max": p.sigma_max, "sigma_min": p.sigma_min,
-                     "tolerance": p.tolerance}
-                    for p in self.training.rank_history
-                ],
-            },
+            "model": _model_dict(self.model),
+            "data": _data_dict(self.data),
+            "training": _training_dict(self.training),
             "G": spectrum_dict(self.G, self.G_route, self.G_on) if self.G is not None else None,
             "hessian": _maybe(self.hessian),
             "layers": _maybe(self.layers),
@@ -122,11 +121,51 @@ class Report:
             "levelset": _maybe(self.levelset),
             "timings": dict(self.timings),
             "notes": list(self.notes),
-            "error": self.error,
+            "error": _maybe(self.error),
+            "plan": None if self.plan is None else msgspec.to_builtins(self.plan),
         }
         for key, value in self.extras.items():
             out.setdefault(key, _maybe(value))
         return _clean(out)
+
+
+class ReportSchemaError(ValueError):
+    """The engine built a report the schema does not describe (a bug in the engine or the schema)."""
+
+
+def _model_dict(m: ModelInfo) -> dict[str, Any]:
+    return {"n_params": m.n_params, "kind": m.kind, "description": m.description, "blocks": m.blocks,
+            "params": m.params, "sequential": m.sequential, "why_not_sequential": m.why_not_sequential or None,
+            "factory_file": m.factory_file}
+
+
+def _data_dict(d: DataInfo) -> dict[str, Any]:
+    return {"n_train": d.n_train, "out_dim": d.out_dim, "in_dim": d.in_dim, "description": d.description,
+            "targets": d.targets, "duplicate_of": {str(k): v for k, v in d.duplicate_of.items()}}
+
+
+def _training_dict(t: TrainingInfo) -> dict[str, Any]:
+    return {
+        "final_loss": t.final_loss, "steps": t.steps, "status": t.status, "cancelled_stage": t.cancelled_stage,
+        "message": t.message, "reduction": t.reduction, "seconds": t.seconds, "losses": t.losses,
+        "rank_history": [{"step": p.step, "rank": p.rank, "sigma_max": p.sigma_max, "sigma_min": p.sigma_min,
+                          "tolerance": p.tolerance} for p in t.rank_history],
+    }
+
+
+def _dropped_keys(raw: Any, typed: Any, path: str = "$") -> list[str]:
+    """Keys of `raw` (the engine's plain data) that the typed form lost: fields the schema lacks."""
+    if isinstance(raw, dict) and isinstance(typed, dict):
+        out = []
+        for key, value in raw.items():
+            if key not in typed:
+                out.append(f"{path}.{key}")
+            else:
+                out += _dropped_keys(value, typed[key], f"{path}.{key}")
+        return out
+    if isinstance(raw, list) and isinstance(typed, list):
+        return [k for i, (a, b) in enumerate(zip(raw, typed)) for k in _dropped_keys(a, b, f"{path}[{i}]")]
+    return []
 
 
 def spectrum_dict(s: Spectrum, route: str, on: str) -> dict[str, Any]:
@@ -220,6 +259,8 @@ def _interpret_top(s: Spectrum) -> list[str]:
 def _maybe(x: Any) -> Any:
     if x is None:
         return None
+    if isinstance(x, msgspec.Struct):
+        return msgspec.to_builtins(x)
     if hasattr(x, "to_dict"):
         return x.to_dict()
     if isinstance(x, (list, tuple)):
@@ -332,10 +373,21 @@ def _atomic(path: str | os.PathLike, write) -> Path:
     return path
 
 
-def json_bytes(report: Report | dict[str, Any]) -> bytes:
-    """The report's JSON text (a Report, or its to_dict() form), as written to a file or stdout."""
-    data = report.to_dict() if isinstance(report, Report) else report
-    return json.dumps(data, indent=1).encode() + b"\n"
+AnyReport = Report | schema.Report | dict[str, Any]
+
+
+def as_schema(report: AnyReport) -> schema.Report:
+    """The typed report of an engine Report, a schema.Report, or a report's JSON form (validated)."""
+    if isinstance(report, Report):
+        return report.to_schema()
+    if isinstance(report, schema.Report):
+        return report
+    return decode_report(report)
+
+
+def json_bytes(report: AnyReport) -> bytes:
+    """The report's JSON text, as written to a file or stdout (encode_report of its typed form)."""
+    return encode_report(as_schema(report))
 
 
 def _link_tmpfile(fd: int, tmp: Path) -> None:
@@ -361,14 +413,14 @@ def _copy_to(fd: int, tmp: Path) -> None:
         os.close(out)
 
 
-def write_json(report: Report | dict[str, Any], path: str | os.PathLike) -> Path:
+def write_json(report: AnyReport, path: str | os.PathLike) -> Path:
     data = json_bytes(report)
     return _atomic(path, lambda fh: fh.write(data))
 
 
-def write_npz(report: Report | dict[str, Any], path: str | os.PathLike) -> Path:
-    if isinstance(report, dict):
-        return _atomic(path, lambda fh: np.savez(fh, **_npz_from_dict(report)))
+def write_npz(report: AnyReport, path: str | os.PathLike) -> Path:
+    if not isinstance(report, Report):
+        return _atomic(path, lambda fh: np.savez(fh, **_npz_from_schema(as_schema(report))))
     arrays: dict[str, np.ndarray] = {
         "losses": np.asarray(report.training.losses, dtype=np.float64),
         "rank_history": np.asarray([[p.step, p.rank, p.sigma_max, p.sigma_min]
@@ -384,21 +436,21 @@ def write_npz(report: Report | dict[str, Any], path: str | os.PathLike) -> Path:
     return _atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
-def _npz_from_dict(data: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The NPZ arrays a report's JSON form holds (no parameters: θ is not in the JSON)."""
-    t = data.get("training") or {}
+def _npz_from_schema(r: schema.Report) -> dict[str, np.ndarray]:
+    """The NPZ arrays a typed report holds (no parameters: θ is not in the JSON)."""
+    t = r.training
     arrays = {
-        "losses": np.asarray(t.get("losses") or [], dtype=np.float64),
-        "rank_history": np.asarray([[p["step"], p["rank"], p["sigma_max"], p["sigma_min"]]
-                                    for p in t.get("rank_history") or []], dtype=np.float64).reshape(-1, 4),
+        "losses": np.asarray(t.losses, dtype=np.float64),
+        "rank_history": np.asarray([[p.step, p.rank, p.sigma_max, p.sigma_min] for p in t.rank_history],
+                                   dtype=np.float64).reshape(-1, 4),
     }
-    if data.get("G"):
-        arrays["singular_values"] = np.asarray(data["G"]["singular_values"], dtype=np.float64)
-    hess = data.get("hessian")
-    if hess and hess.get("eigenvalues") is not None:
-        arrays["hessian_eigenvalues"] = np.asarray(hess["eigenvalues"], dtype=np.float64)
+    if r.G is not None:
+        arrays["singular_values"] = np.asarray(r.G.singular_values, dtype=np.float64)
+    if r.hessian is not None:
+        arrays["hessian_eigenvalues"] = np.asarray(r.hessian.eigenvalues, dtype=np.float64)
     return arrays
 
 
 def load_json(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """A report file's JSON form as plain data, validated (load_report gives the typed report)."""
+    return report_to_builtins(load_report(path))
