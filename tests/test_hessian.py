@@ -259,6 +259,7 @@ def test_dense_hessian_too_big_exits_2_with_estimate_and_way_out():
     assert "lanczos" in out.stderr
 
 
+@pytest.mark.slow  # two whole-preset runs in a subprocess; the claim itself is checked in process above
 def test_cli_deep_linear_self_holds_and_random_does_not_apply():
     out = run_cli("run", "deep-linear", "--set", 'data.targets="self"', "--set", "train.steps=0",
                   "--set", "analysis.layers=false")
