@@ -13,8 +13,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from . import schema
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
 COMMANDS = ("run", "presets", "serve")
@@ -37,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("preset", metavar="PRESET", help="a .toml file or the name of a built-in preset")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset key with a TOML value, e.g. --set model.hidden=[64,64] (repeatable)")
-    r.add_argument("--json", metavar="PATH", help="write the report as JSON (schema basintui.report/1); "
+    r.add_argument("--json", metavar="PATH", help="write the report as JSON (schema basintui.report/2); "
                    "'-' writes it to stdout (the summary is then left out; progress stays on stderr)")
     r.add_argument("--npz", metavar="PATH", help="write singular values, loss history and parameters as NPZ "
                    "(a different path from --json)")
@@ -150,8 +154,9 @@ def _run_engine(preset, on_event, token):
     between bytecodes of the main thread, never inside a long BLAS/LAPACK call).
 
     Returns (report, None), or (None, partial) when the engine did not return within CANCEL_GRACE_S
-    of a cancel: `partial` is the last report the engine published (its to_dict() form)."""
+    of a cancel: `partial` is the last report the engine published (typed: a schema.Report)."""
     from .engine.events import Partial
+    from .engine.session.report import as_schema
     from .engine.session.run import run
 
     box: dict[str, object] = {}
@@ -159,7 +164,7 @@ def _run_engine(preset, on_event, token):
 
     def events(e: object) -> None:
         if isinstance(e, Partial):
-            latest["partial"] = e.report
+            latest["partial"] = e.report  # made typed (as_schema) only if the CLI stops waiting for the engine
         on_event(e)
 
     def work() -> None:
@@ -177,7 +182,7 @@ def _run_engine(preset, on_event, token):
             cancelled_at = time.monotonic()
         if cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S and t.is_alive():
             if "partial" in latest:
-                return None, latest["partial"]
+                return None, as_schema(latest["partial"])
             if token.stage is None:  # still preparing data and model: nothing computed to keep
                 return None, _nothing_computed(preset)
             # training or the first spectrum: wait (each step looks at the token); a second signal aborts
@@ -188,35 +193,32 @@ def _run_engine(preset, on_event, token):
     return box["report"], None
 
 
-def _nothing_computed(preset) -> dict:
+def _nothing_computed(preset) -> schema.Report:
     """The report of a run cancelled before training began: the resolved preset and the status."""
-    from .engine.session.report import SCHEMA
+    import msgspec
 
-    return {
-        "schema": SCHEMA, "config": preset.to_dict(), "device": None, "model": None, "data": None,
-        "training": {"final_loss": None, "steps": 0, "status": "max_steps", "message": "not started",
-                     "reduction": "mean over training inputs of the per-input loss", "seconds": 0.0,
-                     "losses": [], "rank_history": []},
-        "G": None, "hessian": None, "layers": None, "dependent_inputs": None, "levelset": None,
-        "timings": {}, "notes": [], "error": None,
-    }
+    from . import schema
+
+    training = schema.TrainingSection(
+        final_loss=None, steps=0, status="max_steps", message="not started",
+        reduction="mean over training inputs of the per-input loss", seconds=0.0, losses=[], rank_history=[])
+    return schema.Report(config=msgspec.convert(preset.to_dict(), schema.PresetRecord), device=None, model=None,
+                         data=None, training=training)
 
 
-def _partial_as_cancelled(partial: dict, stage: str | None) -> dict:
-    data = dict(partial)
-    training = dict(data.get("training") or {})
-    ended = training.get("status")
-    training["status"] = "cancelled"
-    training["cancelled_stage"] = stage
-    if training.get("message") == "not started":
-        training["message"] = ("cancelled while the data and the model were being prepared, before training: "
-                               "nothing was computed")
+def _partial_as_cancelled(partial: schema.Report, stage: str | None) -> schema.Report:
+    import msgspec
+
+    training = partial.training
+    ended = training.status
+    if training.message == "not started":
+        message = "cancelled while the data and the model were being prepared, before training: nothing was computed"
     else:
-        training["message"] = (f"{training.get('message', '')}; training ended with status {ended}, then the run "
-                               f"was cancelled during the {stage} stage, which had not stopped {CANCEL_GRACE_S:g} s "
-                               "later: the report holds the stages finished before it")
-    data["training"] = training
-    return data
+        message = (f"{training.message}; training ended with status {ended}, then the run was cancelled during the "
+                   f"{stage} stage, which had not stopped {CANCEL_GRACE_S:g} s later: the report holds the stages "
+                   "finished before it")
+    training = msgspec.structs.replace(training, status="cancelled", cancelled_stage=stage, message=message)
+    return msgspec.structs.replace(partial, training=training)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -240,9 +242,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .engine.cancel import CancelToken
     from .engine.errors import InputError
     from .engine.events import Stage
-    from .engine.session.report import json_bytes, write_json, write_npz
+    from .engine.session.report import write_json, write_npz
     from .render.progress import RunProgress
     from .render.summary import summary
+    from .schema import encode_report
 
     err_console = Console(stderr=True)
     token = CancelToken()
@@ -274,23 +277,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                 _err(f"the run failed: {type(exc).__name__}: {first}")
                 return EXIT_FAIL
             if report is not None:
-                data = report.to_dict()
-                target = report
+                typed = report.to_schema()
+                npz_source = report  # the engine's report also holds θ
             else:
-                data = _partial_as_cancelled(partial, token.cancelled_stage or "data") if partial is not None else None
-                target = data
+                typed = _partial_as_cancelled(partial, token.cancelled_stage or "data") if partial is not None else None
+                npz_source = typed
             written = []
             try:
-                if target is not None:
+                if typed is not None:
                     if args.json and not json_to_stdout:
-                        written.append(str(write_json(target, args.json)))
+                        written.append(str(write_json(typed, args.json)))
                     if args.npz:
-                        written.append(str(write_npz(target, args.npz)))
+                        written.append(str(write_npz(npz_source, args.npz)))
             except OSError as exc:
                 _err(f"cannot write the report: {exc}")
                 return EXIT_FAIL
-            if target is not None and json_to_stdout:
-                sys.stdout.buffer.write(json_bytes(target))
+            if typed is not None and json_to_stdout:
+                sys.stdout.buffer.write(encode_report(typed))
                 sys.stdout.flush()
     except KeyboardInterrupt:
         _err("interrupted; no report written")
@@ -307,7 +310,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _hard_exit_if_engine_running(EXIT_INTERRUPT)
         return EXIT_INTERRUPT
     if not args.quiet and not json_to_stdout:
-        Console().print(summary(data))
+        Console().print(summary(typed))
     for path in written:
         err_console.print(f"wrote {path}", style="dim", highlight=False)
     if report.status == "cancelled":  # (a signal after the engine had returned: the report is complete, exit 0)
@@ -315,9 +318,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(f"cancelled{f' during the {stage} stage' if stage else ''}; the report holds what was computed")
         _hard_exit_if_engine_running(EXIT_INTERRUPT)
         return EXIT_INTERRUPT
-    if report.error:
-        _err(report.error["message"])
-        return EXIT_USAGE if report.error["kind"] == "input" else EXIT_FAIL
+    if typed.error is not None:
+        _err(typed.error.message)
+        return EXIT_USAGE if typed.error.kind == "input" else EXIT_FAIL
     return EXIT_OK
 
 
