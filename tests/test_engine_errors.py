@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from basintui.engine.analyses import hessian as hs
+from basintui.engine.analyses import curvature
 from basintui.engine.analyses import levelset as ls
 from basintui.engine.errors import InputError
 from basintui.engine.problem import data as data_mod
@@ -76,7 +76,7 @@ def test_dense_hessian_without_vmap_support_loops_over_columns_and_says_so():
 
     theta = _theta()
     notes: list[str] = []
-    H = hs.dense_hessian(L, theta, chunk=2, notes=notes)
+    H = curvature.dense_hessian(L, theta, chunk=2, notes=notes)
     ref = torch.autograd.functional.hessian(lambda t: (t.sin() ** 2).sum() + (t[0] * t[1]) ** 2, theta)
     torch.testing.assert_close(H, ref, rtol=1e-12, atol=1e-12)
     assert len(notes) == 1 and "one at a time" in notes[0] and "RuntimeError" in notes[0]
@@ -93,7 +93,7 @@ def test_dense_hessian_out_of_memory_propagates_instead_of_looping():
 
     notes: list[str] = []
     with pytest.raises(torch.OutOfMemoryError):
-        hs.dense_hessian(L, _theta(), chunk=5, notes=notes)
+        curvature.dense_hessian(L, _theta(), chunk=5, notes=notes)
     assert notes == []
 
 
@@ -102,7 +102,7 @@ def test_dense_hessian_error_of_the_product_itself_propagates():
         raise ValueError("a bug in the loss")
 
     with pytest.raises(ValueError, match="a bug in the loss"):
-        hs.dense_hessian(L, _theta())
+        curvature.dense_hessian(L, _theta())
 
 
 # --------------------------------------------------------------------------- level-set Jacobian route

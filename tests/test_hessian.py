@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from basintui.engine.analyses import hessian as hs
+from basintui.engine.analyses import curvature
 from basintui.engine.numerics import lanczos
 from basintui.engine.session import resources
 from basintui.engine.routes.jacobian import compute_G, outputs_at
@@ -135,13 +135,13 @@ def test_ggn_plus_residual_term_is_the_autograd_hessian(loss, probs, seed):
     transform = (lambda z: torch.softmax(z, dim=-1)) if probs else None
     model, layout, x, y = _tiny(loss, transform, seed=seed)
     theta = flat_params(model)
-    L = hs.total_loss_fn(model, layout, x, y, loss)
-    H = hs.dense_hessian(L, theta, chunk=7)
+    L = curvature.total_loss_fn(model, layout, x, y, loss)
+    H = curvature.dense_hessian(L, theta, chunk=7)
     H_ref = torch.autograd.functional.hessian(L, theta, vectorize=True)
     torch.testing.assert_close(H, H_ref, rtol=1e-10, atol=1e-12)
     G, _ = compute_G(model, layout, x, transform=transform)
-    oc = hs.output_curvature(model, layout, theta, x, y, loss, transform)
-    GGN = hs.times_Q(G, oc.Q) @ G.T
+    oc = curvature.output_curvature(model, layout, theta, x, y, loss, transform)
+    GGN = curvature.times_Q(G, oc.Q) @ G.T
     k, d = oc.grad_F.shape
     R_ref = torch.zeros_like(H)
     for i in range(k):
@@ -279,11 +279,11 @@ def test_dense_eigvalsh_answers_a_cancel_while_lapack_runs():
     A = torch.randn(700, 700, dtype=torch.float64)
     A = A + A.T
     token = CancelToken()
-    ev = hs.eigvalsh_cancellable(A, token)
+    ev = curvature.eigvalsh_cancellable(A, token)
     np.testing.assert_allclose(ev, np.linalg.eigvalsh(A.numpy())[::-1], rtol=1e-12, atol=1e-10)
     token.cancel()
     with pytest.raises(Cancelled):
-        hs.eigvalsh_cancellable(A, token)
+        curvature.eigvalsh_cancellable(A, token)
 
 
 def test_trained_deep_linear_small_residual_term_is_reported_as_such():

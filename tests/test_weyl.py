@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from basintui.engine.analyses import claim3
 from basintui.engine.analyses import hessian as hs
 from basintui.engine.numerics.tolerances import EPS
 from basintui.engine.routes.jacobian import outputs_at
@@ -227,19 +228,19 @@ def test_lanczos_weyl_counts_agree_with_dense_and_a_short_run_is_a_lower_bound(m
 def test_weyl_extremes_exactness_rule():
     ggn = np.array([5.0, 3.0, 0.0, 0.0, 0.0, 0.0])
     # the unfound eigenvalues lie between max(bottom) and min(top), here inside the band [−0.5, 0.5]: exact
-    w = hs.weyl_extremes(np.array([5.2, 2.9, 0.3]), np.array([-0.4, -0.1]), 8, ggn, 0.5, 1e-12, 2)
+    w = claim3.weyl_extremes(np.array([5.2, 2.9, 0.3]), np.array([-0.4, -0.1]), 8, ggn, 0.5, 1e-12, 2)
     assert w.outside_band_exact and w.outside_band == 2 and w.ggn_above_2r == 2 and w.agrees
     # the last one found at the top is still outside the band: the count is a lower bound
-    w = hs.weyl_extremes(np.array([5.2, 2.9]), np.array([-0.4, -0.1]), 8, ggn, 0.5, 1e-12, 2)
+    w = claim3.weyl_extremes(np.array([5.2, 2.9]), np.array([-0.4, -0.1]), 8, ggn, 0.5, 1e-12, 2)
     assert not w.outside_band_exact and not w.agrees
     # the same at the bottom end
-    w = hs.weyl_extremes(np.array([5.2, 0.1]), np.array([-0.9, -0.7]), 8, ggn, 0.5, 1e-12, 2)
+    w = claim3.weyl_extremes(np.array([5.2, 0.1]), np.array([-0.9, -0.7]), 8, ggn, 0.5, 1e-12, 2)
     assert not w.outside_band_exact and w.below_band == 2
     # every eigenvalue found: exact whatever the ends
-    w = hs.weyl_extremes(np.array([5.2, 2.9, 0.9]), np.array([-0.9, -0.7]), 5, ggn, 0.5, 1e-12, 2)
+    w = claim3.weyl_extremes(np.array([5.2, 2.9, 0.9]), np.array([-0.9, -0.7]), 5, ggn, 0.5, 1e-12, 2)
     assert w.outside_band_exact and w.outside_band == 5
     # ‖R‖₂ below the resolution: the band is widened to it, and the report says so
-    w = hs.weyl_dense(np.array([5.0, 3.0, 1e-13, -1e-13]), ggn[:4], 1e-14, 1e-12, 2)
+    w = claim3.weyl_dense(np.array([5.0, 3.0, 1e-13, -1e-13]), ggn[:4], 1e-14, 1e-12, 2)
     assert w.band == 1e-12 and w.band_widened and w.outside_band == 2 and "widened" in w.statement
 
 
@@ -265,7 +266,7 @@ def test_default_preset_says_claim3_holds_up_to_residual_with_the_counts(tmp_pat
 def test_eigenvalues_that_rounding_puts_at_the_band_edge_are_not_counted_outside_it():
     # Where GGN vanishes, H = R: λ(H) = ±‖R‖₂ exactly, and rounding may put it a hair outside the band
     # (the xor-relu preset had 5 "outside" with rank(GGN) = 3, against Weyl's theorem).
-    from basintui.engine.analyses.hessian import weyl_dense
+    from basintui.engine.analyses.claim3 import weyl_dense
 
     r, res = 4.15e-5, 5e-14
     ev = np.array([13.5, 7.7, 2.3, r * (1 + 4e-16), 3.3e-5, 0.0, -r * (1 + 4e-16)])
