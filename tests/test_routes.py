@@ -24,9 +24,10 @@ def _run(name: str, **overrides):
 
 @pytest.mark.parametrize("name,route,expect", [
     ("default", "streamed", "streamed over"),        # kd ≤ N: blocks of parameters by vmap(jacrev)
-    ("collapse", "streamed", "streamed over"),
+    pytest.param("collapse", "streamed", "streamed over", marks=pytest.mark.slow),
     ("underparam", "streamed", "streamed over input chunks"),  # N < kd: blocks of inputs
-    ("digits", "factored", "factored linear"),  # kd = 2000 ≤ N = 2410, past the N/4 rule
+    # kd = 2000 ≤ N = 2410, past the N/4 rule (test_gram runs the factored route in the default set)
+    pytest.param("digits", "factored", "factored linear", marks=pytest.mark.slow),
 ])
 def test_each_route_gives_the_explicit_routes_rank_and_values(name, route, expect):
     ref = _run(name, **{"analysis.route": "explicit"})
@@ -38,6 +39,7 @@ def test_each_route_gives_the_explicit_routes_rank_and_values(name, route, expec
     assert np.max(np.abs(sv - sv_ref)) <= 1e-12 * sv_ref[0]
 
 
+@pytest.mark.slow  # two whole runs of collapse; test_matfree checks the exact rank from the top values
 def test_matrix_free_route_finds_the_rank_exactly_when_the_tolerance_falls_inside_the_top():
     ref = _run("collapse", **{"analysis.route": "explicit"})  # rank 44 of kd = 56
     got = _run("collapse", **{"analysis.route": "matfree", "analysis.top_k": 50})
