@@ -91,9 +91,12 @@ def _sigma_row(g: SpectrumSection) -> str | None:
 
 
 def g_table(r: Report) -> RenderableType | None:
-    g = r.G
-    if g is None:
-        return None
+    return None if r.G is None else spectrum_section(r.G)
+
+
+def spectrum_section(g: SpectrumSection) -> Group:
+    """The G section: rank, shape, tolerance and rule, rank at other rtols, near-threshold values, gap, σ
+    range, effective rank, regime, kernel and generic dimensions, submersion, method, what it means."""
     t = Table(title="Spectrum of G", show_header=False, title_justify="left", box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()

@@ -99,6 +99,10 @@ class LevelSetPane(Vertical):
             asked = report.config.analysis.levelset
             self.clear(why_missing(report, "levelset", "The level-set check", None if asked else off, "level-set"))
             return
+        self.show_levelset(ls)
+
+    def show_levelset(self, ls: LevelSet) -> None:
+        """The level-set section itself (show() also says why a report has none)."""
         self.query_one("#ls-head", Static).update(headline(ls))
         parts: list[Any] = [facts_table(ls, title=None)]
         table = by_radius_table(ls)
