@@ -222,7 +222,9 @@ def test_the_session_emits_plan_ready_before_training_and_finished_last():
     kinds = [type(e).__name__ for e in events]
     plan_at, train_at = kinds.index("PlanReady"), events.index(Stage("train", detail="20 steps of adam"))
     assert plan_at < train_at and kinds.count("PlanReady") == 1
-    assert isinstance(events[-1], Finished) and events[-1].report is report and kinds.count("Finished") == 1
+    assert isinstance(events[-1], Finished) and kinds.count("Finished") == 1
+    assert encode_event(events[-1]) == encode_event(Finished(report.to_schema()))  # the typed report, all of it
+    assert events[-1].report.plan == events[plan_at].plan  # the plan is part of the report
     assert events[plan_at].plan.n_params == report.model.n_params and events[plan_at].plan.hessian_mode == "dense"
     starts = [e.name for e in events if isinstance(e, Stage) and not e.done]
     ends = [e.name for e in events if isinstance(e, Stage) and e.done]

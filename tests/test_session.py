@@ -196,9 +196,9 @@ def test_partial_reports_carry_the_spectrum_before_the_later_stages_run():
              if isinstance(e, (Partial, Stage)) and (not isinstance(e, Stage) or not e.done)]
     assert order.index(("Partial", "spectrum")) < order.index(("Stage", "hessian"))
     first = next(e for e in events if isinstance(e, Partial))
-    assert first.report["G"]["rank"] == report.G.rank and first.report["hessian"] is None
+    assert first.report.G.rank == report.G.rank and first.report.hessian is None
     last = [e for e in events if isinstance(e, Partial)][-1]
-    assert last.report["layers"] is not None and last.report["hessian"] is not None
+    assert last.report.layers is not None and last.report.hessian is not None
 
 
 @pytest.mark.parametrize("targets", ["random", "teacher"])

@@ -8,11 +8,12 @@ Progress events carry snapshots, not deltas. Torch-free.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Literal, Union
 
 import msgspec
 
 from .plan import Plan
+from .report import Report
 
 
 class _Event(msgspec.Struct, frozen=True, tag=True):
@@ -76,13 +77,13 @@ class Partial(_Event):
     later stages still run."""
 
     stage: str
-    report: Any
+    report: Report
 
 
 class Finished(_Event):
     """The run's report (the last event of a run that returned)."""
 
-    report: Any
+    report: Report
 
 
 class Failed(_Event):

@@ -80,6 +80,7 @@ class _Outbox:
         self.history = _History()
         self.pending: TrainStep | None = None
         self.last_post = 0.0
+        self.finished: Finished | None = None  # the session's own, sent with the export blob (_Result)
 
     def flush(self) -> None:
         if self.pending is not None:
@@ -101,7 +102,9 @@ class _Outbox:
         if time.monotonic() - self.last_post >= PROGRESS_INTERVAL_S:
             self.flush()
         self.pending = None
-        if not isinstance(e, Finished):  # the result goes out once session.run has returned (_Result)
+        if isinstance(e, Finished):  # the result goes out once session.run has returned (_Result)
+            self.finished = e
+        else:
             self.out.put(e)
 
 
@@ -114,15 +117,16 @@ class _Result:
     blob: bytes | None
 
 
-def _result(report: Any) -> _Result:
-    """In the engine process: the engine Report as the Finished event and the export blob."""
+def _result(report: Any, finished: Finished | None) -> _Result:
+    """In the engine process: the session's Finished event (made from the report if the session sent
+    none) and the engine Report pickled for export."""
     import pickle
 
     try:
         blob = pickle.dumps(report)
     except Exception:  # noqa: BLE001 - a report that cannot travel can still be shown
         blob = None
-    return _Result(Finished(report.to_schema()), blob)
+    return _Result(finished or Finished(report.to_schema()), blob)
 
 
 def _failed(exc: BaseException) -> Failed:
@@ -167,7 +171,8 @@ def _engine_main(jobs: Any, out: Any, cancel: Any, warm: bool, parent: int | Non
         run = session or default
         if run is None:
             raise RuntimeError(f"the engine cannot be imported: {import_error}")
-        out.put(_result(run(preset, outbox.on_event, WorkerToken(cancel.is_set))))
+        report = run(preset, outbox.on_event, WorkerToken(cancel.is_set))
+        out.put(_result(report, outbox.finished))
     except BaseException as exc:  # noqa: BLE001 - reported to the app, never raised
         out.put(_failed(exc))
     out.close()

@@ -333,7 +333,7 @@ def _report(r: _Run, prob: _Problem, infos: tuple[ModelInfo, DataInfo], result: 
                             reduction="mean over training inputs of the per-input loss", rank_history=rank_history,
                             cancelled_stage=_stage_of(cancel) if result.status == "cancelled" else None)
     return Report(config=preset.to_dict(), device=str(r.device), model=infos[0], data=infos[1],
-                  training=training, timings=r.timings, notes=r.notes,
+                  training=training, timings=r.timings, notes=r.notes, plan=prob.plan,
                   G_on=("probabilities" if prob.transform is not None else
                         "logits" if preset.train.loss in ("ce", "bce") else "outputs"))
 
@@ -450,7 +450,7 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Plan
     spec = result.spectrum
     ctx.spectrum = spec
     report.G = spec
-    ctx.emit(Partial("spectrum", report.to_dict()))
+    ctx.emit(Partial("spectrum", report.to_schema()))
     for name, fn in analysis_stages(ctx.preset, plan.hessian_mode):
         setattr(report, name, None)
         if not plan.g_fits:
@@ -463,7 +463,7 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Plan
         value = _stage(name, ctx, timings, lambda fn=fn: fn(ctx, report))
         if value is not None:
             setattr(report, name, value)
-        ctx.emit(Partial(name, report.to_dict()))
+        ctx.emit(Partial(name, report.to_schema()))
 
 
 def _lazy_G(ctx: Context, kd: int, build: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
@@ -499,5 +499,5 @@ def analysis_stages(preset: Preset, hessian_mode: str) -> list[tuple[str, Callab
 
 def _finish(report: Report, t_start: float, emit: Emit) -> Report:
     report.timings["total"] = time.perf_counter() - t_start
-    emit(Finished(report))
+    emit(Finished(report.to_schema()))
     return report
