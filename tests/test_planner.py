@@ -151,6 +151,12 @@ def _without_rate(plan: Plan) -> Plan:
     ("default", ("model.hidden=[80, 70]",), AVAIL),  # N = 6531: auto gives lanczos
     ("digits", (), 350 * 2**20),  # 280 MiB usable: the dense Hessian (177 MiB) no longer fits beside G's SVD (113 MiB)
     ("default", ("data.n=4000",), 20 * 2**20),  # neither G nor its Gram fits: matrix-free, stages skipped
+    ("default", ('data.kind="parity"', 'data.targets="labels"', 'train.loss="ce"', "data.dim=5", "data.n=20"), AVAIL),
+    ("default", ('data.kind="sine"', 'data.targets="labels"', "data.dim=3", "data.duplicates=5"), AVAIL),
+    ("default", ('data.kind="moons"', "data.dim=2", 'data.targets="labels"', 'train.loss="bce"', 'dtype="float32"',
+                 'train.optimizer="sgd"'), AVAIL),
+    ("digits", ('train.loss="mse"',), AVAIL),  # ten classes: d = 10 under mse too
+    ("xor-relu", ('data.targets="random"', "data.out_dim=3", 'train.optimizer="lbfgs"'), AVAIL),
 ])
 def test_the_setup_plan_equals_the_engines_plan(name, sets, available, monkeypatch):
     preset = load_preset(name, [*sets, "device=\"cpu\""])
@@ -199,6 +205,8 @@ def _check_cli_reports(cases, tmp_path):
         assert _route_of(report["G"]["method"]) == plan.route, (name, sets, report["G"]["method"])
         assert report["hessian"]["method"] == plan.hessian_mode, (name, sets)
         assert report["notes"][0].startswith(plan.notes[0]), (report["notes"][0], plan.notes[0])
+        engine = msgspec.structs.replace(decode_plan(report["plan"]), available_bytes=AVAIL)
+        assert _without_rate(engine) == _without_rate(plan)  # the report's plan: the same decision, same estimates
 
 
 def test_the_engine_takes_the_route_and_hessian_mode_the_planner_chose(tmp_path):

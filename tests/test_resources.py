@@ -94,7 +94,7 @@ def test_stage_that_needs_G_after_the_factored_spectrum_is_refused_and_the_spect
     def needs_G(ctx, report):
         return {"frobenius": float(ctx.G.norm())}
 
-    monkeypatch.setattr(session, "analysis_stages", lambda preset: [("levelset", needs_G)])
+    monkeypatch.setattr(session, "analysis_stages", lambda preset, *mode: [("levelset", needs_G)])
     report = session.run(p)
     assert report.G is not None and report.G.rank == 16 and report.G_route == "factored linear"
     assert report.error["kind"] == "input" and "G (" in report.error["message"]
@@ -116,5 +116,5 @@ def test_stages_that_need_a_G_that_cannot_fit_are_skipped_with_the_reason_and_th
     assert d["hessian"] is None and d["layers"] is None
     assert set(d["skipped"]) == {"hessian", "layers"} and "does not fit" in d["skipped"]["hessian"]
     assert any(n.startswith("layers: skipped") for n in d["notes"])
-    assert why_missing(d, "hessian", "The Hessian", None, "Hessian").startswith(
+    assert why_missing(report.to_schema(), "hessian", "The Hessian", None, "Hessian").startswith(
         "The Hessian was not computed: skipped, because it needs G")

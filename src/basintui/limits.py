@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .config import AnalysisConfig
+
 SAFETY = 0.8  # plans use at most this fraction of the memory available
 DENSE_HESSIAN_MAX_PARAMS = 6000  # hessian = auto: a dense N×N Hessian (H, GGN, H − GGN) up to here
 
@@ -97,7 +99,7 @@ def spectrum_peak_bytes(n_params: int, kd: int, factored: bool, width_sum: int =
 
 
 STREAM_BYTES = 256 * 2**20  # one row block of G (or G·V) at a time on the streamed routes
-TOP_K = 32  # singular values the matrix-free route finds when nothing else fits
+TOP_K = AnalysisConfig.top_k  # singular values the matrix-free route finds (the preset's default)
 ROUTES = ("factored", "explicit", "streamed-params", "streamed-inputs", "matfree")
 
 
