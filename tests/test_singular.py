@@ -28,8 +28,10 @@ RANK0 = [("critique_models:bowl", 2), ("critique_models:valley", 2), ("critique_
          ("singular_models:quartic_bowl", 2), ("singular_models:tilted_valley", 3), ("singular_models:zero_map", 5)]
 
 
-@pytest.mark.parametrize("factory,n_params", RANK0)
-@pytest.mark.parametrize("n,out_dim", [(1, 1), (4, 2)])
+@pytest.mark.parametrize("factory,n_params,n,out_dim", [  # every model on one input; on 4 inputs one by default
+    pytest.param(f, p, n, d, id=f"{n}-{d}-{f}-{p}",
+                 marks=() if n == 1 or f == RANK0[0][0] else pytest.mark.slow)
+    for n, d in [(1, 1), (4, 2)] for f, p in RANK0])
 def test_rank_zero_G_is_handled_with_the_defaults_on(factory, n_params, n, out_dim):
     rep = run(_factory_preset(factory, n=n, out_dim=out_dim))
     assert rep.error is None, rep.error
@@ -62,7 +64,7 @@ def test_rank_zero_sequential_net_has_a_per_block_table_of_zeros():
     assert r["dependent_inputs"]["null_dim"] == 10
 
 
-@pytest.mark.parametrize("fn", ["bowl", "valley", "flat"])
+@pytest.mark.parametrize("fn", ["bowl", *(pytest.param(f, marks=pytest.mark.slow) for f in ("valley", "flat"))])
 def test_the_critique_examples_exit_0_from_the_command_line(tmp_path, fn):
     preset = tmp_path / "p.toml"
     preset.write_text(f'[data]\nkind = "gaussian"\nn = 3\ndim = 2\n[model]\nkind = "python"\n'
