@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib
 
 import torch
+from conftest import make_preset, run_cli
 
 from basintui.engine.session import resources
 from basintui.limits import SAFETY, spectrum_peak_bytes
-from conftest import make_preset, run_cli
 
 
 def test_a_job_whose_G_and_Gram_cannot_fit_is_rerouted_to_the_matrix_free_top_of_the_spectrum():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import pairwise
 
 from .config import AnalysisConfig
 
@@ -74,8 +75,8 @@ class MLPShape:
 
 def mlp_shape(in_dim: int, hidden: tuple[int, ...] | list[int], out_dim: int, bias: bool, activation: str) -> MLPShape:
     widths = [in_dim, *hidden, out_dim]
-    n = sum(a * b + (b if bias else 0) for a, b in zip(widths, widths[1:]))
-    width_sum = sum(a + b for a, b in zip(widths, widths[1:]))
+    n = sum(a * b + (b if bias else 0) for a, b in pairwise(widths))
+    width_sum = sum(a + b for a, b in pairwise(widths))
     per_input = sum(hidden) * (1 if activation == "linear" else 2) + out_dim
     return MLPShape(n, width_sum, per_input)
 
