@@ -31,7 +31,7 @@ SMALL = {
     "deep-linear": ["train.steps=50", "data.n=12"],
     "default": ["train.steps=30"],
     "collapse": ["train.steps=30", "data.n=24"],
-    "digits": ["train.steps=20", "data.n=40"],
+    "digits": ["train.steps=20", "data.n=40", "model.hidden=[8]"],
     "underparam": ["train.steps=50"],
 }
 FAST = ("xor-relu", "critique")  # under 10 s each; the others are marked slow
