@@ -167,10 +167,9 @@ def test_the_setup_plan_equals_the_engines_plan(name, sets, available, monkeypat
     assert _without_rate(engine) == _without_rate(setup)
 
 
-ENGINE_CASES = [("xor-relu", []), ("deep-linear", []), ("default", ["analysis.route=streamed"]),
-                ("underparam", ["analysis.route=streamed"]),
-                ("default", ["analysis.route=matfree", "analysis.top_k=8"])]
-SLOW_ENGINE_CASES = [("digits", []), ("default", ["model.hidden=[80, 70]", "data.n=8", "analysis.layers=false"])]
+ENGINE_CASES = [("xor-relu", []), ("deep-linear", []), ("underparam", ["analysis.route=streamed"])]
+SLOW_ENGINE_CASES = [("digits", []), ("default", ["model.hidden=[80, 70]", "data.n=8", "analysis.layers=false"]),
+                     ("default", ["analysis.route=streamed"]), ("default", ["analysis.route=matfree", "analysis.top_k=8"])]
 DRIVER = """
 import json, sys
 from basintui.cli import main
@@ -216,5 +215,5 @@ def test_the_engine_takes_the_route_and_hessian_mode_the_planner_chose(tmp_path)
 
 
 @pytest.mark.slow
-def test_the_engine_takes_the_planners_choice_on_digits_and_a_lanczos_hessian(tmp_path):
+def test_the_engine_takes_the_planners_choice_on_digits_a_lanczos_hessian_and_the_forced_routes(tmp_path):
     _check_cli_reports(SLOW_ENGINE_CASES, tmp_path)
