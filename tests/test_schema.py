@@ -304,3 +304,13 @@ def test_import_schema_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code, str(FIXTURES[0])], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert proc.stdout.split() == ["NOTORCH"], proc.stderr
+
+
+def test_lanczos_hessian_and_skipped_stages_fit_the_schema():
+    report = _small_report(hessian="lanczos", layers=False)
+    typed = report.to_schema()
+    assert typed.hessian.method == "lanczos" and typed.hessian.density is not None
+    text = encode_report(typed)
+    assert encode_report(decode_report(text)) == text
+    report.extras["skipped"] = {"layers": "skipped, because it needs G, which does not fit"}
+    assert report.to_schema().skipped == {"layers": "skipped, because it needs G, which does not fit"}
