@@ -13,11 +13,16 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from conftest import ROOT, make_preset
 
 from basintui import config, schema
-from basintui.schema import ReportError, decode_report, encode_report, load_report, report_to_builtins
-
-from conftest import ROOT, make_preset
+from basintui.schema import (
+    ReportError,
+    decode_report,
+    encode_report,
+    load_report,
+    report_to_builtins,
+)
 
 REPORT1 = Path(__file__).parent / "fixtures" / "report1"
 FIXTURES = sorted(REPORT1.glob("*.json"))
@@ -302,7 +307,7 @@ def test_import_schema_does_not_import_torch():
             "s.decode_report(open(sys.argv[1], 'rb').read())\n"
             "print('TORCH' if 'torch' in sys.modules else 'NOTORCH', 'NUMPY' if 'numpy' in sys.modules else '')\n")
     proc = subprocess.run([sys.executable, "-c", code, str(FIXTURES[0])], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+                          cwd=ROOT, timeout=60, check=False)
     assert proc.stdout.split() == ["NOTORCH"], proc.stderr
 
 
