@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ...config import Preset
-from ...limits import SAFETY, RoutePlan, fmt_bytes, host_available_bytes, input_bytes
+from ...limits import SAFETY, fmt_bytes, host_available_bytes, input_bytes
 from ...planner import Sizes, choose_hessian_mode  # noqa: F401 (re-exported: tests/test_hessian.py)
 from ...planner import plan as plan_sizes
 from ...schema.plan import Plan
@@ -27,15 +27,13 @@ def available_bytes(device: torch.device) -> int:
 
 @dataclass(frozen=True)
 class ResourcePlan:
-    """The planner's Plan (`.plan`, what goes into PlanReady and the report), with the attributes the
-    session read before the Plan existed: `route` is the RoutePlan (its `.g_fits`, `.why`, `.key`), and
-    every other attribute is the Plan's (`g_method` and `available` are Plan properties)."""
+    """resources.plan's result: the planner's Plan as `.plan` (what session/run.py puts into PlanReady and
+    the report); every Plan attribute reads through (`route`, `g_fits`, `notes`, `g_method`, ...)."""
 
     plan: Plan
-    route: RoutePlan
 
     def __getattr__(self, name: str) -> object:
-        if name.startswith("__") or name in ("plan", "route"):  # copy and pickle look these up before init
+        if name.startswith("__") or name == "plan":  # copy and pickle look these up before __init__
             raise AttributeError(name)
         return getattr(self.plan, name)
 
@@ -47,9 +45,7 @@ def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torc
     proportion to k."""
     sizes = Sizes(n_params, n_train, out_dim, linear_ok=linear_ok, width_sum=width_sum,
                   forward_bytes=forward_bytes, state_bytes=state_bytes)
-    p = plan_sizes(preset, sizes, available_bytes(device), gflops=dgemm_gflops(device))
-    route = RoutePlan(p.route or "none", p.peak_bytes or 0, p.route_why, p.g_fits, p.flops, key=p.route_key)
-    return ResourcePlan(p, route)
+    return ResourcePlan(plan_sizes(preset, sizes, available_bytes(device), gflops=dgemm_gflops(device)))
 
 
 def dgemm_gflops(device: torch.device, n: int = 512, reps: int = 4) -> float:
