@@ -82,8 +82,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
     error: dict[str, Any] | schema.RunError | None = None  # {"kind", "key"?, "message"}
     theta: np.ndarray | None = None  # the analysed parameters (float64)
-    extras: dict[str, Any] = field(default_factory=dict)  # layers_info, skipped: typed fields of the schema
     plan: Plan | None = None  # the planner's decision for this run (report.plan)
+    layers_info: dict[str, Any] | schema.LayersInfo | None = None  # how the layers table was made
+    skipped: dict[str, str] | None = None  # stage -> why it was skipped (G does not fit in memory)
+    extras: dict[str, Any] = field(default_factory=dict)  # older home of layers_info and skipped (same keys)
 
     @property
     def status(self) -> str:
@@ -122,10 +124,13 @@ class Report:
             "timings": dict(self.timings),
             "notes": list(self.notes),
             "error": _maybe(self.error),
-            "plan": None if self.plan is None else msgspec.to_builtins(self.plan),
+            "layers_info": _maybe(self.layers_info),
+            "skipped": None if self.skipped is None else dict(self.skipped),
+            "plan": _maybe(self.plan),
         }
         for key, value in self.extras.items():
-            out.setdefault(key, _maybe(value))
+            if out.get(key) is None:
+                out[key] = _maybe(value)
         return _clean(out)
 
 
@@ -239,8 +244,8 @@ def interpret(s: Spectrum) -> list[str]:
 def _interpret_top(s: Spectrum) -> list[str]:
     """The words for a spectrum known only at its top (the matrix-free route)."""
     N, kd, r, found = s.n_params, s.n_outputs, s.rank, len(s.singular_values)
-    lines = [f"Only the top {found} of min(N, kd) = {min(N, kd)} singular values were computed, by the "
-             f"matrix-free route (N = {N} parameters, kd = {kd} outputs); the run's notes say why."]
+    lines = [(f"Only the top {found} of min(N, kd) = {min(N, kd)} singular values were computed, by the "
+              f"matrix-free route (N = {N} parameters, kd = {kd} outputs); the run's notes say why.")]
     if s.rank_exact:
         lines.append(f"rank(G) = {r} exactly: σ_{found} = {s.singular_values[-1]:.3g} is at or below the tolerance "
                      f"{s.tolerance:.3g}, so every smaller singular value is too. Kernel dimension N − r = "
