@@ -78,8 +78,10 @@ def _check_ranges(pc, n_rows: int):
     assert all(r[i][1] == r[i + 1][0] for i in range(len(r) - 1))
 
 
-@pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("tiny", [False, True], ids=["default_budget", "tiny_budget"])
+@pytest.mark.parametrize("name,tiny", [  # the convolution split into 5-row blocks (many small vmaps) is slow
+    pytest.param(name, tiny, id=f"{'tiny' if tiny else 'default'}_budget-{name}",
+                 marks=pytest.mark.slow if tiny and name == "conv_residual" else ())
+    for tiny in (False, True) for name in CASES])
 def test_blocks_gram_and_products_equal_the_whole_G(name, tiny):
     model, layout, x, transform, G = _setup(name)
     N, m = G.shape
