@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pickle
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 

@@ -7,15 +7,15 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import make_preset, run_cli
 
 from basintui.config import load_preset
 from basintui.engine.cancel import CancelToken
-from basintui.engine.problem.data import make_inputs
 from basintui.engine.errors import InputError
-from basintui.schema.events import Finished, RankProbe, Stage, TrainStep
+from basintui.engine.problem.data import make_inputs
 from basintui.engine.session.report import load_json, write_json
 from basintui.engine.session.run import run
-from conftest import make_preset, run_cli
+from basintui.schema.events import Finished, RankProbe, Stage, TrainStep
 
 OFF = {"hessian": "off", "layers": False}
 

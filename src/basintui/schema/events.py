@@ -8,7 +8,7 @@ Progress events carry snapshots, not deltas. Torch-free.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import msgspec
 
@@ -94,7 +94,7 @@ class Failed(_Event):
     details: str = ""
 
 
-Event = Union[Stage, TrainStep, TrainProgress, RankProbe, Note, PlanReady, Partial, Finished, Failed]
+Event = Stage | TrainStep | TrainProgress | RankProbe | Note | PlanReady | Partial | Finished | Failed
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Event)

@@ -21,7 +21,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, TabbedContent, TabPane
 
 from ..config import Preset, PresetError, load_preset
-from ..schema.events import Failed, Finished, Note, Partial, PlanReady, RankProbe, Stage, TrainProgress
+from ..schema.events import (
+    Failed,
+    Finished,
+    Note,
+    Partial,
+    PlanReady,
+    RankProbe,
+    Stage,
+    TrainProgress,
+)
 from ..schema.plan import Plan
 from .bridge import Bridge, Session, export_paths, fmt_bytes
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted

@@ -29,9 +29,9 @@ from textual.app import App
 from textual.worker import Worker, get_current_worker
 
 from ..config import Preset
-from ..limits import fmt_bytes  # noqa: F401 (app code imports fmt_bytes here)
 from ..engine.cancel import WorkerToken
 from ..engine.errors import InputError
+from ..limits import fmt_bytes  # noqa: F401 (app code imports fmt_bytes here)
 from ..schema.events import Event, Failed, Finished, TrainProgress, TrainStep
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 

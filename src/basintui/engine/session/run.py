@@ -251,7 +251,7 @@ def _measure(model: nn.Module, x_train: torch.Tensor, factory: str) -> tuple[int
     widths = sum(m.in_features + m.out_features for m in model.modules() if isinstance(m, nn.Linear))
     try:
         per_input = activation_numel(model, x_train[:2])
-    except (Exception, SystemExit) as exc:  # user code that ran on one input but not on two
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code that ran on one input but not on two
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         raise InputError("model.factory", f"the model from {factory} runs on one input but fails on a "
                          f"batch of {len(x_train[:2])}: {type(exc).__name__}: {first}") from None
