@@ -91,7 +91,7 @@ def _round_trip(name: str) -> None:
     assert report.error is None and report.status != "cancelled"
     text = json_bytes(report)
     typed = decode_report(text)
-    assert typed.schema == schema.SCHEMA
+    assert typed.schema == schema.SCHEMA and typed.plan is not None and typed.plan.n_params == report.model.n_params
     assert encode_report(typed) == text  # JSON -> schema -> JSON, byte for byte
     assert report_to_builtins(typed) == json.loads(text)
     preset = config.load_preset(name)
