@@ -161,7 +161,7 @@ class HessianPane(Vertical):
         plt.clear_data()
         plt.clear_figure()
         cap = max(32, 2 * max(plot.size.width, 40))
-        if not self.h or not draw_eigenvalues(plt, self.h, cap, marker=None, labels=False):
+        if self.h is None or not draw_eigenvalues(plt, self.h, cap, marker=None, labels=False):
             plt.title("log10 |λ| of H")
             plt.text("no eigenvalues", 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)
