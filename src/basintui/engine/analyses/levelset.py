@@ -534,72 +534,102 @@ def _verdict_at_radius(rho: float, points: list[dict[str, Any]], locals_: list[d
     entry["kinked_points"] = 0
     entry["max_angle_deg"] = None
     entry["spread_deg"] = None
-    if len(conv) < max(1, math.ceil(MIN_CONVERGED_FRAC * m)):
-        entry.update(dimension=max(dims) if dims else None, manifold=None,
-                     why=f"only {len(conv)} of {m} retractions converged")
-        return entry
-    if len(returned) == len(conv):
-        entry.update(dimension=0, manifold=True,
-                     why="every retraction came back to θ*: the level set is the single point θ* here "
-                         "(a 0-dimensional manifold)")
-        return entry
-    if not branch:
-        entry.update(dimension=None, manifold=None,
-                     why="no point away from θ* had its local dimension measured: " +
-                         "; ".join(sorted({lo.get("why", "?") for lo in unknown})))
+    early = _early_verdict(conv, returned, branch, unknown, dims, m)
+    if early is not None:
+        entry.update(early)
         return entry
     d = max(dims)
     entry["dimension"] = d
-    if len(dims) > 1:
-        entry.update(manifold=False, why=f"branches of different dimensions ({', '.join(map(str, dims))}) meet here")
-        return entry
-    def worst_angle(los):
-        tangents = [lo["_tangent"] for lo in los if "_tangent" in lo]
-        worst = 0.0
-        for i in range(len(tangents)):
-            for j in range(i + 1, len(tangents)):
-                worst = max(worst, _sin_max(tangents[i], tangents[j]))
-        return worst, len(tangents)
-
-    def spread_of(los):
-        W = [v for v, lo in zip(disp, locals_) if lo.get("dim") is not None and any(lo is x for x in los)]
-        if not 0 < d < len(W):
-            return None
-        Wm = np.array([w / np.linalg.norm(w) for w in W])
-        top = np.linalg.svd(Wm, full_matrices=False)[2][:d]
-        res = Wm - (Wm @ top.T) @ top
-        return float(min(1.0, np.linalg.norm(res, axis=1).max()))
-
-    worst, n_tangents = worst_angle(branch)
+    worst, n_tangents = _worst_angle(branch)
     if n_tangents >= 2:
         entry["max_angle_deg"] = math.degrees(math.asin(worst))
-    spread = spread_of(branch)
+    spread = _spread(disp, locals_, branch, d)
     if spread is not None:
         entry["spread_deg"] = math.degrees(math.asin(spread))
     smooth = [lo for lo in branch if lo.get("smooth", True)]
     kinked = len(branch) - len(smooth)
     entry["kinked_points"] = kinked
     if worst >= DIFFER_SIN or (spread is not None and spread >= DIFFER_SIN):
-        # Only a difference seen among points that F reaches smoothly from θ* says "branches cross": across a
-        # kink of F (a ReLU switching on between θ* and the point) the tangent space can jump on a manifold too.
-        w_s, n_s = worst_angle(smooth)
-        sp_s = spread_of(smooth)
-        if n_s >= 2 and w_s >= DIFFER_SIN:
-            entry.update(manifold=False, why=f"tangent spaces differ by {math.degrees(math.asin(w_s)):.0f}° (≥ "
-                                             f"{math.degrees(math.asin(DIFFER_SIN)):.0f}°): branches cross here (or the "
-                                             f"level set turns that much within this radius)")
+        differ = _differ_verdict(disp, locals_, branch, smooth, d, worst, spread, kinked)
+        if differ is not None:
+            entry.update(differ)
             return entry
-        if sp_s is not None and sp_s >= DIFFER_SIN:
-            entry.update(manifold=False, why=f"the points do not lie near one {d}-dimensional subspace through θ* "
-                                             f"(off by up to {math.degrees(math.asin(sp_s)):.0f}°): several branches")
-            return entry
-        if kinked:
-            entry.update(manifold=None, why=f"cannot tell: tangent spaces differ by up to "
-                                            f"{math.degrees(math.asin(max(worst, spread or 0.0))):.0f}°, but F is not smooth "
-                                            f"between θ* and {kinked} of the {len(branch)} points (its Jacobian jumps "
-                                            f"along the segment: a kink, e.g. a ReLU switching), and across a kink the "
-                                            f"tangent space of a manifold can jump too")
-            return entry
+    problems = _problems(unknown, branch, n_tangents, d, disp, worst, spread)
+    if problems:
+        entry.update(manifold=None, why="cannot tell: " + "; ".join(problems))
+        return entry
+    entry.update(manifold=True, why=f"one branch of dimension {d}: tangent spaces agree within "
+                                    f"{math.degrees(math.asin(worst)):.1f}°" +
+                                    (f" and the points lie within {math.degrees(math.asin(spread)):.1f}° of one "
+                                     f"{d}-dimensional subspace through θ*" if spread is not None else ""))
+    return entry
+
+
+def _early_verdict(conv, returned, branch, unknown, dims, m) -> dict[str, Any] | None:
+    """The answers that need no angles: too few converged, all returned to θ*, no local dimension, or
+    branches of different dimensions."""
+    if len(conv) < max(1, math.ceil(MIN_CONVERGED_FRAC * m)):
+        return dict(dimension=max(dims) if dims else None, manifold=None,
+                    why=f"only {len(conv)} of {m} retractions converged")
+    if len(returned) == len(conv):
+        return dict(dimension=0, manifold=True,
+                    why="every retraction came back to θ*: the level set is the single point θ* here "
+                        "(a 0-dimensional manifold)")
+    if not branch:
+        return dict(dimension=None, manifold=None,
+                    why="no point away from θ* had its local dimension measured: " +
+                        "; ".join(sorted({lo.get("why", "?") for lo in unknown})))
+    if len(dims) > 1:
+        return dict(dimension=max(dims), manifold=False,
+                    why=f"branches of different dimensions ({', '.join(map(str, dims))}) meet here")
+    return None
+
+
+def _worst_angle(los: list[dict[str, Any]]) -> tuple[float, int]:
+    """sin of the largest principal angle between any two measured tangent spaces, and how many there are."""
+    tangents = [lo["_tangent"] for lo in los if "_tangent" in lo]
+    worst = 0.0
+    for i in range(len(tangents)):
+        for j in range(i + 1, len(tangents)):
+            worst = max(worst, _sin_max(tangents[i], tangents[j]))
+    return worst, len(tangents)
+
+
+def _spread(disp: list[np.ndarray], locals_: list[dict[str, Any]], los: list[dict[str, Any]], d: int) -> float | None:
+    """How far (sin) the points of `los` lie from the best d-dimensional subspace through θ*."""
+    W = [v for v, lo in zip(disp, locals_) if lo.get("dim") is not None and any(lo is x for x in los)]
+    if not 0 < d < len(W):
+        return None
+    Wm = np.array([w / np.linalg.norm(w) for w in W])
+    top = np.linalg.svd(Wm, full_matrices=False)[2][:d]
+    res = Wm - (Wm @ top.T) @ top
+    return float(min(1.0, np.linalg.norm(res, axis=1).max()))
+
+
+def _differ_verdict(disp, locals_, branch, smooth, d, worst, spread, kinked) -> dict[str, Any] | None:
+    """Tangent spaces or the points' subspace clearly differ: branches cross, unless only across a kink."""
+    # Only a difference seen among points that F reaches smoothly from θ* says "branches cross": across a
+    # kink of F (a ReLU switching on between θ* and the point) the tangent space can jump on a manifold too.
+    w_s, n_s = _worst_angle(smooth)
+    sp_s = _spread(disp, locals_, smooth, d)
+    if n_s >= 2 and w_s >= DIFFER_SIN:
+        return dict(manifold=False, why=f"tangent spaces differ by {math.degrees(math.asin(w_s)):.0f}° (≥ "
+                                        f"{math.degrees(math.asin(DIFFER_SIN)):.0f}°): branches cross here (or the "
+                                        f"level set turns that much within this radius)")
+    if sp_s is not None and sp_s >= DIFFER_SIN:
+        return dict(manifold=False, why=f"the points do not lie near one {d}-dimensional subspace through θ* "
+                                        f"(off by up to {math.degrees(math.asin(sp_s)):.0f}°): several branches")
+    if kinked:
+        return dict(manifold=None, why=f"cannot tell: tangent spaces differ by up to "
+                                       f"{math.degrees(math.asin(max(worst, spread or 0.0))):.0f}°, but F is not smooth "
+                                       f"between θ* and {kinked} of the {len(branch)} points (its Jacobian jumps "
+                                       f"along the segment: a kink, e.g. a ReLU switching), and across a kink the "
+                                       f"tangent space of a manifold can jump too")
+    return None
+
+
+def _problems(unknown, branch, n_tangents, d, disp, worst, spread) -> list[str]:
+    """Why the verdict at this radius cannot be told (empty: it is a manifold)."""
     problems = []
     if unknown:
         problems.append(f"{len(unknown)} point(s) without a local dimension")
@@ -613,14 +643,7 @@ def _verdict_at_radius(rho: float, points: list[dict[str, Any]], locals_: list[d
                         f"({math.degrees(math.asin(DIFFER_SIN)):.0f}°) thresholds")
     if spread is not None and spread > SAME_SIN:
         problems.append(f"the points lie up to {math.degrees(math.asin(spread)):.0f}° off one subspace")
-    if problems:
-        entry.update(manifold=None, why="cannot tell: " + "; ".join(problems))
-        return entry
-    entry.update(manifold=True, why=f"one branch of dimension {d}: tangent spaces agree within "
-                                    f"{math.degrees(math.asin(worst)):.1f}°" +
-                                    (f" and the points lie within {math.degrees(math.asin(spread)):.1f}° of one "
-                                     f"{d}-dimensional subspace through θ*" if spread is not None else ""))
-    return entry
+    return problems
 
 
 def _combine(by_radius: list[dict[str, Any]]) -> tuple[int | None, bool | None, bool, str, str]:
@@ -693,15 +716,38 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
     if G is None:
         G = pr.G(theta0_t)
     kd = G.shape[1]
-    spec = spectrum_mod.spectrum_of(G, rtol=rtol, cancel=pr.cancel)
-    r = spec.rank
+    r = spectrum_mod.spectrum_of(G, rtol=rtol, cancel=pr.cancel).rank
     K = n - r
     generic = n - kd if n >= kd else None
     F0 = pr.F(theta0)
     J0 = G.T.detach().to("cpu", torch.float64).numpy()
     scale = max(1.0, float(np.linalg.norm(theta0)))
+    probes, constant = _rank_constancy(pr, theta0_t, r, radii, scale, randn)
+    m = points if points is not None else (POINTS_SMALL if n <= SMALL_N else POINTS_LARGE)
+    by_radius, walk_points = [], []
+    for rho_rel in (radii if K > 0 else ()):
+        entry, pts = _walk_at_radius(pr, theta0, F0, J0, rho_rel * scale, m, max_directions, rng)
+        by_radius.append(entry)
+        walk_points.extend(pts)
+    dim, man, dependent, man_why, method = _answer(by_radius, K)
+    walk = _walk_record(pr, by_radius, walk_points, radii, m, max_directions)
+    claim1 = _claim1(pr, G, theta0_t, F0, r, K, scale, randn)
+    meaning = _meaning(r, K, generic, constant, dependent, dim, man, man_why)
+    for text in meaning[1:]:
+        emit(Note(text))
+    walk["seconds"] = time.perf_counter() - t_start
+    return LevelSetResult(
+        locally_constant_rank=bool(constant), rank_at_theta=r, rank_probes=probes, estimated_dim=dim,
+        estimated_dim_method=method, manifold=man, manifold_why=man_why, radius_dependent=dependent,
+        by_radius=by_radius, kernel_dim=K, generic_dim=generic, n_params=n, n_outputs=kd, walk=walk,
+        claim1=claim1, rules=_rules(), meaning=meaning,
+    )
 
-    # (a) rank constancy
+
+def _rank_constancy(pr: _Probe, theta0_t: torch.Tensor, r: int, radii: tuple[float, ...], scale: float,
+                    randn) -> tuple[list[dict[str, Any]], bool]:
+    """(a): rank(G) at POINTS_PER_RADIUS random points per radius, and whether every one equals r."""
+    n = theta0_t.numel()
     probes = []
     for rho_rel in radii:
         rho = rho_rel * scale
@@ -712,53 +758,60 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
             u = u / torch.linalg.norm(u)
             ranks.append(pr.rank(theta0_t + rho * u)[0])
         probes.append({"radius": rho, "ranks": ranks})
-    constant = all(rk == r for p in probes for rk in p["ranks"])
+    return probes, all(rk == r for p in probes for rk in p["ranks"])
 
-    # (b) the walk, radius by radius
-    m = points if points is not None else (POINTS_SMALL if n <= SMALL_N else POINTS_LARGE)
-    by_radius, walk_points = [], []
-    for rho_rel in (radii if K > 0 else ()):
-        rho = rho_rel * scale
-        pts, locs, disps = [], [], []
-        for _ in range(m):
-            pr.cancel.check()
-            u = rng.standard_normal(n)
-            u /= np.linalg.norm(u)
-            end, info = pr.retract(theta0 + rho * u, F0, rho)
-            s = float(np.linalg.norm(end - theta0))
-            info.update(radius=rho, distance=s / rho, returned=bool(info["converged"] and s <= RETURN_FRAC * rho))
-            if info["converged"] and not info["returned"]:
-                lo = _local_probe(pr, theta0, end, F0, s, max_directions, rng)
-                locs.append(lo)
-                disps.append(end - theta0)
-                info["local"] = lo
-            pts.append(info)
-        norms = [p["jacobian_norm_start"] for p in pts if p.get("jacobian_norm_start") is not None]
-        j_scale = float(np.median(norms)) if norms else 0.0
-        for lo, d in zip(locs, disps):
-            lo["kink"] = _segment_kink(pr, theta0, theta0 + d, J0, lo.get("_J"), j_scale)
-            lo["smooth"] = bool(lo["kink"] <= KINK_RATIO)
-        for p in pts:
-            if "local" in p:
-                p["local"] = {k: v for k, v in p["local"].items() if not k.startswith("_")}
-        by_radius.append(_verdict_at_radius(rho, pts, locs, disps, m))
-        walk_points.extend(pts)
+
+def _walk_at_radius(pr: _Probe, theta0: np.ndarray, F0: np.ndarray, J0: np.ndarray, rho: float, m: int,
+                    max_directions: int, rng: np.random.Generator) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(b) at one radius: m retractions from θ* + ρu, a local probe and a kink check around each point
+    that did not come back, and the verdict at this radius."""
+    n = theta0.size
+    pts, locs, disps = [], [], []
+    for _ in range(m):
+        pr.cancel.check()
+        u = rng.standard_normal(n)
+        u /= np.linalg.norm(u)
+        end, info = pr.retract(theta0 + rho * u, F0, rho)
+        s = float(np.linalg.norm(end - theta0))
+        info.update(radius=rho, distance=s / rho, returned=bool(info["converged"] and s <= RETURN_FRAC * rho))
+        if info["converged"] and not info["returned"]:
+            lo = _local_probe(pr, theta0, end, F0, s, max_directions, rng)
+            locs.append(lo)
+            disps.append(end - theta0)
+            info["local"] = lo
+        pts.append(info)
+    norms = [p["jacobian_norm_start"] for p in pts if p.get("jacobian_norm_start") is not None]
+    j_scale = float(np.median(norms)) if norms else 0.0
+    for lo, d in zip(locs, disps):
+        lo["kink"] = _segment_kink(pr, theta0, theta0 + d, J0, lo.get("_J"), j_scale)
+        lo["smooth"] = bool(lo["kink"] <= KINK_RATIO)
+    for p in pts:
+        if "local" in p:
+            p["local"] = {k: v for k, v in p["local"].items() if not k.startswith("_")}
+    return _verdict_at_radius(rho, pts, locs, disps, m), pts
+
+
+def _answer(by_radius: list[dict[str, Any]], K: int) -> tuple[int | None, bool | None, bool, str, str]:
+    """(c): dim, manifold, radius_dependent, why, method."""
     if K > 0:
-        dim, man, dependent, man_why, method = _combine(by_radius)
-    else:
-        # rank(G) = N: F is an immersion at θ*, hence locally injective, and the level set is locally {θ*}
-        # (a theorem, not a measurement; no walk is needed, and none would resolve a weak direction of J
-        # below F's round-off).
-        dim, man, dependent = 0, True, False
-        man_why = method = ("rank(G) = N: F is an immersion at θ*, so it is injective near θ* and the level set is "
-                            "locally the single point θ* (no walk needed)")
-    n_conv = sum(1 for p in walk_points if p["converged"])
-    walk = {
+        return _combine(by_radius)
+    # rank(G) = N: F is an immersion at θ*, hence locally injective, and the level set is locally {θ*}
+    # (a theorem, not a measurement; no walk is needed, and none would resolve a weak direction of J
+    # below F's round-off).
+    why = ("rank(G) = N: F is an immersion at θ*, so it is injective near θ* and the level set is "
+           "locally the single point θ* (no walk needed)")
+    return 0, True, False, why, why
+
+
+def _walk_record(pr: _Probe, by_radius: list[dict[str, Any]], walk_points: list[dict[str, Any]],
+                 radii: tuple[float, ...], m: int, max_directions: int) -> dict[str, Any]:
+    """The report's `walk`: the radii, the rules in words, the evaluation counts and every point."""
+    return {
         "radii": [e["radius"] for e in by_radius],
         "radius_rule": f"ρ ∈ {', '.join(f'{v:g}' for v in radii)} × max(1, ‖θ*‖)",
         "points_per_radius": m,
         "directions": len(walk_points),
-        "converged": n_conv,
+        "converged": sum(1 for p in walk_points if p["converged"]),
         "retraction": (f"Gauss-Newton minimum-norm steps with a line search over the step length (1, then 2, 3, "
                        f"4, 6, … or 1/2, 1/4, …); converged when the next step ≤ {XTOL:g} · L and the residual ≤ "
                        f"max({RES_RTOL:g} · ‖F(start) − F(θ*)‖, F's round-off floor), L = the step that started it "
@@ -774,14 +827,17 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
         "points": walk_points,
     }
 
-    # (d) Claim 1: ‖ΔF‖ against s along null and row-space directions
+
+def _claim1(pr: _Probe, G: torch.Tensor, theta0_t: torch.Tensor, F0: np.ndarray, r: int, K: int, scale: float,
+            randn) -> dict[str, Any]:
+    """(d): ‖F(θ* + s v) − F(θ*)‖ against s along null and row-space directions, and the fitted exponents."""
+    n, kd = G.shape
     if r > 0:
         U = torch.linalg.svd(G, full_matrices=False)[0][:, :r]
     else:
         U = torch.zeros((n, 0), dtype=torch.float64, device=theta0_t.device)
     Mc = min(K, CLAIM1_DIRECTIONS)
-    h1 = CLAIM1_BASE * scale
-    steps = np.array([h1 * c for c in CLAIM1_STEPS])
+    steps = np.array([CLAIM1_BASE * scale * c for c in CLAIM1_STEPS])
     floor = 1e3 * EPS * max(1.0, float(np.linalg.norm(F0)))
 
     def curve(v: torch.Tensor) -> np.ndarray:
@@ -797,23 +853,33 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
         c = curve(v)
         null_curves.append(c.tolist())
         null_exp.append(_slope(steps, c, floor))
-    if r > 0:
-        for _ in range(CLAIM1_DIRECTIONS):
-            pr.cancel.check()
-            v = G @ randn(kd)
-            v = v / torch.linalg.norm(v)
-            c = curve(v)
-            row_curves.append(c.tolist())
-            row_exp.append(_slope(steps, c, floor))
-
-    def med(vals):
-        vals = [v for v in vals if v is not None]
-        return float(np.median(vals)) if vals else None
-
-    ne, re_ = med(null_exp), med(row_exp)
+    for _ in range(CLAIM1_DIRECTIONS if r > 0 else 0):
+        pr.cancel.check()
+        v = G @ randn(kd)
+        v = v / torch.linalg.norm(v)
+        c = curve(v)
+        row_curves.append(c.tolist())
+        row_exp.append(_slope(steps, c, floor))
+    ne, re_ = _median(null_exp), _median(row_exp)
     holds = None
     if ne is not None or re_ is not None:
         holds = ((ne is None or abs(ne - 2) <= CLAIM1_TOLERANCE) and (re_ is None or abs(re_ - 1) <= CLAIM1_TOLERANCE))
+    return {
+        "null_exponent": ne, "row_exponent": re_, "null_exponents": null_exp, "row_exponents": row_exp,
+        "steps": steps.tolist(), "null_changes": null_curves, "row_changes": row_curves,
+        "holds": holds, "tolerance": CLAIM1_TOLERANCE,
+        "rule": ("slope of log ‖F(θ* + s v) − F(θ*)‖ against log s, median over directions; Claim 1 expects 2 "
+                 "along ker J and 1 along its row space"),
+        "why": "; ".join(_claim1_why(ne, re_, Mc, r, floor)),
+    }
+
+
+def _median(vals: list[float | None]) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def _claim1_why(ne: float | None, re_: float | None, Mc: int, r: int, floor: float) -> list[str]:
     why = []
     if ne is None:
         why.append("the outputs do not change measurably along the null directions tried (above the round-off "
@@ -829,15 +895,12 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
                    "the second at these step sizes (small singular values of G)")
     if re_ is None:
         why.append("G = 0: there is no row-space direction" if r == 0 else "no row-space change above round-off")
-    claim1 = {
-        "null_exponent": ne, "row_exponent": re_, "null_exponents": null_exp, "row_exponents": row_exp,
-        "steps": steps.tolist(), "null_changes": null_curves, "row_changes": row_curves,
-        "holds": holds, "tolerance": CLAIM1_TOLERANCE,
-        "rule": ("slope of log ‖F(θ* + s v) − F(θ*)‖ against log s, median over directions; Claim 1 expects 2 "
-                 "along ker J and 1 along its row space"),
-        "why": "; ".join(why),
-    }
+    return why
 
+
+def _meaning(r: int, K: int, generic: int | None, constant: bool, dependent: bool, dim: int | None,
+             man: bool | None, man_why: str) -> list[str]:
+    """The answers in sentences (all but the first are also emitted as notes)."""
     meaning = [f"rank(G) = {r}; kernel dimension N − r = {K} (an upper bound on the dimension of any smooth "
                "piece of the level set)"
                + (f"; generic dimension N − kd = {generic}." if generic is not None else
@@ -851,23 +914,24 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
     if dependent:
         meaning.append("The level set's dimension or shape DEPENDS ON THE PROBE RADIUS, so no single answer is "
                        "given" + man_why.removeprefix("the answer depends on the probe radius") + ".")
+        return meaning
+    if dim is None:
+        meaning.append("The probe could not measure the level set's dimension: " + man_why + ".")
     else:
-        if dim is None:
-            meaning.append("The probe could not measure the level set's dimension: " + man_why + ".")
-        else:
-            rel = ("equals" if dim == K else ("is below" if dim < K else "exceeds")) + f" the kernel bound {K}"
-            meaning.append(f"Measured level-set dimension {dim} near θ* ({rel}).")
-        if man is True:
-            meaning.append("The level set is a manifold near θ*" + (" (the isolated point θ*)" if dim == 0 else "")
-                           + ": " + man_why + ".")
-        elif man is False:
-            meaning.append("The level set is NOT a manifold near θ*: " + man_why + ".")
-        elif dim is not None:
-            meaning.append("Whether the level set is a manifold near θ* cannot be told: " + man_why + ".")
-    for text in meaning[1:]:
-        emit(Note(text))
-    walk["seconds"] = time.perf_counter() - t_start
-    rules = {
+        rel = ("equals" if dim == K else ("is below" if dim < K else "exceeds")) + f" the kernel bound {K}"
+        meaning.append(f"Measured level-set dimension {dim} near θ* ({rel}).")
+    if man is True:
+        meaning.append("The level set is a manifold near θ*" + (" (the isolated point θ*)" if dim == 0 else "")
+                       + ": " + man_why + ".")
+    elif man is False:
+        meaning.append("The level set is NOT a manifold near θ*: " + man_why + ".")
+    elif dim is not None:
+        meaning.append("Whether the level set is a manifold near θ* cannot be told: " + man_why + ".")
+    return meaning
+
+
+def _rules() -> dict[str, Any]:
+    return {
         "same_sin": SAME_SIN, "differ_sin": DIFFER_SIN, "pca_threshold": PCA_THRESHOLD,
         "return_frac": RETURN_FRAC, "local_frac": LOCAL_FRAC, "ker_rtol": KER_RTOL, "xtol": XTOL,
         "res_rtol": RES_RTOL, "floor_ulps": FLOOR_ULPS,
@@ -876,12 +940,6 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
                      f"θ*; false when branches of different dimensions are seen or tangent spaces / the points' "
                      f"subspace differ with sin ≥ {DIFFER_SIN}; null otherwise, with the reason"),
     }
-    return LevelSetResult(
-        locally_constant_rank=bool(constant), rank_at_theta=r, rank_probes=probes, estimated_dim=dim,
-        estimated_dim_method=method, manifold=man, manifold_why=man_why, radius_dependent=dependent,
-        by_radius=by_radius, kernel_dim=K, generic_dim=generic, n_params=n, n_outputs=kd, walk=walk,
-        claim1=claim1, rules=rules, meaning=meaning,
-    )
 
 
 def analyse(ctx, report=None) -> LevelSetResult:
