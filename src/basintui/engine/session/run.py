@@ -156,6 +156,7 @@ class _Problem:
 
 
 def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None = None) -> Report:
+    """Run `preset`: emits its events (basintui.schema.events; Finished last) and returns the Report."""
     t_start = time.perf_counter()
     device = resolve_device(preset.device)
     r = _Run(preset, on_event or (lambda e: None), cancel or CancelToken(), device, t_start)
