@@ -14,7 +14,7 @@ from rich.console import Console
 from torch import nn
 
 from basintui.config import load_preset
-from basintui.engine.analyses import infoloss
+from basintui.engine.analyses import dependent, infoloss, partitions
 from basintui.engine.routes.jacobian import compute_G
 from basintui.engine.problem.models import layout_of
 from basintui.engine.session.run import run
@@ -34,7 +34,7 @@ def _analyse(model: nn.Module, x: np.ndarray, d: int = 1):
     G, _ = compute_G(model, layout, xt)
     tol = infoloss.g_tolerance(G)
     la = infoloss.analyse_blocks(model, layout, xt, G, tol, d)
-    dep = infoloss.dependent_inputs(G, tol, d, la.partitions, [b.name for b in la.blocks], R=la.R)
+    dep = dependent.dependent_inputs(G, tol, d, la.partitions, [b.name for b in la.blocks], R=la.R)
     return la, dep, G, tol
 
 
@@ -254,10 +254,10 @@ def test_batchnorm_in_train_mode_is_refused_with_exit_2():
 
 def test_partition_uses_the_stated_tolerance():
     A = np.array([[1.0, 2.0], [1.0 + 1e-12, 2.0], [1.0 + 1e-6, 2.0], [5.0, 0.0]])
-    P = infoloss.partition_of(A)
-    assert infoloss.activation_atol(A) == pytest.approx(5e-9)
+    P = partitions.partition_of(A)
+    assert partitions.activation_atol(A) == pytest.approx(5e-9)
     assert P.labels.tolist() == [0, 0, 1, 2]
-    assert infoloss.entropy_bits(np.array([2, 1, 1])) == pytest.approx(1.5)
+    assert partitions.entropy_bits(np.array([2, 1, 1])) == pytest.approx(1.5)
 
 
 def test_close_pairs_projection_matches_brute_force():
@@ -266,7 +266,7 @@ def test_close_pairs_projection_matches_brute_force():
     V[7] = V[3]
     V[20] = V[3] + 1e-13
     V[33] = V[11] * (1 + 1e-14)
-    I, J = infoloss.close_pairs(V, 1e-10, "2")
+    I, J = partitions.close_pairs(V, 1e-10, "2")
     brute = {(i, j) for i in range(40) for j in range(i + 1, 40) if np.linalg.norm(V[i] - V[j]) <= 1e-10}
     assert set(zip(I.tolist(), J.tolist())) == brute == {(3, 7), (3, 20), (7, 20), (11, 33)}
 
@@ -275,7 +275,7 @@ def test_null_space_in_echelon_form_names_the_relation():
     rng = np.random.default_rng(4)
     A = rng.standard_normal((6, 5))
     A[:, 2] = 2 * A[:, 0] - A[:, 4]  # one relation among columns 0, 2, 4
-    E = infoloss.null_basis_rref(A, 4)
+    E = dependent.null_basis_rref(A, 4)
     assert E.shape == (1, 5)
     assert np.abs(A @ E.T).max() < 1e-12
     v = E[0] / E[0][np.argmax(np.abs(E[0]))]
@@ -291,7 +291,7 @@ def test_dependent_combination_groups_from_g():
     g[:, 3] = g[:, 0] + g[:, 1]
     g[:, 4] = g[:, 2]
     G = torch.as_tensor(g)
-    dep = infoloss.dependent_inputs(G, infoloss.g_tolerance(G), 1)
+    dep = dependent.dependent_inputs(G, infoloss.g_tolerance(G), 1)
     kinds = sorted((grp.kind, grp.indices) for grp in dep.groups)
     assert kinds == [("combination", [0, 1, 3]), ("identical", [2, 4])]
     comb = next(grp for grp in dep.groups if grp.kind == "combination")
@@ -303,9 +303,9 @@ def test_dependent_combination_groups_from_g():
 def test_json_caps_the_coefficient_vectors_of_a_large_group():
     m = 300
     coefs = [[1.0] + [0.0] * (m - 1) for _ in range(m - 1)]
-    g = infoloss.DependentGroup("identical", list(range(m)), coefs, m - 1, 1, "1: x", 1)
+    g = dependent.DependentGroup("identical", list(range(m)), coefs, m - 1, 1, "1: x", 1)
     out = g.to_dict()
-    assert out["vectors_listed"] == len(out["coefficients"]) == infoloss.MAX_COEFS // m
+    assert out["vectors_listed"] == len(out["coefficients"]) == dependent.MAX_COEFS // m
     assert out["dimension"] == m - 1 and len(g.coefficients) == m - 1
 
 
