@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config import DEFAULT_DIM, DEFAULT_N, MAX_N, NATURAL_DIM, DataConfig, resolve_path  # noqa: F401
+from ...config import DEFAULT_DIM, DEFAULT_N, MAX_N, NATURAL_DIM, DataConfig, resolve_path
 from ...limits import SAFETY, fmt_bytes, host_available_bytes
 from ..errors import InputError
 
@@ -39,72 +39,86 @@ def input_shape(cfg: DataConfig) -> tuple[int, int] | None:
     return n + cfg.duplicates, dim
 
 
+Made = tuple[np.ndarray, "np.ndarray | None", int, str]  # x, labels, n_classes, description
+
+
+def _gaussian(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
+    r = cfg.rank if cfg.rank is not None else min(n, dim)
+    z = rng.standard_normal((n, r))
+    basis = np.linalg.qr(rng.standard_normal((dim, r)))[0].T  # (r, dim), orthonormal rows
+    return z @ basis, None, 0, f"{n} Gaussian inputs in R^{dim} spanning a {min(r, n, dim)}-dimensional subspace"
+
+
+def _xor(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
+    corners = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    x = corners[np.arange(n) % 4].copy()
+    if n > 4:
+        x[4:] += 0.1 * rng.standard_normal((n - 4, 2))
+    labels = (x[:, 0] * x[:, 1] < 0).astype(np.int64)
+    return x, labels, 2, f"XOR: {n} points around the corners of [-1, 1]^2 (noise 0.1 beyond the first 4)"
+
+
+def _sklearn_2d(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
+    from sklearn.datasets import make_circles, make_moons
+
+    maker = make_moons if cfg.kind == "moons" else make_circles
+    kwargs = {"noise": 0.1} if cfg.kind == "moons" else {"noise": 0.05, "factor": 0.5}
+    x, labels = maker(n_samples=n, random_state=seed, **kwargs)
+    return x, labels.astype(np.int64), 2, f"{cfg.kind}: {n} points in R^2, two classes"
+
+
+def _parity(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
+    if n > 2**dim:
+        raise InputError("data.n", f"parity on {dim} bits has only {2**dim} distinct inputs, asked for {n}")
+    codes = rng.choice(2**dim, size=n, replace=False)
+    bits = (codes[:, None] >> np.arange(dim)[None, :]) & 1
+    labels = (bits.sum(axis=1) % 2).astype(np.int64)
+    return bits.astype(np.float64) * 2 - 1, labels, 2, f"parity of {dim} bits (inputs ±1): {n} distinct bit strings"
+
+
+def _sine(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
+    x = rng.uniform(-np.pi, np.pi, size=(n, dim))
+    return x, np.sin(x.sum(axis=1, keepdims=True)), 0, f"sine: y = sin(sum x), {n} inputs uniform in [-pi, pi]^{dim}"
+
+
+def _digits(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    if n > len(digits.target):
+        raise InputError("data.n", f"digits has {len(digits.target)} images, asked for {n}")
+    idx = np.sort(rng.choice(len(digits.target), size=n, replace=False))
+    return (digits.data[idx].astype(np.float64) / 16.0, digits.target[idx].astype(np.int64), 10,
+            f"scikit-learn digits: {n} of {len(digits.target)} 8x8 images (pixels / 16), 10 classes")
+
+
+def _file(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
+    x, labels, n_classes = _load_file(resolve_path(cfg.path, source_dir))
+    if cfg.n is not None:
+        if cfg.n > len(x):
+            raise InputError("data.n", f"{cfg.path} has {len(x)} rows, asked for {cfg.n}")
+        x, labels = x[: cfg.n], labels[: cfg.n]
+    if len(x) > MAX_N:
+        raise InputError("data.n", f"{cfg.path} has {len(x)} rows; at most {MAX_N} training inputs are allowed "
+                         f"(set data.n to use the first ones)")
+    return x, labels, n_classes, f"file {cfg.path}: {len(x)} rows, {x.shape[1]} features"
+
+
+_MAKERS = {"gaussian": _gaussian, "xor": _xor, "moons": _sklearn_2d, "circles": _sklearn_2d, "parity": _parity,
+           "sine": _sine, "digits": _digits, "file": _file}
+
+
 def make_inputs(cfg: DataConfig, seed: int, source_dir: str = "") -> Inputs:
+    """The inputs (and labels, where the kind has them) for a seed, then `data.duplicates` exact copies of
+    randomly chosen ones appended (drawn from the same generator, after the inputs)."""
     rng = np.random.default_rng(seed)
     kind = cfg.kind
     n = cfg.n if cfg.n is not None else DEFAULT_N
     dim = cfg.dim if cfg.dim is not None else DEFAULT_DIM.get(kind, 2)
-    labels: np.ndarray | None = None
-    n_classes = 0
-    if kind == "gaussian":
-        r = cfg.rank if cfg.rank is not None else min(n, dim)
-        z = rng.standard_normal((n, r))
-        basis = np.linalg.qr(rng.standard_normal((dim, r)))[0].T  # (r, dim), orthonormal rows
-        x = z @ basis
-        desc = f"{n} Gaussian inputs in R^{dim} spanning a {min(r, n, dim)}-dimensional subspace"
-    elif kind == "xor":
-        corners = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
-        x = corners[np.arange(n) % 4].copy()
-        if n > 4:
-            x[4:] += 0.1 * rng.standard_normal((n - 4, 2))
-        labels = (x[:, 0] * x[:, 1] < 0).astype(np.int64)
-        n_classes = 2
-        desc = f"XOR: {n} points around the corners of [-1, 1]^2 (noise 0.1 beyond the first 4)"
-    elif kind in ("moons", "circles"):
-        from sklearn.datasets import make_circles, make_moons
-
-        maker = make_moons if kind == "moons" else make_circles
-        kwargs = {"noise": 0.1} if kind == "moons" else {"noise": 0.05, "factor": 0.5}
-        x, labels = maker(n_samples=n, random_state=seed, **kwargs)
-        labels = labels.astype(np.int64)
-        n_classes = 2
-        desc = f"{kind}: {n} points in R^2, two classes"
-    elif kind == "parity":
-        if n > 2**dim:
-            raise InputError("data.n", f"parity on {dim} bits has only {2**dim} distinct inputs, asked for {n}")
-        codes = rng.choice(2**dim, size=n, replace=False)
-        bits = (codes[:, None] >> np.arange(dim)[None, :]) & 1
-        x = bits.astype(np.float64) * 2 - 1
-        labels = (bits.sum(axis=1) % 2).astype(np.int64)
-        n_classes = 2
-        desc = f"parity of {dim} bits (inputs ±1): {n} distinct bit strings"
-    elif kind == "sine":
-        x = rng.uniform(-np.pi, np.pi, size=(n, dim))
-        labels = np.sin(x.sum(axis=1, keepdims=True))
-        desc = f"sine: y = sin(sum x), {n} inputs uniform in [-pi, pi]^{dim}"
-    elif kind == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        if n > len(digits.target):
-            raise InputError("data.n", f"digits has {len(digits.target)} images, asked for {n}")
-        idx = np.sort(rng.choice(len(digits.target), size=n, replace=False))
-        x = digits.data[idx].astype(np.float64) / 16.0
-        labels = digits.target[idx].astype(np.int64)
-        n_classes = 10
-        desc = f"scikit-learn digits: {n} of {len(digits.target)} 8x8 images (pixels / 16), 10 classes"
-    elif kind == "file":
-        x, labels, n_classes = _load_file(resolve_path(cfg.path, source_dir))
-        if cfg.n is not None:
-            if cfg.n > len(x):
-                raise InputError("data.n", f"{cfg.path} has {len(x)} rows, asked for {cfg.n}")
-            x, labels = x[: cfg.n], labels[: cfg.n]
-        if len(x) > MAX_N:
-            raise InputError("data.n", f"{cfg.path} has {len(x)} rows; at most {MAX_N} training inputs are allowed "
-                             f"(set data.n to use the first ones)")
-        desc = f"file {cfg.path}: {len(x)} rows, {x.shape[1]} features"
-    else:  # pragma: no cover - config validation rejects it
+    maker = _MAKERS.get(kind)
+    if maker is None:  # pragma: no cover - config validation rejects it
         raise InputError("data.kind", f"unknown kind {kind!r}")
+    x, labels, n_classes, desc = maker(cfg, n, dim, rng, seed, source_dir)
     x = np.ascontiguousarray(x, dtype=np.float64)
     duplicate_of: dict[int, int] = {}
     if len(x) + cfg.duplicates > MAX_N:

@@ -52,6 +52,53 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
 
 
+class _Batches:
+    """Mini-batches without replacement, reshuffled (by a seeded generator) once an epoch runs out;
+    the whole set each step when the batch is at least k."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.x, self.y, self.k = x, y, x.shape[0]
+        self.batch = batch_size if 0 < batch_size < self.k else self.k
+        self.gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+        self.order = torch.randperm(self.k, generator=self.gen)
+        self.cursor = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.batch >= self.k:
+            return self.x, self.y
+        if self.cursor + self.batch > self.k:
+            self.order = torch.randperm(self.k, generator=self.gen)
+            self.cursor = 0
+        idx = self.order[self.cursor: self.cursor + self.batch].to(self.x.device)
+        self.cursor += self.batch
+        return self.x[idx], self.y[idx]
+
+
+def _step(opt: torch.optim.Optimizer, model: nn.Module, params: list[torch.Tensor], xb: torch.Tensor,
+          yb: torch.Tensor, kind: str, last_good: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
+    """One optimiser step; returns the loss before it and the parameters to put back should a later loss
+    not be finite (updated here only when this loss was finite: no step is taken otherwise)."""
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = per_sample_loss(model(xb), yb, kind).mean()
+        loss.backward()
+        return loss
+
+    if isinstance(opt, torch.optim.LBFGS):
+        with torch.no_grad():
+            value = per_sample_loss(model(xb), yb, kind).mean().item()
+        if math.isfinite(value):
+            last_good = [p.detach().clone() for p in params]
+            opt.step(closure)
+        return value, last_good
+    value = closure().item()
+    if math.isfinite(value):
+        for dst, p in zip(last_good, params):
+            dst.copy_(p.detach())
+        opt.step()
+    return value, last_good
+
+
 def train(
     model: nn.Module,
     x: torch.Tensor,
@@ -69,16 +116,11 @@ def train(
     emit = on_event or (lambda e: None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(cfg, params)
-    k = x.shape[0]
-    batch = cfg.batch_size if 0 < cfg.batch_size < k else k
-    gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-    order = torch.randperm(k, generator=gen)
-    cursor = 0
+    batches = _Batches(x, y, cfg.batch_size, seed)
     result = TrainResult()
     start = time.perf_counter()
     last_emit = 0.0
     last_good = [p.detach().clone() for p in params]
-
     for step in range(cfg.steps):
         if cancel is not None and cancel.cancelled:
             result.status = "cancelled"
@@ -86,39 +128,10 @@ def train(
             break
         if probe is not None and probe_every > 0 and step % probe_every == 0:
             probe(step)
-        if batch < k:
-            if cursor + batch > k:
-                order = torch.randperm(k, generator=gen)
-                cursor = 0
-            idx = order[cursor: cursor + batch].to(x.device)
-            cursor += batch
-            xb, yb = x[idx], y[idx]
-        else:
-            xb, yb = x, y
-
-        def closure():
-            opt.zero_grad(set_to_none=True)
-            loss = per_sample_loss(model(xb), yb, cfg.loss).mean()
-            loss.backward()
-            return loss
-
-        if isinstance(opt, torch.optim.LBFGS):
-            with torch.no_grad():
-                value = per_sample_loss(model(xb), yb, cfg.loss).mean().item()
-            if math.isfinite(value):
-                last_good = [p.detach().clone() for p in params]
-                opt.step(closure)
-        else:
-            loss = closure()
-            value = loss.item()
-            if math.isfinite(value):
-                for dst, p in zip(last_good, params):
-                    dst.copy_(p.detach())
-                opt.step()
+        xb, yb = batches.next()
+        value, last_good = _step(opt, model, params, xb, yb, cfg.loss, last_good)
         if not math.isfinite(value):
-            with torch.no_grad():
-                for p, good in zip(params, last_good):
-                    p.copy_(good)
+            _restore(params, last_good)
             result.status = "diverged"
             result.message = (f"the loss became {value} at step {step}; training stopped and the last "
                               f"parameters with a finite loss (step {max(step - 1, 0)}) were kept")
@@ -135,6 +148,18 @@ def train(
             break
     else:
         result.message = f"ran all {cfg.steps} steps"
+    return _finish(result, model, x, y, cfg, start)
+
+
+def _restore(params: list[torch.Tensor], last_good: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, good in zip(params, last_good):
+            p.copy_(good)
+
+
+def _finish(result: TrainResult, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+            start: float) -> TrainResult:
+    """The loss on the whole set after training; converged also when it, not the last step's, is below target."""
     with torch.no_grad():
         result.final_loss = mean_loss(model, x, y, cfg.loss).item()
     if result.status == "max_steps" and cfg.target_loss > 0 and result.final_loss < cfg.target_loss:
