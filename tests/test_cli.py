@@ -51,6 +51,7 @@ def test_every_preset_runs_headless_and_writes_a_true_report(name, tmp_path):
         assert len(z["losses"]) == r["training"]["steps"]
 
 
+@pytest.mark.slow  # a whole preset from the command line; test_oracles checks the same in process
 def test_deep_linear_preset_reports_the_singh_rank(tmp_path):
     out = tmp_path / "r.json"
     proc = run_cli("run", "deep-linear", "--set", "train.steps=0", "--set", "analysis.hessian=off",
@@ -61,6 +62,7 @@ def test_deep_linear_preset_reports_the_singh_rank(tmp_path):
     assert r["G"]["rank"] == q * (4 + 3 - q) == 12
 
 
+@pytest.mark.slow  # a whole preset from the command line; test_oracles checks the same in process
 def test_underparam_preset_says_no_submersion(tmp_path):
     out = tmp_path / "r.json"
     proc = run_cli("run", "underparam", "--set", "train.steps=5", "--json", str(out))

@@ -99,7 +99,8 @@ def run_then_show(tab: str):
     return run_before
 
 
-@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+@pytest.mark.parametrize("size", [(120, 40), pytest.param((80, 24), marks=pytest.mark.slow)],  # 80x24: slow set
+                         ids=["120x40", "80x24"])
 @pytest.mark.parametrize("tab", TABS)
 def test_pane_snapshot(snap_compare, tab, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=run_then_show(tab))
