@@ -309,7 +309,7 @@ def test_ctrl_c_at_a_random_moment_of_any_preset(name, tmp_path):
         assert report["layers"] is not None
 
 
-@pytest.mark.parametrize("after", ["the last stage ended", "the report was written"])
+@pytest.mark.parametrize("after", ["the last stage ended", pytest.param("the report was written", marks=pytest.mark.slow)])
 def test_a_signal_once_the_run_is_over_leaves_a_complete_report_and_exit_0(tmp_path, after):
     """Once the engine has returned, a signal changes nothing: exit 0 beside a complete report (it had
     ended the process with 130 beside a complete, uncancelled report when it landed during the summary)."""
