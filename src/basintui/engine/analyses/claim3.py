@@ -173,31 +173,8 @@ def claim3_verdict(*, rank, rank_G, rank_ggn, rank_res, rank_G_res, critical, ze
                 f"rank(GGN) = {'' if rank_ggn_exact else '≥ '}{rank_ggn}"
                 + (f", rank(H − GGN) = {rank_res}" if rank_res is not None else "")
                 + (f", ‖H − GGN‖/‖H‖ = {residual_rel:.3g}" if residual_rel is not None else "") + ".")
-    missing = []
-    if not critical:
-        missing.append(f"θ is not a critical point (‖∇θL‖ = {grad_norm:.3g})")
-    if not zero_res and residual_rel is not None and residual_rel < SMALL_RESIDUAL_REL:
-        missing.append(f"the residual is not zero (‖∇_Fℓ‖ = {res_norm:.3g}), though the residual term it weights "
-                       f"is small here (‖H − GGN‖/‖H‖ = {residual_rel:.2g}): ∇_Fℓ is almost orthogonal to the "
-                       "second derivatives of F (e.g. the part of the targets no parameter can reach), and what is "
-                       "left of the term still has rank " + (str(rank_res) if rank_res is not None else "unknown")
-                       + " at the tolerance")
-    elif not zero_res:
-        extra = ""
-        if critical:
-            extra = (" — a critical point with a non-zero residual: ∇θL = G·∇_Fℓ vanishes because ∇_Fℓ lies in the "
-                     "null space of G, yet the residual term Σ (∂ℓ/∂f) ∇²f stays")
-        missing.append(f"the residual is not zero (‖∇_Fℓ‖ = {res_norm:.3g}), so H = GGN + a residual term that does "
-                       f"not vanish{extra}")
-    q_missing = []
-    if not q_pos:
-        if oc.kind == "full":
-            q_missing.append(f"the loss Hessian in output space is not diagonal: ce on logits has Q_i = diag(p) − ppᵀ, "
-                             f"singular (rank d − 1 = {d - 1} per input), so rank(GGN) = {rank_ggn} can fall below "
-                             f"rank(G) = {rank_G} (bound k(d − 1) = {k * (d - 1)})")
-        else:
-            q_missing.append(f"the loss Hessian in output space is not positive definite (smallest eigenvalue "
-                             f"{q_min:.3g} of at most {q_max:.3g}), so GGN loses rank where Q does")
+    missing = _residual_missing(critical, zero_res, grad_norm, res_norm, residual_rel, rank_res)
+    q_missing = _q_missing(q_pos, oc.kind, d, k, rank_ggn, rank_G, q_min, q_max)
     missing += q_missing
     if missing:
         head = "Claim 3's hypotheses do not hold: " + "; ".join(missing) + ". "
@@ -226,6 +203,41 @@ def claim3_verdict(*, rank, rank_G, rank_ggn, rank_res, rank_G_res, critical, ze
                                   "includes smaller ones, so the ranks cannot be compared at this precision. "
                                   + measured)
     return "fails", hyp + f" But rank(H) = {rank} ≠ rank(G) = {rank_G}. " + measured
+
+
+def _residual_missing(critical: bool, zero_res: bool, grad_norm: float, res_norm: float,
+                      residual_rel: float | None, rank_res: int | None) -> list[str]:
+    """The first two hypotheses that fail, in words: a critical point, a zero residual."""
+    missing = []
+    if not critical:
+        missing.append(f"θ is not a critical point (‖∇θL‖ = {grad_norm:.3g})")
+    if not zero_res and residual_rel is not None and residual_rel < SMALL_RESIDUAL_REL:
+        missing.append(f"the residual is not zero (‖∇_Fℓ‖ = {res_norm:.3g}), though the residual term it weights "
+                       f"is small here (‖H − GGN‖/‖H‖ = {residual_rel:.2g}): ∇_Fℓ is almost orthogonal to the "
+                       "second derivatives of F (e.g. the part of the targets no parameter can reach), and what is "
+                       "left of the term still has rank " + (str(rank_res) if rank_res is not None else "unknown")
+                       + " at the tolerance")
+    elif not zero_res:
+        extra = ""
+        if critical:
+            extra = (" — a critical point with a non-zero residual: ∇θL = G·∇_Fℓ vanishes because ∇_Fℓ lies in the "
+                     "null space of G, yet the residual term Σ (∂ℓ/∂f) ∇²f stays")
+        missing.append(f"the residual is not zero (‖∇_Fℓ‖ = {res_norm:.3g}), so H = GGN + a residual term that does "
+                       f"not vanish{extra}")
+    return missing
+
+
+def _q_missing(q_pos: bool, kind: str, d: int, k: int, rank_ggn: int, rank_G: int, q_min: float,
+               q_max: float) -> list[str]:
+    """The third hypothesis (Q positive definite) when it fails, in words."""
+    if q_pos:
+        return []
+    if kind == "full":
+        return [f"the loss Hessian in output space is not diagonal: ce on logits has Q_i = diag(p) − ppᵀ, "
+                f"singular (rank d − 1 = {d - 1} per input), so rank(GGN) = {rank_ggn} can fall below "
+                f"rank(G) = {rank_G} (bound k(d − 1) = {k * (d - 1)})"]
+    return [f"the loss Hessian in output space is not positive definite (smallest eigenvalue "
+            f"{q_min:.3g} of at most {q_max:.3g}), so GGN loses rank where Q does"]
 
 
 def _weyl_words(weyl: Weyl, rank_G: int, rank_ggn: int, rank: int | None, rank_ggn_exact: bool) -> str:

@@ -290,24 +290,28 @@ class _Probe:
         """Gauss-Newton with a line search onto F(θ) = target; the stopping rule is in the module docstring.
         `length` is the step that started the retraction (the scale the point must be accurate to);
         `jac` a Jacobian to start from (chord steps), recomputed at the point whenever it is needed."""
-        tnorm = float(np.linalg.norm(target))
         start = theta
         r = self.F(theta) - target
         rn = float(np.linalg.norm(r))
-        S = rn
-        info: dict[str, Any] = {"residual_before": S, "iterations": 0}
-
-        def floor_at(res: np.ndarray, th: np.ndarray, fac: _Jac) -> float:
-            # F's round-off: its size, and the size of the terms that cancel in it (‖J‖·‖θ‖, e.g. a² − b²)
-            s1 = float(fac.s[0]) if len(fac.s) else 0.0
-            return FLOOR_ULPS * EPS * (tnorm + float(np.linalg.norm(res + target)) + s1 * float(np.linalg.norm(th)))
-
+        info: dict[str, Any] = {"residual_before": rn, "iterations": 0}
         if rn == 0.0:
             info.update(residual_after=0.0, converged=True, stop="exact: F(θ) = F(θ*) already")
             return theta, info
-        fresh = jac is None
         fact = self.jac(theta) if jac is None else jac
         info["jacobian_norm_start"] = float(np.linalg.norm(fact.J)) if fact.J is not None else None
+        theta, rn, it, converged, stop, last_step = self._iterate(theta, r, rn, fact, jac is None, target, length,
+                                                                  max_iter)
+        if converged and float(np.linalg.norm(theta - start)) > MAX_TRAVEL * length:
+            converged, stop = False, f"ended more than {MAX_TRAVEL:g} × its starting step away (left the neighbourhood)"
+        info.update(residual_after=rn, iterations=it, converged=converged, stop=stop, last_step=last_step)
+        return theta, info
+
+    def _iterate(self, theta: np.ndarray, r: np.ndarray, rn: float, fact: _Jac, fresh: bool, target: np.ndarray,
+                 length: float, max_iter: int) -> tuple[np.ndarray, float, int, bool, str, float]:
+        """The retraction's steps from θ (residual r, ‖r‖ = rn): θ, ‖r‖, iterations, converged, why it
+        stopped, and the last step's length."""
+        tnorm = float(np.linalg.norm(target))
+        S = rn
         stop, converged, last_step = "", False, float("inf")
         it = 0
         while it < max_iter:
@@ -315,7 +319,7 @@ class _Probe:
             it += 1
             delta = fact.step(r, TRUST * length)
             dn = float(np.linalg.norm(delta))
-            floor = floor_at(r, theta, fact)
+            floor = _roundoff_floor(r, theta, fact, target, tnorm)
             if dn <= XTOL * length:
                 if not fresh:
                     fact, fresh = self.jac(theta), True
@@ -331,13 +335,7 @@ class _Probe:
                 if not fresh:
                     fact, fresh = self.jac(theta), True
                     continue
-                if rn <= floor and dn <= LOOSE * length:
-                    converged, stop = True, "round-off"
-                elif dn == 0.0:
-                    stop = "no Gauss-Newton direction (J = 0 here, or the residual is orthogonal to its range)"
-                else:
-                    stop = ("no step length decreases the residual" +
-                            (" (F's round-off floor reached)" if rn <= floor else ""))
+                converged, stop = _stalled(rn, floor, dn, length)
                 last_step = dn
                 break
             theta_n, r_n, rn_n, alpha = found
@@ -353,10 +351,7 @@ class _Probe:
                 fresh = False
         else:
             stop = f"{max_iter} iterations"
-        if converged and float(np.linalg.norm(theta - start)) > MAX_TRAVEL * length:
-            converged, stop = False, f"ended more than {MAX_TRAVEL:g} × its starting step away (left the neighbourhood)"
-        info.update(residual_after=rn, iterations=it, converged=converged, stop=stop, last_step=last_step)
-        return theta, info
+        return theta, rn, it, converged, stop, last_step
 
     def _line_search(self, theta, r0, delta, target, rn, fresh, trust):
         """Step length along δ (module docstring, rule 2). Expanding stops at the first step length where
@@ -406,6 +401,21 @@ class _Probe:
             if nn < rn:
                 return th, rr, nn, a
         return None
+
+
+def _roundoff_floor(res: np.ndarray, th: np.ndarray, fac: _Jac, target: np.ndarray, tnorm: float) -> float:
+    """F's round-off at θ: its size, and the size of the terms that cancel in it (‖J‖·‖θ‖, e.g. a² − b²)."""
+    s1 = float(fac.s[0]) if len(fac.s) else 0.0
+    return FLOOR_ULPS * EPS * (tnorm + float(np.linalg.norm(res + target)) + s1 * float(np.linalg.norm(th)))
+
+
+def _stalled(rn: float, floor: float, dn: float, length: float) -> tuple[bool, str]:
+    """No step length decreases the residual (with a fresh J): converged at round-off, or why not."""
+    if rn <= floor and dn <= LOOSE * length:
+        return True, "round-off"
+    if dn == 0.0:
+        return False, "no Gauss-Newton direction (J = 0 here, or the residual is orthogonal to its range)"
+    return False, ("no step length decreases the residual" + (" (F's round-off floor reached)" if rn <= floor else ""))
 
 
 def _slope(s: np.ndarray, v: np.ndarray, floor: float) -> float | None:
