@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from basintui.engine.analyses import curvature
-from basintui.engine.analyses import levelset as ls
+from basintui.engine.analyses.retraction import Probe
 from basintui.engine.errors import InputError
 from basintui.engine.problem import data as data_mod
 from basintui.engine.problem.models import flat_params, layout_of
@@ -108,11 +108,11 @@ def test_dense_hessian_error_of_the_product_itself_propagates():
 # --------------------------------------------------------------------------- level-set Jacobian route
 
 
-def _probe() -> ls._Probe:
+def _probe() -> Probe:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).double()
     x = torch.randn(4, 2, dtype=torch.float64)
-    return ls._Probe(model, layout_of(model), x, None, 0.0, None)
+    return Probe(model, layout_of(model), x, None, 0.0, None)
 
 
 def test_levelset_jacobian_route_falls_back_to_compute_G_when_jacrev_cannot_trace(monkeypatch):

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from basintui.engine.analyses import levelset as lsmod
+from basintui.engine.analyses.retraction import Probe
 from basintui.engine.problem.models import layout_of
 from basintui.engine.session.run import run
 from conftest import ROOT, make_preset
@@ -34,9 +35,9 @@ def probe(name: str, seed: int = 0, **kw) -> lsmod.LevelSetResult:
     return lsmod.probe_level_set(model, layout_of(model), X1, seed=seed, **kw)
 
 
-def probe_obj(name: str) -> lsmod._Probe:
+def probe_obj(name: str) -> Probe:
     model = Polynomial(name).double()
-    return lsmod._Probe(model, layout_of(model), X1, None, 0.0, None)
+    return Probe(model, layout_of(model), X1, None, 0.0, None)
 
 
 # --- the polynomial family ------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ def test_retraction_keeps_the_b_step_and_undoes_the_a_step_for_a_squared():
     model = valley(in_dim=2, out_dim=1).double()
     layout = layout_of(model)
     x = torch.zeros(1, 2, dtype=torch.float64)
-    pr = lsmod._Probe(model, layout, x, None, 0.0, None)
+    pr = Probe(model, layout, x, None, 0.0, None)
     target = pr.F(np.zeros(2))
     end, info = pr.retract(np.array([0.03, 0.04]), target, 0.05)
     assert info["converged"] and info["residual_before"] == pytest.approx(0.03**2)
