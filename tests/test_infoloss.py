@@ -38,7 +38,8 @@ def _analyse(model: nn.Module, x: np.ndarray, d: int = 1):
     return la, dep, G, tol
 
 
-def _render(r: dict) -> str:
+def _render(r) -> str:
+    """The summary of a typed report (schema.Report), as text."""
     buf = io.StringIO()
     Console(file=buf, width=200, no_color=True).print(summary(r))
     return buf.getvalue()
@@ -182,7 +183,8 @@ def test_collapse_in_block_one_ranks_block_one_first_through_a_session():
     p = make_preset(data={"kind": "file", "path": str(_relu_npz())},
                     model={"kind": "python", "factory": "infoloss_models:relu_dead_group"},
                     train={"steps": 0}, analysis={"hessian": "off"}, source_dir=FIXTURES)
-    r = run(p).to_dict()
+    rep = run(p)
+    r = rep.to_dict()
     assert r["error"] is None
     L = r["layers"]
     # later blocks carry the cumulative loss but lose nothing here: block 1 alone is first, no ties
@@ -196,7 +198,7 @@ def test_collapse_in_block_one_ranks_block_one_first_through_a_session():
         assert key in L[0], key
     assert L[-1]["cumulative_rank"] == r["G"]["rank"]
     assert r["dependent_inputs"]["groups"][0]["indices"] == fm.RELU_GROUP
-    text = _render(r)
+    text = _render(rep.to_schema())
     table = text[text.index("Information loss by layer"):]
     first_row = next(line for line in table.splitlines() if line.strip().startswith("1 "))
     assert "1: Linear(2→2) + ReLU" in first_row
@@ -239,7 +241,7 @@ def test_non_sequential_model_says_why_and_the_run_goes_on():
     assert "nn.Sequential" in r["layers_info"]["why_not"] and "TwoPath" in r["layers_info"]["why_not"]
     assert any("nn.Sequential" in n for n in r["notes"])
     assert r["dependent_inputs"]["null_dim"] == 12 - r["G"]["rank"]
-    assert "needs an nn.Sequential" in _render(r)
+    assert "needs an nn.Sequential" in _render(rep.to_schema())
 
 
 def test_batchnorm_in_train_mode_is_refused_with_exit_2():
@@ -351,7 +353,7 @@ def test_ranked_table_fits_80_columns_with_block_one_first():
     p = make_preset(data={"kind": "file", "path": str(_relu_npz())},
                     model={"kind": "python", "factory": "infoloss_models:relu_dead_group"},
                     train={"steps": 0}, analysis={"hessian": "off"}, source_dir=FIXTURES)
-    r = run(p).to_dict()
+    r = run(p).to_schema()
     from basintui.render.layers import layers_view
 
     buf = io.StringIO()

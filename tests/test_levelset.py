@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,6 +282,15 @@ def test_thresholds_leave_a_gap_and_angles_are_reported_in_degrees():
 
 # --- what the user sees: the CLI view and the app's Level set pane ----------------------------------------
 
+def _typed(res: lsmod.LevelSetResult):
+    """The probe's result as the report's typed section (schema.LevelSet), through its JSON form."""
+    import msgspec
+
+    from basintui.schema import LevelSet
+
+    return msgspec.convert(json.loads(json.dumps(res.to_dict())), LevelSet)
+
+
 def _text(renderable, width: int = 160) -> str:
     import io
 
@@ -294,15 +304,18 @@ def _text(renderable, width: int = 160) -> str:
 def test_cli_view_shows_the_verdict_the_reason_and_the_radius_table():
     from basintui.render.levelset import levelset_view
 
-    out = _text(levelset_view({"levelset": probe("cone").to_dict()}))
+    from basintui.render.levelset import levelset_section
+    from basintui.schema import decode_report
+
+    out = _text(levelset_section(_typed(probe("cone"))))
     assert "manifold" in out and " no" in out and "branches cross" in out
     assert "By probe radius" in out and out.count("24/24") == 3 and "2×24" in out
-    out = _text(levelset_view({"levelset": probe("point_and_circle").to_dict()}))
+    out = _text(levelset_section(_typed(probe("point_and_circle"))))
     assert "depends on the probe radius" in out and "The answer depends on the probe radius" in out
-    # an older report without the new keys still renders
-    old = {"locally_constant_rank": True, "estimated_dim": 47, "kernel_dim": 47, "generic_dim": 41,
-           "walk": {"directions": 16, "converged": 16, "step": 0.01}}
-    assert "47" in _text(levelset_view({"levelset": old}))
+    # an older report (basintui.report/1, written before the schema) still renders
+    old = decode_report((Path(__file__).parent / "fixtures" / "report1" / "critique.json").read_bytes())
+    out = _text(levelset_view(old))
+    assert "By probe radius" in out and "branches cross" in out
 
 
 def test_level_set_pane_shows_dimension_manifold_and_radius_dependence():
@@ -317,8 +330,7 @@ def test_level_set_pane_shows_dimension_manifold_and_radius_dependence():
         def compose(self):
             yield LevelSetPane(id="levelset-pane")
 
-    reports = {name: {"levelset": json.loads(json.dumps(probe(name).to_dict())), "G": {}, "config": {}}
-               for name in ("ab", "a2_plus_b2", "point_and_circle")}
+    reports = {name: _typed(probe(name)) for name in ("ab", "a2_plus_b2", "point_and_circle")}
 
     async def main():
         app = One()
@@ -326,7 +338,7 @@ def test_level_set_pane_shows_dimension_manifold_and_radius_dependence():
             pane = app.query_one(LevelSetPane)
             seen = {}
             for name, rep in reports.items():
-                pane.show(rep)
+                pane.show_levelset(rep)
                 await pilot.pause()
                 seen[name] = (_text(app.query_one("#ls-head", Static).content),
                               _text(app.query_one("#ls-text", Static).content))
