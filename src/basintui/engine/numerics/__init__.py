@@ -1,1 +1,2 @@
-"""The numerical core: the rank rule and spectra of Gram matrices, Lanczos."""
+"""The numerical core: the rank rule and the spectra of G and its Gram matrices (spectrum.py), Lanczos on
+an operator (lanczos.py), and the tolerances every rank decision shares (tolerances.py)."""
