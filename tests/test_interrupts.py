@@ -25,7 +25,7 @@ import pytest
 from basintui.config import list_presets
 from conftest import ROOT, run_cli
 
-GENEROUS_S = 20.0  # signal to exit, on a loaded machine (measured 0.1-0.3 s on two shared cores)
+GENEROUS_S = 60.0  # the wait for the exit after a signal: a hang guard (measured 0.1-0.3 s on two shared cores)
 NO_PROBES = ["analysis.rank_every=-1"]  # no live rank probes during training
 
 # stage -> the --set values that make it last, and the sections that must be in the report before it
@@ -81,6 +81,8 @@ def run_and_signal(stage: str, sig: int, sets: list[str], tmp_path: Path, *, tim
             try:
                 line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
+                if sent is not None:  # a hang guard, not a measure (0.1-0.3 s is usual)
+                    pytest.fail(f"still running {GENEROUS_S} s after the signal:\n" + "".join(seen))
                 pytest.fail(f"no 'stage {stage} started' within {timeout} s:\n" + "".join(seen))
             if line is None:
                 break
@@ -88,6 +90,7 @@ def run_and_signal(stage: str, sig: int, sets: list[str], tmp_path: Path, *, tim
             if sent is None and line.strip() == f"basintui: stage {stage} started":
                 proc.send_signal(sig)
                 sent = time.monotonic()
+                deadline = min(deadline, sent + GENEROUS_S)
         proc.wait(timeout=GENEROUS_S + 30)
     finally:
         if proc.poll() is None:
@@ -117,7 +120,6 @@ def test_a_signal_in_each_stage_cancels_and_writes_what_was_computed(stage, sig,
     rc, report, stderr, seconds = run_and_signal(stage, sig, STAGES[stage], tmp_path)
     assert rc == 130, stderr
     assert "Traceback" not in stderr
-    assert seconds < GENEROUS_S, stderr
     assert report is not None, stderr
     t = report["training"]
     assert t["status"] == "cancelled", t
