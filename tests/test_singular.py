@@ -177,7 +177,10 @@ def test_near_threshold_values_are_shown_in_the_summary_and_the_spectrum_pane():
     from basintui.engine.session.report import spectrum_dict
     from basintui.engine.numerics.spectrum import analyse
     from basintui.engine.numerics.tolerances import EPS
-    from basintui.render.summary import g_table
+    import msgspec
+
+    from basintui.render.summary import spectrum_section
+    from basintui.schema import SpectrumSection
     from basintui.tui.widgets.spectrum import facts
 
     tau = 50 * EPS
@@ -191,7 +194,8 @@ def test_near_threshold_values_are_shown_in_the_summary_and_the_spectrum_pane():
         console.print(renderable)
         return console.export_text()
 
-    for out in (text(g_table({"G": g})), text(facts(g))):
+    typed = msgspec.convert(g, SpectrumSection)  # the report's G section, from its JSON form
+    for out in (text(spectrum_section(typed)), text(facts(typed))):
         assert "2 within 2× of the tolerance" in out and "anywhere from 2 to 4" in out
 
 
