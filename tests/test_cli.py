@@ -30,7 +30,7 @@ def test_every_preset_runs_headless_and_writes_a_true_report(name, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "rank(G) =" in proc.stdout
     r = json.loads(out.read_text())
-    assert r["schema"] == "basintui.report/1"
+    assert r["schema"] == "basintui.report/2"
     g = r["G"]
     N, k, d = r["model"]["n_params"], r["data"]["n_train"], r["data"]["out_dim"]
     sv = g["singular_values"]

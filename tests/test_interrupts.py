@@ -193,7 +193,7 @@ def test_json_dash_writes_the_report_to_stdout_and_no_file_named_dash(tmp_path):
                    "--set", 'analysis.hessian="off"', "--json", "-", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)  # nothing but the JSON on stdout
-    assert report["schema"] == "basintui.report/1" and report["training"]["steps"] == 3
+    assert report["schema"] == "basintui.report/2" and report["training"]["steps"] == 3
     assert not (tmp_path / "-").exists()
     assert list(tmp_path.iterdir()) == []
 

@@ -255,11 +255,12 @@ class _App:
 
 
 def test_a_served_app_refuses_a_python_model_in_words(monkeypatch):
-    """The refusal reaches the app as a RunFailed of kind input (shown as 'The preset cannot be run as
+    """The refusal reaches the app as a Failed event of kind input (shown as 'The preset cannot be run as
     asked' with the message), and no engine process is started."""
     from basintui.config import load_preset
     from basintui.tui import bridge as bridge_mod
-    from basintui.tui.messages import RunFailed, RunStarted
+    from basintui.schema.events import Failed
+    from basintui.tui.messages import EngineEvent, RunStarted
 
     preset = load_preset("critique")
     assert preset.model.kind == "python"
@@ -268,9 +269,9 @@ def test_a_served_app_refuses_a_python_model_in_words(monkeypatch):
     b = bridge_mod.Bridge()
     app = _App()
     run_id = b.start(app, preset)
-    assert [type(m) for m in app.messages] == [RunStarted, RunFailed]
-    failed = app.messages[1]
-    assert failed.run_id == run_id and failed.kind == "input"
+    assert [type(m) for m in app.messages] == [RunStarted, EngineEvent]
+    failed = app.messages[1].event
+    assert app.messages[1].run_id == run_id and isinstance(failed, Failed) and failed.kind == "input"
     assert "--allow-python-models" in failed.message and "python" in failed.message
     assert not b.busy and b._procs == []
     # allowed: the run starts (the worker is asked for)

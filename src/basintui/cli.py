@@ -155,7 +155,7 @@ def _run_engine(preset, on_event, token):
 
     Returns (report, None), or (None, partial) when the engine did not return within CANCEL_GRACE_S
     of a cancel: `partial` is the last report the engine published (typed: a schema.Report)."""
-    from .engine.events import Partial
+    from .schema.events import Partial
     from .engine.session.report import as_schema
     from .engine.session.run import run
 
@@ -241,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .engine.cancel import CancelToken
     from .engine.errors import InputError
-    from .engine.events import Stage
+    from .schema.events import Stage
     from .engine.session.report import write_json, write_npz
     from .render.progress import RunProgress
     from .render.summary import summary

@@ -22,7 +22,7 @@ from ...schema.report import (
     load_report,
     report_to_builtins,
 )
-from ..events import RankProbe
+from ...schema.events import RankProbe
 from ..numerics.spectrum import Spectrum
 
 __all__ = ["SCHEMA", "DataInfo", "ModelInfo", "Report", "ReportSchemaError", "TrainingInfo", "decode_report",
