@@ -138,7 +138,7 @@ def _engine_plan(preset, available: int, monkeypatch) -> Plan:
 
     with pytest.raises(Stop):
         run(preset, on_event)
-    return getattr(seen[0], "plan", seen[0])  # resources.plan's ResourcePlan carries the Plan as .plan
+    return seen[0]
 
 
 def _without_rate(plan: Plan) -> Plan:

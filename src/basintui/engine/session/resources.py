@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
@@ -13,7 +12,7 @@ from ...planner import plan as plan_sizes
 from ...schema.plan import Plan
 from ..errors import ResourceError
 
-__all__ = ["ResourcePlan", "available_bytes", "check_fits", "check_inputs_fit", "dgemm_gflops", "fmt_bytes",
+__all__ = ["available_bytes", "check_fits", "check_inputs_fit", "dgemm_gflops", "fmt_bytes",
            "guard", "plan"]
 
 
@@ -25,27 +24,14 @@ def available_bytes(device: torch.device) -> int:
     return host_available_bytes()
 
 
-@dataclass(frozen=True)
-class ResourcePlan:
-    """resources.plan's result: the planner's Plan as `.plan` (what session/run.py puts into PlanReady and
-    the report); every Plan attribute reads through (`route`, `g_fits`, `notes`, `g_method`, ...)."""
-
-    plan: Plan
-
-    def __getattr__(self, name: str) -> object:
-        if name.startswith("__") or name == "plan":  # copy and pickle look these up before __init__
-            raise AttributeError(name)
-        return getattr(self.plan, name)
-
-
 def plan(preset: Preset, n_params: int, n_train: int, out_dim: int, device: torch.device,
-         linear_ok: bool = False, width_sum: int = 0, forward_bytes: int = 0, state_bytes: int = 0) -> ResourcePlan:
+         linear_ok: bool = False, width_sum: int = 0, forward_bytes: int = 0, state_bytes: int = 0) -> Plan:
     """The planner's decision for the sizes of the model the session built, with this device's free
     memory and float64 matrix-multiply rate (for the time estimate), before anything is allocated in
     proportion to k."""
     sizes = Sizes(n_params, n_train, out_dim, linear_ok=linear_ok, width_sum=width_sum,
                   forward_bytes=forward_bytes, state_bytes=state_bytes)
-    return ResourcePlan(plan_sizes(preset, sizes, available_bytes(device), gflops=dgemm_gflops(device)))
+    return plan_sizes(preset, sizes, available_bytes(device), gflops=dgemm_gflops(device))
 
 
 def dgemm_gflops(device: torch.device, n: int = 512, reps: int = 4) -> float:
@@ -84,10 +70,9 @@ def check_inputs_fit(n_inputs: int, dim: int, key: str = "data.n") -> None:
                                  "a smaller dimension (data.dim). Nothing was allocated yet.", need)
 
 
-def guard(p: Plan | ResourcePlan) -> None:
+def guard(p: Plan) -> None:
     """Refuse, with the estimate and the way out, a run whose forward pass, training state, G stage or
     dense Hessian would not fit."""
-    p = p.plan if isinstance(p, ResourcePlan) else p
     _guard_forward(p)
     _guard_state(p)
     _guard_route(p)

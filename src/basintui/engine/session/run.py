@@ -226,7 +226,7 @@ def _plan_and_build(r: _Run, inputs: data_mod.Inputs, d: int, x_train: torch.Ten
     k, item = len(inputs.x), x_train.element_size()
     state = model_state_bytes(N, item, preset.train.optimizer, teacher=preset.data.targets == "teacher")
     plan = resources.plan(preset, N, k, d, r.device, linear_ok=linear_ok, width_sum=widths,
-                          forward_bytes=forward_pass_bytes(k, per_input, item), state_bytes=state).plan
+                          forward_bytes=forward_pass_bytes(k, per_input, item), state_bytes=state)
     r.emit(PlanReady(plan))
     for text in plan.notes:
         r.note(text)
@@ -457,7 +457,7 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Plan
         if not plan.g_fits:
             why = (f"skipped, because it needs G ({fmt_bytes(plan.g_bytes)}), which does not fit in the memory "
                    f"available ({fmt_bytes(plan.available_bytes)}); the spectrum of G is kept")
-            report.extras.setdefault("skipped", {})[name] = why
+            report.skipped = {**(report.skipped or {}), name: why}
             report.notes.append(f"{name}: {why}")
             ctx.emit(Note(f"{name}: {why}", "warn"))
             continue
