@@ -452,7 +452,7 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Plan
     ctx.spectrum = spec
     report.G = spec
     ctx.emit(Partial("spectrum", report.to_schema()))
-    for name, fn in analysis_stages(ctx.preset, plan.hessian_mode):
+    for name, fn in analysis_stages(ctx.preset, plan.hessian_mode, plan.hessian_why or ""):
         setattr(report, name, None)
         if not plan.g_fits:
             why = (f"skipped, because it needs G ({fmt_bytes(plan.g_bytes)}), which does not fit in the memory "
@@ -479,14 +479,14 @@ def _lazy_G(ctx: Context, kd: int, build: Callable[[], torch.Tensor]) -> Callabl
     return materialize
 
 
-def analysis_stages(preset: Preset, hessian_mode: str) -> list[tuple[str, Callable[[Context, Report], Any]]]:
+def analysis_stages(preset: Preset, hessian_mode: str, hessian_why: str = ""
+                    ) -> list[tuple[str, Callable[[Context, Report], Any]]]:
     """The stages after G's spectrum, in order; each returns the report section it fills. The Hessian
-    stage computes in the planner's mode (`hessian_mode`: dense or lanczos), never a mode of its own."""
+    stage computes in the planner's mode (`hessian_mode`: dense or lanczos), never a mode of its own, and
+    its section's notes open with the planner's reason for that mode (`hessian_why`, as before)."""
     stages: list[tuple[str, Callable[[Context, Report], Any]]] = []
     if preset.analysis.hessian != "off":
-        from ..analyses import hessian
-
-        stages.append(("hessian", functools.partial(hessian.analyse, mode=hessian_mode)))
+        stages.append(("hessian", functools.partial(_hessian_stage, mode=hessian_mode, why=hessian_why)))
     if preset.analysis.layers:
         from ..analyses import infoloss
 
@@ -496,6 +496,15 @@ def analysis_stages(preset: Preset, hessian_mode: str) -> list[tuple[str, Callab
 
         stages.append(("levelset", levelset.analyse))
     return stages
+
+
+def _hessian_stage(ctx: Context, report: Report, *, mode: str, why: str) -> Any:
+    from ..analyses import hessian
+
+    result = hessian.analyse(ctx, report, mode=mode)
+    if why:
+        result.notes.insert(0, why)
+    return result
 
 
 def _finish(report: Report, t_start: float, emit: Emit) -> Report:
