@@ -57,3 +57,8 @@ class Report(Section, kw_only=True):
     def status(self) -> str:
         return self.training.status
 
+    @property
+    def total_seconds(self) -> float | None:
+        """The run's wall time (the `total` timing), None where the run ended before it was taken."""
+        return self.timings.get("total")
+

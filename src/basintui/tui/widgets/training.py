@@ -162,7 +162,7 @@ class TrainingPane(Vertical):
         done = tr.status in ("converged", "max_steps")
         self.query_one(ProgressBar).update(total=max(self.total, 1), progress=self.total if done else self.step)
         self.stage = tr.status
-        total = report.timings.get("total")
+        total = report.total_seconds
         self.query_one(StageLog).write(Text(
             f"■ finished: {tr.status} after {tr.steps} steps, final loss {num(tr.final_loss)}"
             + (f"; total {total:.2f} s" if total is not None else ""), style="bold"))
