@@ -124,8 +124,8 @@ def _result(report: Any, finished: Finished | None) -> _Result:
 
     try:
         blob = pickle.dumps(report)
-    except Exception:  # noqa: BLE001 - a report that cannot travel can still be shown
-        blob = None
+    except (pickle.PicklingError, TypeError, AttributeError):  # a user model's object that cannot be
+        blob = None  # pickled (a lambda, a lock): the report is still shown; only export needs the blob
     return _Result(finished or Finished(report.to_schema()), blob)
 
 
