@@ -203,6 +203,7 @@ def _check_cli_reports(cases, tmp_path):
         assert plan.peak_bytes < SAFETY * 2 * GiB  # the decision holds on any machine with 2 GiB free
         assert (report["model"]["n_params"], report["data"]["n_train"], report["data"]["out_dim"]) == (
             plan.n_params, plan.n_train, plan.out_dim), name
+        assert report["G"]["route"] == plan.route, (name, sets)  # the typed route, and the words agree with it
         assert _route_of(report["G"]["method"]) == plan.route, (name, sets, report["G"]["method"])
         assert report["hessian"]["method"] == plan.hessian_mode, (name, sets)
         assert report["notes"][0].startswith(plan.notes[0]), (report["notes"][0], plan.notes[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from .plan import Route
 from ._words import (
     Activation,
     CeOutput,
@@ -182,6 +183,7 @@ class SpectrumSection(Section, kw_only=True):
     rank_at_rtol_exact: dict[str, bool] | None
     rank_rule: RankRule
     near_threshold: int
+    route: Route | None = None  # the planner's route (plan.route): typed, where `method` is prose; None in /1 files
 
 
 __all__ = [

@@ -116,7 +116,8 @@ class Report:
             "model": _model_dict(self.model),
             "data": _data_dict(self.data),
             "training": _training_dict(self.training),
-            "G": spectrum_dict(self.G, self.G_route, self.G_on) if self.G is not None else None,
+            "G": spectrum_dict(self.G, self.G_route, self.G_on, self.plan.route if self.plan is not None else None)
+            if self.G is not None else None,
             "hessian": _maybe(self.hessian),
             "layers": _maybe(self.layers),
             "dependent_inputs": _maybe(self.dependent_inputs),
@@ -173,7 +174,8 @@ def _dropped_keys(raw: Any, typed: Any, path: str = "$") -> list[str]:
     return []
 
 
-def spectrum_dict(s: Spectrum, route: str, on: str) -> dict[str, Any]:
+def spectrum_dict(s: Spectrum, route: str, on: str, route_word: str | None = None) -> dict[str, Any]:
+    """G's section: `route` is how G was reached in words, `route_word` the planner's route (plan.route)."""
     gap = s.largest_gap
     return {
         "singular_values": s.singular_values.tolist(),
@@ -199,6 +201,7 @@ def spectrum_dict(s: Spectrum, route: str, on: str) -> dict[str, Any]:
         "rank_at_rtol_exact": None if s.rank_at_rtol_exact is None else dict(s.rank_at_rtol_exact),
         "rank_rule": s.rule.to_dict(),
         "near_threshold": s.near_threshold,
+        "route": route_word,
     }
 
 
