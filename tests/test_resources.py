@@ -17,7 +17,7 @@ def test_a_job_whose_G_and_Gram_cannot_fit_is_rerouted_to_the_matrix_free_top_of
     p = make_preset(model={"hidden": [300, 300]}, data={"n": 200_000, "dim": 2})
     plan = resources.plan(p, 91_201, 200_000, 1, torch.device("cpu"), linear_ok=True, width_sum=1204,
                           forward_bytes=3 * 8 * 200_000 * 602)
-    assert plan.g_method == "matfree" and not plan.g_fits
+    assert plan.route == "matfree" and not plan.g_fits
     assert any("matrix-free svds finds the top 32" in n for n in plan.notes)
     assert any("analysis.hessian, analysis.layers" in n and "skipped" in n for n in plan.notes)
     resources.guard(plan)  # does not raise
@@ -28,7 +28,7 @@ def test_a_job_that_no_route_fits_is_refused_with_every_estimate(monkeypatch):
     p = make_preset(model={"hidden": [300, 300]}, data={"n": 200_000, "dim": 2})
     plan = resources.plan(p, 91_201, 200_000, 1, torch.device("cpu"), linear_ok=True, width_sum=1204,
                           forward_bytes=3 * 8 * 200_000 * 602)
-    assert plan.g_method == "none"
+    assert plan.route == "none"
     try:
         resources.guard(plan)
     except resources.ResourceError as exc:
@@ -64,11 +64,11 @@ def test_factored_route_reroutes_a_job_whose_G_would_not_fit():
     N, k = 3_000_000, 4096  # G would be 98 GB
     factored = resources.plan(p, N, k, 1, cpu, linear_ok=True, width_sum=2 * 1700 + 10)
     assert spectrum_peak_bytes(N, k, False) > avail and factored.peak_bytes < 0.8 * avail
-    assert factored.g_method == "factored" and any("factored per-layer Gram" in n for n in factored.notes)
+    assert factored.route == "factored" and any("factored per-layer Gram" in n for n in factored.notes)
     resources.guard(factored)  # does not raise
     # the same job in a model that is not a network of Linear layers streams its Gram instead
     streamed = resources.plan(p, N, k, 1, cpu, linear_ok=False)
-    assert streamed.g_method == "streamed-params" and any("summed over parameter chunks" in n for n in streamed.notes)
+    assert streamed.route == "streamed-params" and any("summed over parameter chunks" in n for n in streamed.notes)
     forced = resources.plan(make_preset(analysis={"hessian": "off", "route": "explicit"}), N, k, 1, cpu)
     try:
         resources.guard(forced)

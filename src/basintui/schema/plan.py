@@ -47,16 +47,6 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     seconds: float | None = None  # flops / gflops, when a rate was measured
     notes: list[str] = msgspec.field(default_factory=list)
 
-    @property
-    def g_method(self) -> str:
-        """The spectrum route under its former name (ResourcePlan.g_method)."""
-        return self.route or ""
-
-    @property
-    def available(self) -> int:
-        """available_bytes under its former name (ResourcePlan.available)."""
-        return self.available_bytes
-
 
 def decode_plan(data: bytes | str | dict) -> Plan:
     """A Plan from its JSON text or its builtins form (msgspec.ValidationError names the field)."""
