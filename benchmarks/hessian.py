@@ -2,8 +2,8 @@
 
 A tanh MLP 10-64-64-1 (N = 4,929) on k = 256 random inputs with random mse targets at
 initialisation (a non-zero residual, so H has eigenvalues of both signs), float64. Both routes use
-the engine's own code: `hessian.dense_hessian` (vmapped forward-over-reverse HVPs on unit vectors)
-+ `numpy.linalg.eigvalsh`, and `hessian.lanczos_extremes` (ARPACK eigsh, which="LA", on the shifted
+the engine's own code: `analyses.curvature.dense_hessian` (vmapped forward-over-reverse HVPs on unit vectors)
++ `numpy.linalg.eigvalsh`, and `numerics.lanczos.lanczos_extremes` (ARPACK eigsh, which="LA", on the shifted
 operator H + cI, c ≈ ‖H‖₂ from one cheap LM run, tol 1e-12) on a LinearOperator of HVPs. Prints both times, their ratio, the number of HVPs, and the largest
 relative disagreement of the 20 largest eigenvalues.
 
@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import dgemm_gflops, machine, peak_rss  # noqa: E402
 
-from basintui.engine import hessian as hs  # noqa: E402
+from basintui.engine.analyses import curvature as hs  # noqa: E402
+from basintui.engine.numerics.lanczos import lanczos_extremes  # noqa: E402
 from basintui.engine.problem.models import build_mlp, flat_params, layout_of  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def main() -> None:
 
     with peak_rss() as lanc_mem:
         t0 = time.perf_counter()
-        top, _ = hs.lanczos_extremes(mv, n, args.top, bottom=False)
+        top, _ = lanczos_extremes(mv, n, args.top, bottom=False)
         t_lanc = time.perf_counter() - t0
 
     ref = ev[: args.top]

@@ -34,7 +34,7 @@ from _common import dgemm_gflops, machine, peak_rss  # noqa: E402
 
 from basintui.engine.routes.jacobian import compute_G  # noqa: E402
 from basintui.engine.problem.models import build_mlp, layout_of  # noqa: E402
-from basintui.engine.session.resources import available_bytes, fmt_bytes  # noqa: E402
+from basintui.engine.memory import available_bytes, fmt_bytes  # noqa: E402
 from basintui.engine.routes.dispatch import spectrum_on_route  # noqa: E402
 from basintui.engine.numerics.spectrum import singular_values  # noqa: E402
 

@@ -11,7 +11,7 @@ import torch
 
 from basintui.engine.analyses import curvature
 from basintui.engine.numerics import lanczos
-from basintui.engine.session import resources
+from basintui import planner
 from basintui.engine.routes.jacobian import compute_G, outputs_at
 from basintui.engine.problem.models import build_mlp, flat_params, layout_of
 from basintui.engine.session.report import write_json, write_npz
@@ -242,11 +242,11 @@ def test_report_keys_json_and_npz(tmp_path):
 
 
 def test_auto_falls_back_to_lanczos_when_dense_does_not_fit():
-    mode, why = resources.choose_hessian_mode("auto", 5000, available=10 * 2**20)
+    mode, why = planner.choose_hessian_mode("auto", 5000, available=10 * 2**20)
     assert mode == "lanczos" and "only" in why
-    mode, why = resources.choose_hessian_mode("auto", 10_000, available=2**40)
+    mode, why = planner.choose_hessian_mode("auto", 10_000, available=2**40)
     assert mode == "lanczos" and "10000 > 6000" in why
-    assert resources.choose_hessian_mode("dense", 10_000, available=0) == ("dense", "")
+    assert planner.choose_hessian_mode("dense", 10_000, available=0) == ("dense", "")
 
 
 def test_dense_hessian_too_big_exits_2_with_estimate_and_way_out():

@@ -121,7 +121,7 @@ def test_a_plan_round_trips_json():
 
 def _engine_plan(preset, available: int, monkeypatch) -> Plan:
     """The Plan the session makes for `preset` (sizes measured from the built model), memory injected."""
-    from basintui.engine.session import resources
+    from basintui.engine import memory as resources
     from basintui.engine.session.run import run
     from basintui.schema.events import PlanReady
 

@@ -8,7 +8,7 @@ import importlib
 import torch
 from conftest import make_preset, run_cli
 
-from basintui.engine.session import resources
+from basintui.engine import memory as resources
 from basintui.limits import SAFETY, spectrum_peak_bytes
 
 

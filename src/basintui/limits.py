@@ -42,9 +42,12 @@ def factored_route_applies(n_params: int, kd: int) -> bool:
     return 4 * kd <= n_params
 
 
+FORWARD_BACKWARD_COPIES = 3  # a forward and backward pass holds about 3 numbers per number a layer outputs
+
+
 def forward_pass_bytes(n_inputs: int, numbers_per_input: int, element_size: int) -> int:
     """A full-batch forward and backward pass: about 3× every number the layers output per input."""
-    return 3 * element_size * n_inputs * numbers_per_input
+    return FORWARD_BACKWARD_COPIES * element_size * n_inputs * numbers_per_input
 
 
 OPTIMIZER_WORDS = {"adam": 2, "sgd": 0, "lbfgs": 2 * 20 + 4}  # numbers of state per parameter (lbfgs: history 20)

@@ -63,7 +63,7 @@ class Walk(Section, kw_only=True):
     local_probe: str
     returned_rule: str
     evaluations: Evaluations
-    jacobian_route: str
+    jacobian_route: str | None  # None where there was no walk (rank(G) = N: the level set is a point)
     seconds: float | None
     points: list[WalkPoint]
 

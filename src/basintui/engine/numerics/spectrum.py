@@ -18,6 +18,7 @@ import torch
 from ..cancel import CancelToken, run_cancellable
 from ...limits import STREAM_BYTES, fmt_bytes
 from ..errors import ResourceError
+from ..memory import check_fits
 from .tolerances import EPS, NEAR_FACTOR, RTOLS
 
 GRAM_TRUST_FACTOR = 1e3  # trust the Gram alone when λ_min ≥ 1e3·m·ε·λ₁ (σ error ≤ 5e-4 relative, bound)
@@ -171,14 +172,6 @@ def svdvals(G: torch.Tensor) -> np.ndarray:
     else:
         sv = torch.linalg.svdvals(A)
     return sv.cpu().numpy()
-
-
-def check_fits(key: str, what: str, n_bytes: int, device: torch.device, way_out: str) -> None:
-    """The session's memory guard (engine/session/resources.check_fits), looked up when called: the
-    session imports this module, so importing the guard at the top would be circular."""
-    from ..session import resources
-
-    resources.check_fits(key, what, n_bytes, device, way_out)
 
 
 def _tall(G: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,7 @@ def spectrum_on_route(route: str, model: nn.Module, layout: Layout, x: torch.Ten
         return jacobian.compute_G(model, layout, x, transform=transform, cancel=cancel)[0]
 
     if route == "auto":
-        from ..session.resources import available_bytes
+        from ..memory import available_bytes
 
         route = choose_route(N, kd, jacobian.linear_path_ok(model), SAFETY * available_bytes(x.device),
                              top_k=top_k).route

@@ -42,7 +42,7 @@ from ..problem.models import (
 )
 from ..problem.train import TrainResult, mean_loss, train
 from ..routes import jacobian
-from . import resources
+from .. import memory as resources
 from .report import DataInfo, ModelInfo, Report, TrainingInfo
 
 Emit = Callable[[object], None]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import torch
 
-from ...config import Preset
-from ...limits import SAFETY, fmt_bytes, host_available_bytes, input_bytes
-from ...planner import Sizes, choose_hessian_mode  # noqa: F401 (re-exported: tests/test_hessian.py)
-from ...planner import plan as plan_sizes
-from ...schema.plan import Plan
-from ..errors import ResourceError
+from ..config import Preset
+from ..limits import SAFETY, fmt_bytes, host_available_bytes, input_bytes
+from ..planner import Sizes
+from ..planner import plan as plan_sizes
+from ..schema.plan import Plan
+from .errors import ResourceError
 
 __all__ = ["available_bytes", "check_fits", "check_inputs_fit", "dgemm_gflops", "fmt_bytes",
            "guard", "plan"]
