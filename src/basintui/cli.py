@@ -222,6 +222,31 @@ def _partial_as_cancelled(partial: schema.Report, stage: str | None) -> schema.R
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    preset = _run_preset(args)
+    if isinstance(preset, int):
+        return preset
+
+    from rich.console import Console
+
+    from .engine.cancel import CancelToken
+
+    err_console = Console(stderr=True)
+    token = CancelToken()
+    try:
+        with _Interrupts(token):
+            outcome = _execute(args, preset, token, err_console)
+            if isinstance(outcome, int):
+                return outcome
+            report, typed, written = outcome
+    except KeyboardInterrupt:
+        _err("interrupted; no report written")
+        _hard_exit_if_engine_running(EXIT_INTERRUPT)
+        return EXIT_INTERRUPT
+    return _finish(args, report, typed, written, token, err_console)
+
+
+def _run_preset(args: argparse.Namespace):
+    """The preset `run` was asked for, or the exit code when the outputs or the preset are bad."""
     from .config import PresetError, load_preset
 
     why = _check_outputs(args)
@@ -232,73 +257,80 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device:
         sets.append(f'device="{args.device}"')
     try:
-        preset = load_preset(args.preset, sets)
+        return load_preset(args.preset, sets)
     except PresetError as exc:
         _err(str(exc))
         return EXIT_USAGE
 
-    from rich.console import Console
 
-    from .engine.cancel import CancelToken
-    from .engine.errors import InputError
+def _stage_lines(progress_event):
+    """`--progress lines`: a line on stderr as each stage starts and ends, beside the progress display."""
     from .schema.events import Stage
-    from .engine.session.report import write_json, write_npz
+
+    def on_event(e: object) -> None:
+        if isinstance(e, Stage):
+            sys.stderr.write(f"basintui: stage {e.name} done ({e.seconds:.2f} s)\n" if e.done
+                             else f"basintui: stage {e.name} started\n")
+            sys.stderr.flush()
+        progress_event(e)
+    return on_event
+
+
+def _execute(args: argparse.Namespace, preset, token, err_console):
+    """Run the engine and write what it produced: (engine report or None, typed report or None, paths
+    written), or the exit code when the engine refused the preset, failed, or a file cannot be written."""
+    from .engine.errors import InputError
     from .render.progress import RunProgress
-    from .render.summary import summary
-    from .schema import encode_report
-
-    err_console = Console(stderr=True)
-    token = CancelToken()
-    interrupts = _Interrupts(token)
-    json_to_stdout = args.json == "-"
-
-    def lines(progress_event):
-        def on_event(e: object) -> None:
-            if isinstance(e, Stage):
-                if e.done:
-                    sys.stderr.write(f"basintui: stage {e.name} done ({e.seconds:.2f} s)\n")
-                else:
-                    sys.stderr.write(f"basintui: stage {e.name} started\n")
-                sys.stderr.flush()
-            progress_event(e)
-        return on_event
 
     try:
-        with interrupts:
-            try:
-                with RunProgress(err_console) as progress:
-                    on_event = lines(progress.on_event) if args.progress == "lines" else progress.on_event
-                    report, partial = _run_engine(preset, on_event, token)
-            except InputError as exc:
-                _err(str(exc))
-                return EXIT_USAGE
-            except Exception as exc:  # noqa: BLE001 - the engine's boundary: a user model or torch failed
-                first = (str(exc).strip().splitlines() or [""])[0][:300]
-                _err(f"the run failed: {type(exc).__name__}: {first}")
-                return EXIT_FAIL
-            if report is not None:
-                typed = report.to_schema()
-                npz_source = report  # the engine's report also holds θ
-            else:
-                typed = _partial_as_cancelled(partial, token.cancelled_stage or "data") if partial is not None else None
-                npz_source = typed
-            written = []
-            try:
-                if typed is not None:
-                    if args.json and not json_to_stdout:
-                        written.append(str(write_json(typed, args.json)))
-                    if args.npz:
-                        written.append(str(write_npz(npz_source, args.npz)))
-            except OSError as exc:
-                _err(f"cannot write the report: {exc}")
-                return EXIT_FAIL
-            if typed is not None and json_to_stdout:
-                sys.stdout.buffer.write(encode_report(typed))
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        _err("interrupted; no report written")
-        _hard_exit_if_engine_running(EXIT_INTERRUPT)
-        return EXIT_INTERRUPT
+        with RunProgress(err_console) as progress:
+            on_event = _stage_lines(progress.on_event) if args.progress == "lines" else progress.on_event
+            report, partial = _run_engine(preset, on_event, token)
+    except InputError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - the engine's boundary: a user model or torch failed
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        _err(f"the run failed: {type(exc).__name__}: {first}")
+        return EXIT_FAIL
+    if report is not None:
+        typed, npz_source = report.to_schema(), report  # the engine's report also holds θ
+    else:
+        typed = _partial_as_cancelled(partial, token.cancelled_stage or "data") if partial is not None else None
+        npz_source = typed
+    written = _write_outputs(args, typed, npz_source)
+    if isinstance(written, int):
+        return written
+    return report, typed, written
+
+
+def _write_outputs(args: argparse.Namespace, typed, npz_source):
+    """--json (a file, or stdout for `-`) and --npz: the paths written, or EXIT_FAIL with the reason."""
+    from .engine.session.report import write_json, write_npz
+    from .schema import encode_report
+
+    if typed is None:
+        return []
+    written = []
+    try:
+        if args.json and args.json != "-":
+            written.append(str(write_json(typed, args.json)))
+        if args.npz:
+            written.append(str(write_npz(npz_source, args.npz)))
+    except OSError as exc:
+        _err(f"cannot write the report: {exc}")
+        return EXIT_FAIL
+    if args.json == "-":
+        sys.stdout.buffer.write(encode_report(typed))
+        sys.stdout.flush()
+    return written
+
+
+def _finish(args: argparse.Namespace, report, typed, written, token, err_console) -> int:
+    """The summary, the paths written and the exit code: 130 for a cancel, the report's error's kind."""
+    from rich.console import Console
+
+    from .render.summary import summary
 
     if report is None:
         for path in written:
@@ -309,7 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "the report holds the stages finished before it"))
         _hard_exit_if_engine_running(EXIT_INTERRUPT)
         return EXIT_INTERRUPT
-    if not args.quiet and not json_to_stdout:
+    if not args.quiet and args.json != "-":
         Console().print(summary(typed))
     for path in written:
         err_console.print(f"wrote {path}", style="dim", highlight=False)
