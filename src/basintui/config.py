@@ -241,6 +241,13 @@ def validate(p: Preset, *, source: str = "") -> None:
     _enum("device", p.device, DEVICES, s)
     _enum("dtype", p.dtype, DTYPES, s)
     _range("seed", p.seed, 0 <= p.seed <= MAX_SEED, f"an integer from 0 to {MAX_SEED} (2**32 - 1)", s)
+    _validate_data(p, s)
+    _validate_model(p.model, s)
+    _validate_train(p.train, p.data, s)
+    _validate_analysis(p.analysis, s)
+
+
+def _validate_data(p: Preset, s: str) -> None:
     d = p.data
     _enum("data.kind", d.kind, DATA_KINDS, s)
     _enum("data.targets", d.targets, TARGET_KINDS, s)
@@ -279,7 +286,9 @@ def validate(p: Preset, *, source: str = "") -> None:
         raise PresetError(
             "data.targets", d.targets, f"teacher, random or self: data.kind = {d.kind!r} has no labels", source=s
         )
-    m = p.model
+
+
+def _validate_model(m: ModelConfig, s: str) -> None:
     _enum("model.kind", m.kind, MODEL_KINDS, s)
     _enum("model.activation", m.activation, ACTIVATIONS, s)
     if len(m.hidden) > MAX_LAYERS:
@@ -290,7 +299,9 @@ def validate(p: Preset, *, source: str = "") -> None:
         raise PresetError("model.factory", m.factory, "'module:function' when model.kind = 'python', the module a "
                           "dotted name of Python identifiers (no leading dot: it is looked up in the preset's folder, "
                           "then among installed packages) and the function an identifier", source=s)
-    t = p.train
+
+
+def _validate_train(t: TrainConfig, d: DataConfig, s: str) -> None:
     _enum("train.loss", t.loss, LOSSES, s)
     _enum("train.optimizer", t.optimizer, OPTIMIZERS, s)
     _range("train.lr", t.lr, 0 < t.lr <= 1e3, "a number > 0 (and at most 1000)", s)
@@ -299,7 +310,9 @@ def validate(p: Preset, *, source: str = "") -> None:
     _range("train.target_loss", t.target_loss, t.target_loss >= 0, "a number >= 0", s)
     if t.loss == "bce" and d.targets == "labels" and d.kind == "digits":
         raise PresetError("train.loss", t.loss, "mse or ce: digits has 10 classes, bce needs 2", source=s)
-    a = p.analysis
+
+
+def _validate_analysis(a: AnalysisConfig, s: str) -> None:
     _range("analysis.rtol", a.rtol, 0 <= a.rtol < 1, "a number in [0, 1) (0 = the default rule)", s)
     _enum("analysis.hessian", a.hessian, HESSIAN_MODES, s)
     _enum("analysis.ce_output", a.ce_output, CE_OUTPUTS, s)
