@@ -64,5 +64,5 @@ def test_session_takes_the_factored_route_when_kd_is_small_and_layers_still_see_
                     analysis={"hessian": "off", "layers": False})
     report = run(p)
     assert report.G_route == "factored linear"
-    assert report.G.method.startswith("factored")
+    assert report.G.method.startswith("factored") and report.to_schema().G.route == "factored"
     assert report.G.rank == 16

@@ -112,7 +112,7 @@ def test_stages_that_need_a_G_that_cannot_fit_are_skipped_with_the_reason_and_th
     monkeypatch.setattr(resources, "available_bytes", lambda device: int(g2 / SAFETY) - 1)
     report = session.run(p)
     d = report.to_dict()
-    assert report.G.rank == 64 and d["G"]["method"].startswith("factored linear")
+    assert report.G.rank == 64 and d["G"]["route"] == "factored" and d["G"]["method"].startswith("factored linear")
     assert d["hessian"] is None and d["layers"] is None
     assert set(d["skipped"]) == {"hessian", "layers"} and "does not fit" in d["skipped"]["hessian"]
     assert any(n.startswith("layers: skipped") for n in d["notes"])

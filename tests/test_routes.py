@@ -44,6 +44,7 @@ def test_matrix_free_route_finds_the_rank_exactly_when_the_tolerance_falls_insid
     ref = _run("collapse", **{"analysis.route": "explicit"})  # rank 44 of kd = 56
     got = _run("collapse", **{"analysis.route": "matfree", "analysis.top_k": 50})
     assert got.G_route == "J and Jᵀ products" and "svds" in got.G.method and not got.G.complete
+    assert got.to_schema().G.route == "matfree" and ref.to_schema().G.route == "explicit"
     assert got.G.rank == ref.G.rank == 44 and got.G.rank_exact
     top = ref.G.singular_values[:50]
     big = top >= 1e-4 * top[0]
