@@ -258,8 +258,8 @@ def test_engine_boundary_rejects_a_wrong_type_or_an_unknown_key():
     with pytest.raises(ReportSchemaError, match=r"\$\.timings"):
         report.to_schema()
     report = _small_report(hessian="off", layers=False)
-    report.extras["bogus"] = {"x": 1}
-    with pytest.raises(ReportSchemaError, match=r"\$\.bogus"):
+    report.error = {"kind": "runtime", "message": "x", "bogus": 1}
+    with pytest.raises(ReportSchemaError, match=r"\$\.error\.bogus"):
         report.to_schema()
 
 
@@ -317,5 +317,5 @@ def test_lanczos_hessian_and_skipped_stages_fit_the_schema():
     assert typed.hessian.method == "lanczos" and typed.hessian.density is not None
     text = encode_report(typed)
     assert encode_report(decode_report(text)) == text
-    report.extras["skipped"] = {"layers": "skipped, because it needs G, which does not fit"}
+    report.skipped = {"layers": "skipped, because it needs G, which does not fit"}
     assert report.to_schema().skipped == {"layers": "skipped, because it needs G, which does not fit"}

@@ -355,5 +355,5 @@ def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
         report.notes.append(meta["why_not"] + "; the rest of the run goes on")
     ctx.cancel.check()
     report.dependent_inputs = dependent_inputs(G, tol, d, partitions, names, R=R, cancel=ctx.cancel, g_rank=g_rank)
-    report.extras["layers_info"] = meta
+    report.layers_info = meta
     return result

@@ -85,7 +85,6 @@ class Report:
     plan: Plan | None = None  # the planner's decision for this run (report.plan)
     layers_info: dict[str, Any] | schema.LayersInfo | None = None  # how the layers table was made
     skipped: dict[str, str] | None = None  # stage -> why it was skipped (G does not fit in memory)
-    extras: dict[str, Any] = field(default_factory=dict)  # older home of layers_info and skipped (same keys)
 
     @property
     def status(self) -> str:
@@ -129,9 +128,6 @@ class Report:
             "skipped": None if self.skipped is None else dict(self.skipped),
             "plan": _maybe(self.plan),
         }
-        for key, value in self.extras.items():
-            if out.get(key) is None:
-                out[key] = _maybe(value)
         return _clean(out)
 
 
