@@ -84,11 +84,20 @@ async def end_group(process: asyncio.subprocess.Process, quit_grace: float = QUI
 
 
 def _make_server(preset: str, port: int, allow_python_models: bool):
-    from textual_serve.app_service import AppService
-    from textual_serve.server import Server
-
     live: set[asyncio.subprocess.Process] = set()
     sockets: set = set()  # each open page's websocket close()
+    app_service = _app_service_class(preset, allow_python_models, live, sockets)
+    server = _server_class(live, sockets)
+    # textual-serve's websocket handler builds an AppService by name: give it ours (this is the serve
+    # command's own process, which exists to run this server)
+    import textual_serve.server as server_module
+
+    server_module.AppService = app_service
+    return server(" ".join(command_for(preset)), host=HOST, port=port, title=f"basintui: {preset}")
+
+
+def _app_service_class(preset: str, allow_python_models: bool, live: set, sockets: set) -> type:
+    from textual_serve.app_service import AppService
 
     class BasinAppService(AppService):
         """An app process in its own session, ended with its page (never left running)."""
@@ -126,6 +135,12 @@ def _make_server(preset: str, port: int, allow_python_models: bool):
             live.discard(process)
             sockets.discard(self.remote_close)
 
+    return BasinAppService
+
+
+def _server_class(live: set, sockets: set) -> type:
+    from textual_serve.server import Server
+
     class BasinServer(Server):
         interrupted = False
 
@@ -141,11 +156,7 @@ def _make_server(preset: str, port: int, allow_python_models: bool):
             await asyncio.gather(*(close() for close in list(sockets)), return_exceptions=True)
             live.clear()
 
-    # textual-serve's websocket handler builds an AppService by name: give it ours
-    import textual_serve.server as server_module
-
-    server_module.AppService = BasinAppService
-    return BasinServer(" ".join(command_for(preset)), host=HOST, port=port, title=f"basintui: {preset}")
+    return BasinServer
 
 
 def serve(preset: str, port: int, allow_python_models: bool = False) -> int:
