@@ -79,7 +79,7 @@ async def measure(preset_name: str, sets: list[str], size: tuple[int, int]) -> d
     tk = window(ticks, t0, t2)
     fr = window(frames, t0, t1)
     frame_gap = max((b - a for a, b in zip(fr, fr[1:], strict=False)), default=float("nan"))
-    report = app.report or {}
+    report = app.report  # a schema.Report, or None when the run failed
     return {
         "run_s": t1 - t0,
         "first_spectrum_s": app.first_spectrum_s or float("nan"),
@@ -89,9 +89,9 @@ async def measure(preset_name: str, sets: list[str], size: tuple[int, int]) -> d
         "max_frame_cost_ms": 1000 * max(frame_costs, default=float("nan")),  # whole session, switches included
         "frames": len(fr),
         "ticks": len(tk),
-        "n_params": (report.get("model") or {}).get("n_params", 0),
-        "kd": ((report.get("G") or {}).get("n_outputs", 0)),
-        "status": (report.get("training") or {}).get("status", "?"),
+        "n_params": report.model.n_params if report is not None and report.model is not None else 0,
+        "kd": report.G.n_outputs if report is not None and report.G is not None else 0,
+        "status": report.training.status if report is not None else "?",
     }
 
 
