@@ -21,6 +21,27 @@ def make_preset(**sections) -> Preset:
     return from_dict(raw, source_dir=source_dir)
 
 
+def engine_plan(preset: Preset):
+    """The Plan the engine makes for `preset` (sizes measured from the built model): the session is run
+    until its PlanReady event and stopped there, before training."""
+    from basintui.engine.session.run import run
+    from basintui.schema.events import PlanReady
+
+    plans = []
+
+    class Stop(Exception):
+        pass
+
+    def on_event(e):
+        if isinstance(e, PlanReady):
+            plans.append(e.plan)
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(preset, on_event)
+    return plans[0]
+
+
 def run_cli(*args: str, timeout: float = 300, cwd: str | os.PathLike | None = None, env: dict | None = None):
     """Run `python -m basintui.cli ARGS` and return the CompletedProcess (text mode)."""
     full_env = dict(os.environ)

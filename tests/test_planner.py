@@ -12,7 +12,7 @@ import typing
 
 import msgspec
 import pytest
-from conftest import ROOT, make_preset
+from conftest import ROOT, engine_plan, make_preset
 
 from basintui import planner
 from basintui.config import load_preset
@@ -122,23 +122,9 @@ def test_a_plan_round_trips_json():
 def _engine_plan(preset, available: int, monkeypatch) -> Plan:
     """The Plan the session makes for `preset` (sizes measured from the built model), memory injected."""
     from basintui.engine import memory as resources
-    from basintui.engine.session.run import run
-    from basintui.schema.events import PlanReady
 
     monkeypatch.setattr(resources, "available_bytes", lambda device: available)
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def on_event(e):
-        if isinstance(e, PlanReady):
-            seen.append(e.plan)
-            raise Stop
-
-    with pytest.raises(Stop):
-        run(preset, on_event)
-    return seen[0]
+    return engine_plan(preset)
 
 
 def _without_rate(plan: Plan) -> Plan:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_preset
+from conftest import ROOT, engine_plan, make_preset
 from rich.console import Console
 from textual.widgets import Input, Static
 
@@ -208,24 +208,10 @@ def test_help_lists_every_key_from_the_binding_table():
 def test_sizes_before_the_run_match_the_engines_plan(name, sets):
     """The Setup pane's plan (the planner from the preset, no torch) equals the engine's own Plan."""
     from basintui.config import load_preset
-    from basintui.engine.session.run import run
     from basintui.planner import plan_preset
-    from basintui.schema.events import PlanReady
 
     preset = load_preset(name)
-    plans = []
-
-    class Stop(Exception):
-        pass
-
-    def on_event(e):
-        if isinstance(e, PlanReady):
-            plans.append(e.plan)
-            raise Stop
-
-    with pytest.raises(Stop):
-        run(preset, on_event)
-    plan = plans[0]
+    plan = engine_plan(preset)
     est = plan_preset(preset, plan.available_bytes)  # the same memory: the same decisions
     assert est.known and (est.n_params, est.n_train, est.out_dim) == (plan.n_params, plan.n_train, plan.out_dim)
     assert est.g_bytes == plan.g_bytes
