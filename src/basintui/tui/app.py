@@ -32,7 +32,8 @@ from ..schema.events import (
     TrainProgress,
 )
 from ..schema.plan import Plan
-from .bridge import Bridge, Session, export_paths, fmt_bytes
+from ..limits import fmt_bytes
+from .bridge import Bridge, Session, export_paths
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 from .screens.error import ErrorScreen
 from .screens.export import ExportScreen

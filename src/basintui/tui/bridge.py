@@ -31,7 +31,6 @@ from textual.worker import Worker, get_current_worker
 from ..config import Preset
 from ..engine.cancel import WorkerToken
 from ..engine.errors import InputError
-from ..limits import fmt_bytes  # noqa: F401 (app code imports fmt_bytes here)
 from ..schema.events import Event, Failed, Finished, TrainProgress, TrainStep
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 
@@ -197,9 +196,10 @@ class _EngineProcess:
         self.process = ctx.Process(target=_engine_main, args=(self.jobs, self.out, self.cancel, warm, os.getpid()),
                                    daemon=True, name="basintui-engine")
         self.process.start()
+        self.reaper: threading.Thread | None = None  # the thread that waits on the process once it is asked to stop
 
-    def kill_after(self, grace: float) -> None:
-        """SIGKILL the process if it is still alive `grace` seconds from now (in a thread)."""
+    def kill_after(self, grace: float) -> threading.Thread:
+        """SIGKILL the process if it is still alive `grace` seconds from now (in a thread, returned)."""
 
         def reap() -> None:
             self.process.join(grace)
@@ -207,10 +207,13 @@ class _EngineProcess:
                 self.process.kill()
                 self.process.join(1.0)
 
-        threading.Thread(target=reap, daemon=True, name="basintui-killer").start()
+        killer = threading.Thread(target=reap, daemon=True, name="basintui-killer")  # its own: the kill must
+        killer.start()  # come 0.3 s after SIGTERM even where a reaper is still in its grace period
+        return killer
 
-    def stop(self, grace: float) -> None:
-        """Ask the run to stop, then end the process if it has not within `grace` seconds (in a thread)."""
+    def stop(self, grace: float) -> threading.Thread:
+        """Ask the run to stop, then end the process if it has not within `grace` seconds (in a thread,
+        returned)."""
         self.cancel.set()
         try:
             self.jobs.put_nowait(None)  # an idle (prewarmed) process exits at once
@@ -224,8 +227,12 @@ class _EngineProcess:
                 self.process.join(1.0)
                 if self.process.is_alive():
                     self.process.kill()
+                    self.process.join(1.0)
 
-        threading.Thread(target=reap, daemon=True, name="basintui-reaper").start()
+        if self.reaper is None or not self.reaper.is_alive():  # one reaper at a time waits on the process
+            self.reaper = threading.Thread(target=reap, daemon=True, name="basintui-reaper")
+            self.reaper.start()
+        return self.reaper
 
 
 def _next_item(proc: _EngineProcess) -> Event | _Result | None:
@@ -308,16 +315,19 @@ class Bridge:
             self._closed = True
         with self._lock:
             procs = list(self._procs)
+        reapers = []
         for p in procs:
             if terminate and p.process.is_alive():
                 p.cancel.set()
                 p.process.terminate()
-                p.kill_after(0.3)  # SIGTERM can wait behind a busy machine's I/O; never outlive the app
+                reapers.append(p.kill_after(0.3))  # SIGTERM can wait behind busy I/O; never outlive the app
             else:
-                p.stop(0.2)
+                reapers.append(p.stop(0.2))
+        # Wait on the reapers, not on the processes: two threads waiting on one child race for its exit
+        # status, and the loser sees a dead process as alive.
         deadline = time.monotonic() + timeout
-        for p in procs:
-            p.process.join(max(0.0, deadline - time.monotonic()))
+        for t in reapers:
+            t.join(max(0.0, deadline - time.monotonic()))
         return not any(p.process.is_alive() for p in procs)
 
     # ---- commands
