@@ -196,7 +196,9 @@ class _EngineProcess:
         self.process = ctx.Process(target=_engine_main, args=(self.jobs, self.out, self.cancel, warm, os.getpid()),
                                    daemon=True, name="basintui-engine")
         self.process.start()
-        self.reaper: threading.Thread | None = None  # the thread that waits on the process once it is asked to stop
+        # the threads that wait on the process once it is asked to stop (stop) or killed (kill_after)
+        self.reaper: threading.Thread | None = None
+        self.killer: threading.Thread | None = None
 
     def kill_after(self, grace: float) -> threading.Thread:
         """SIGKILL the process if it is still alive `grace` seconds from now (in a thread, returned)."""
@@ -207,9 +209,22 @@ class _EngineProcess:
                 self.process.kill()
                 self.process.join(1.0)
 
-        killer = threading.Thread(target=reap, daemon=True, name="basintui-killer")  # its own: the kill must
-        killer.start()  # come 0.3 s after SIGTERM even where a reaper is still in its grace period
-        return killer
+        # its own thread: the kill must come `grace` after SIGTERM even where a reaper is still waiting
+        self.killer = threading.Thread(target=reap, daemon=True, name="basintui-killer")
+        self.killer.start()
+        return self.killer
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the process to end; True if it has. Once a reaper or killer waits on
+        the process, this waits on them, never on the process beside them: two threads waiting on one
+        child race for its exit status, and the loser sees a dead process as alive."""
+        deadline = time.monotonic() + timeout
+        waiters = [t for t in (self.reaper, self.killer) if t is not None]
+        for t in waiters:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if not waiters:
+            self.process.join(max(0.0, deadline - time.monotonic()))
+        return not self.process.is_alive()
 
     def stop(self, grace: float) -> threading.Thread:
         """Ask the run to stop, then end the process if it has not within `grace` seconds (in a thread,
@@ -315,20 +330,15 @@ class Bridge:
             self._closed = True
         with self._lock:
             procs = list(self._procs)
-        reapers = []
         for p in procs:
             if terminate and p.process.is_alive():
                 p.cancel.set()
                 p.process.terminate()
-                reapers.append(p.kill_after(0.3))  # SIGTERM can wait behind busy I/O; never outlive the app
+                p.kill_after(0.3)  # SIGTERM can wait behind busy I/O; never outlive the app
             else:
-                reapers.append(p.stop(0.2))
-        # Wait on the reapers, not on the processes: two threads waiting on one child race for its exit
-        # status, and the loser sees a dead process as alive.
+                p.stop(0.2)
         deadline = time.monotonic() + timeout
-        for t in reapers:
-            t.join(max(0.0, deadline - time.monotonic()))
-        return not any(p.process.is_alive() for p in procs)
+        return all([p.wait(max(0.0, deadline - time.monotonic())) for p in procs])
 
     # ---- commands
     def start(self, app: App, preset: Preset) -> int:
