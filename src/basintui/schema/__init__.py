@@ -21,6 +21,7 @@ from .events import (
     PlanReady,
     RankProbe,
     Stage,
+    StageProgress,
     TrainProgress,
     TrainStep,
     decode_event,
@@ -34,6 +35,6 @@ from .report import __all__ as _report_names
 __all__ = [
     *_report_names,
     "AnalysisConfig", "DataConfig", "ModelConfig", "Preset", "PresetError", "TrainConfig",
-    "Event", "Failed", "Finished", "Note", "Partial", "PlanReady", "RankProbe", "Stage", "TrainProgress",
+    "Event", "Failed", "Finished", "Note", "Partial", "PlanReady", "RankProbe", "Stage", "StageProgress", "TrainProgress",
     "TrainStep", "decode_event", "encode_event",
 ]

@@ -59,6 +59,23 @@ class RankProbe(_Event):
     tolerance: float
 
 
+class StageProgress(_Event):
+    """How far a stage has got: `done` of `total` units (columns, iterations, blocks, steps), the
+    seconds it has run and an estimate of the seconds left (None when nothing can be said yet).
+
+    Emitted at least once a second while a stage runs (a snapshot: a newer one replaces an older
+    one still queued). `eta_source` says where the estimate comes from: the planner's estimate
+    before any work was measured ("plan"), or the measured rate ("measured")."""
+
+    name: str
+    done: float
+    total: float
+    unit: str = ""
+    elapsed: float = 0.0
+    eta: float | None = None
+    eta_source: Literal["plan", "measured", "none"] = "none"
+
+
 class Note(_Event):
     """Something the user should read: a fallback taken, a warning, a plan."""
 
@@ -94,7 +111,7 @@ class Failed(_Event):
     details: str = ""
 
 
-Event = Stage | TrainStep | TrainProgress | RankProbe | Note | PlanReady | Partial | Finished | Failed
+Event = Stage | StageProgress | TrainStep | TrainProgress | RankProbe | Note | PlanReady | Partial | Finished | Failed
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Event)
