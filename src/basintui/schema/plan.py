@@ -45,6 +45,10 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     flops: float = 0.0  # the route's dominant arithmetic
     gflops: float | None = None  # the float64 matrix-multiply rate measured on the device, if any
     seconds: float | None = None  # flops / gflops, when a rate was measured
+    # The planner's estimate of each stage's seconds (data, train, jacobian, spectrum, hessian, layers,
+    # levelset), where a rate was measured; a stage it cannot estimate is absent. The engine's progress
+    # starts from these (StageProgress.eta_source = "plan") until it has measured its own rate.
+    stage_seconds: dict[str, float] = msgspec.field(default_factory=dict)
     notes: list[str] = msgspec.field(default_factory=list)
 
 
