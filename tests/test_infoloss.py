@@ -127,7 +127,10 @@ def test_linear_bottleneck_drops_rank_without_collisions():
     assert all(b.classes == 10 and b.bits_lost == 0 and b.bits_lost_here == 0 for b in la.blocks)
     assert b1.activation_rank == 3 and b1.rank_drop == 5 - 3
     assert b1.collision_kind == "none" and b1.merged_class_rank is None
-    assert "bottleneck" in b1.finding and "no inputs merged" in b1.finding and "drops by 2" in b1.finding
+    # 5 → 3 is all a width of 2 allows (rank [A, 1] ≤ 3): forced by the architecture, no information lost
+    assert (b1.forced_rank_drop, b1.excess_rank_drop) == (2, 0)
+    assert b1.finding.startswith("loses no information here: no inputs merged")
+    assert "drops 5 → 3 because the block is 2 wide (forced by its width, not information loss)" in b1.finding
 
 
 def test_network_without_information_loss():
@@ -165,9 +168,9 @@ def test_duplicated_inputs_lose_no_bits_relative_to_the_raw_partition():
 # ----------------------------------------------------------------------------- ranking
 
 
-def _block(index, here=0.0, drop=0, deficiency=0):
+def _block(index, here=0.0, drop=0, deficiency=0, width=8):  # wide enough that no drop here is forced
     return infoloss.BlockReport(
-        index=index, name=str(index), n_params=1, width=1, classes=1, largest_class=1, bits_lost=here,
+        index=index, name=str(index), n_params=1, width=width, classes=1, largest_class=1, bits_lost=here,
         bits_lost_here=here, activation_rank=1, rank_drop=drop, dead_units=0, zero_fraction=0.0,
         params_upstream=1, dependence_bound=2, dependence_guaranteed=False, block_rank=1, cumulative_rank=1,
         block_rank_deficiency=deficiency)

@@ -20,6 +20,10 @@ class LayerRow(Section, kw_only=True):
     bits_lost_here: float
     activation_rank: int
     rank_drop: int
+    # the part of rank_drop a block of this width must make (rank [A, 1] ≤ width + 1), and the rest;
+    # None in reports written before these fields existed (rank_drop_parts derives them)
+    forced_rank_drop: int | None = None
+    excess_rank_drop: int | None = None
     dead_units: int
     zero_fraction: float
     params_upstream: int
@@ -81,6 +85,47 @@ class LayersInfo(Section, kw_only=True):
     raw_atol: float
 
 
+RANKING_RULE = ("blocks that merge inputs first, by the bits lost in the block itself (descending); then the "
+                "rank drop of [A, 1] beyond what the block's width forces (descending: a block of width w leaves "
+                "rank ≤ w + 1, so a drop down to that is forced by the architecture, not information loss); then "
+                "block-G rank deficiency min(n_ℓ, kd) − rank(G_ℓ) (descending); ties keep network order")
+
+
+def width_forced_drop(rank_before: int, width: int) -> int:
+    """The rank drop of [A, 1] that a block of `width` units forces on an input of rank `rank_before`:
+    [A, 1] has width + 1 columns, so its rank is at most width + 1."""
+    return max(0, rank_before - (width + 1))
+
+
+def rank_drop_parts(row) -> tuple[int, int]:
+    """(forced, excess) of a block's rank drop: the part its width forces and the rest, never below 0 (a rise
+    in rank is no loss). Any object with `width`, `activation_rank` and `rank_drop` (a LayerRow, the engine's
+    BlockReport); derived from those, so reports without the stored fields get the same answer."""
+    forced = width_forced_drop(row.activation_rank + row.rank_drop, row.width)
+    return forced, max(0, row.rank_drop - forced)
+
+
+def loses_information(row) -> bool:
+    """Does the block lose information: it merges inputs, or its rank drops beyond what its width forces."""
+    return row.bits_lost_here > 0 or rank_drop_parts(row)[1] > 0
+
+
+def ranking_key(row) -> tuple:
+    """The sort key of RANKING_RULE (smaller sorts first); `row` as in rank_drop_parts, with `bits_lost_here`,
+    `block_rank_deficiency` and `index`."""
+    return (-round(row.bits_lost_here, 9), -rank_drop_parts(row)[1], -row.block_rank_deficiency, row.index)
+
+
+def rank_positions(rows) -> list[int]:
+    """The position of each row (1 = most information lost) under RANKING_RULE, in the rows' order."""
+    order = sorted(range(len(rows)), key=lambda i: ranking_key(rows[i]))
+    positions = [0] * len(rows)
+    for pos, i in enumerate(order, start=1):
+        positions[i] = pos
+    return positions
+
+
 __all__ = [
-    "DependentGroup", "DependentInputs", "LayerRow", "LayersInfo",
+    "RANKING_RULE", "DependentGroup", "DependentInputs", "LayerRow", "LayersInfo", "loses_information",
+    "rank_drop_parts", "rank_positions", "ranking_key", "width_forced_drop",
 ]

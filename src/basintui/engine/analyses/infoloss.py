@@ -38,13 +38,13 @@ from torch import nn
 from ..cancel import CancelToken
 from ..numerics.spectrum import default_tolerance, svdvals
 from ..numerics.tolerances import EPS
+from ...schema._layers import RANKING_RULE, rank_drop_parts, rank_positions
 from ..problem.models import Layout
 from .dependent import dependent_inputs
 from .partitions import ACT_RTOL, Partition, activation_atol, close_pairs, join, partition_of
 from .rfactor import qr_r, rank_at
 
-RANKING_RULE = ("bits lost in the block itself (descending), then rank drop of [A, 1] (descending), "
-                "then block-G rank deficiency min(n_ℓ, kd) − rank(G_ℓ) (descending); ties keep network order")
+
 
 
 # --------------------------------------------------------------------------- activations
@@ -157,33 +157,60 @@ class BlockReport:
     atol_rule: str = ""
     activation_rank_tolerance: float = 0.0
     finding: str = ""
+    # rank_drop split (schema.rank_drop_parts): forced by the width (rank [A, 1] ≤ width + 1), and the excess
+    forced_rank_drop: int = field(init=False, default=0)
+    excess_rank_drop: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.forced_rank_drop, self.excess_rank_drop = rank_drop_parts(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def _merge_words(b: BlockReport, d: int) -> list[str]:
+    """What a block that merges inputs says: where they merged, the bits, the dependence it forces."""
+    where = {"linear": "before the activation (its linear map already merged them)",
+             "activation": "in the activation (it zeroed or saturated what told them apart)",
+             "both": "partly in the linear map and partly in the activation"}[b.collision_kind]
+    parts = [f"merges inputs {where}: {b.bits_lost_here:.3g} bits lost here, largest class {b.largest_class}"]
+    if b.dependence_guaranteed:
+        parts.append(f"dependence guaranteed: {b.largest_class}·{d} columns > bound {b.dependence_bound} "
+                     f"(measured rank {b.merged_class_rank})")
+    elif b.merged_class_rank is not None:
+        parts.append(f"merged class's columns have rank {b.merged_class_rank} "
+                     f"(bound {min(b.dependence_bound, b.largest_class * d)})")
+    return parts
+
+
+def _drop_words(b: BlockReport, prev_rank: int, is_output: bool) -> str | None:
+    """The rank of [A, 1] across the block, split into what its width forces and what it loses beyond that."""
+    drop, forced, excess = b.rank_drop, b.forced_rank_drop, b.excess_rank_drop
+    arrow = f"{prev_rank} → {b.activation_rank}"
+    wide = f"the {'output layer' if is_output else 'block'} is {b.width} wide"
+    if drop < 0:
+        return f"the rank of [A, 1] rises {arrow}"
+    if drop == 0:
+        return None
+    if excess == 0:
+        return f"the rank of [A, 1] drops {arrow} because {wide} (forced by its width, not information loss)"
+    if forced == 0:
+        return (f"the rank of [A, 1] drops {arrow} although {wide}, room for rank {b.width + 1}: "
+                f"{excess} lost beyond its width (a bottleneck)")
+    return (f"the rank of [A, 1] drops {arrow}: {forced} forced because {wide}, "
+            f"{excess} more lost beyond its width (a bottleneck)")
+
+
 def _finding(b: BlockReport, prev_rank: int, d: int, is_output: bool = False) -> str:
-    parts = []
-    if b.bits_lost_here > 0:
-        where = {"linear": "before the activation (its linear map already merged them)",
-                 "activation": "in the activation (it zeroed or saturated what told them apart)",
-                 "both": "partly in the linear map and partly in the activation"}[b.collision_kind]
-        parts.append(f"merges inputs {where}: {b.bits_lost_here:.3g} bits lost here, largest class {b.largest_class}")
-        if b.dependence_guaranteed:
-            parts.append(f"dependence guaranteed: {b.largest_class}·{d} columns > bound {b.dependence_bound} "
-                         f"(measured rank {b.merged_class_rank})")
-        elif b.merged_class_rank is not None:
-            parts.append(f"merged class's columns have rank {b.merged_class_rank} "
-                         f"(bound {min(b.dependence_bound, b.largest_class * d)})")
-    elif b.rank_drop > 0:
-        what = "the output layer (its width is the output dimension)" if is_output else "a bottleneck"
-        parts.append(f"no inputs merged, but the rank of [A, 1] drops by {b.rank_drop} "
-                     f"({prev_rank} → {b.activation_rank}): {what}"
-                     + (f" (width {b.width} < rank {prev_rank - 1} of its input)" if b.width < prev_rank - 1 else ""))
-    elif b.rank_drop < 0:
-        parts.append(f"no inputs merged; the rank of [A, 1] rises by {-b.rank_drop} ({prev_rank} → {b.activation_rank})")
-    else:
-        parts.append("no inputs merged and no rank drop")
+    """The block's row in words: merged inputs, the rank drop split into forced and excess, dead units, G_ℓ."""
+    parts = _merge_words(b, d) if b.bits_lost_here > 0 else []
+    drop = _drop_words(b, prev_rank, is_output)
+    if b.bits_lost_here <= 0 and b.excess_rank_drop <= 0:
+        parts.append("loses no information here: no inputs merged" + (f"; {drop}" if drop else ", no rank drop"))
+    elif b.bits_lost_here <= 0:
+        parts.append(f"no inputs merged, but {drop}")
+    elif drop is not None:
+        parts.append(drop)
     if b.dead_units:
         parts.append(f"{b.dead_units} dead unit{'s' if b.dead_units != 1 else ''}")
     if b.block_rank_deficiency:
@@ -192,11 +219,9 @@ def _finding(b: BlockReport, prev_rank: int, d: int, is_output: bool = False) ->
 
 
 def rank_blocks(blocks: list[BlockReport]) -> None:
-    """Positions by the ranking rule of DESIGN §1 (1 = most information lost)."""
-    def key(b: BlockReport):
-        return (-round(b.bits_lost_here, 9), -b.rank_drop, -b.block_rank_deficiency, b.index)
-
-    for pos, b in enumerate(sorted(blocks, key=key), start=1):
+    """Positions by schema RANKING_RULE (1 = most information lost): inputs merged (bits lost here), then the
+    rank drop beyond what the block's width forces, then block-G deficiency, then network order."""
+    for b, pos in zip(blocks, rank_positions(blocks)):
         b.position = pos
 
 
