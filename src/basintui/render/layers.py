@@ -11,12 +11,16 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..schema._layers import loses_information, rank_drop_parts
+
 if TYPE_CHECKING:
     from ..schema import DependentGroup, DependentInputs, LayerRow, LayersInfo, Report
 
 MAX_GROUP_ROWS = 12
 MAX_INDICES = 24
 WHERE_WORDS = {"linear": "linear map", "activation": "activation", "both": "both"}
+GROUP_WORDS = {"identical": "identical gradients", "zero": "zero gradient", "combination": "linear combination",
+               "within_input": "within one input"}
 
 
 def _bits(v: float) -> str:
@@ -29,58 +33,80 @@ def _indices(idx: list[int]) -> str:
 
 
 Cell = Callable[["LayerRow", int], "str | Text"]
+
+
+def _rank_cell(b: LayerRow, d: int) -> str:
+    before = b.activation_rank + b.rank_drop
+    return f"{before} → {b.activation_rank}"
+
+
 COLUMNS: dict[str, tuple[str, str, Cell]] = {  # column id -> (header, justify, cell of a row and d)
     "position": ("#", "right", lambda b, d: str(b.position)),
-    "name": ("block", "left", lambda b, d: b.name),
-    "classes": ("classes", "right", lambda b, d: str(b.classes)),
-    "largest": ("largest\nclass", "right", lambda b, d: str(b.largest_class)),
-    "bits": ("bits\nlost", "right", lambda b, d: _bits(b.bits_lost)),
-    "here": ("bits\nhere", "right", lambda b, d: _bits(b.bits_lost_here)),
+    "name": ("block", "left", lambda b, d: Text(b.name)),
+    "classes": ("distinct\noutputs", "right", lambda b, d: str(b.classes)),
+    "largest": ("largest\nmerge", "right", lambda b, d: str(b.largest_class)),
+    "bits": ("bits\nlost\nso far", "right", lambda b, d: _bits(b.bits_lost)),
+    "here": ("bits\nlost\nhere", "right", lambda b, d: _bits(b.bits_lost_here)),
     "where": ("merged\nin", "left", lambda b, d: WHERE_WORDS.get(b.collision_kind, "")),
-    "drop": ("rank\ndrop", "right", lambda b, d: f"{b.rank_drop:+d}"),
-    "dead": ("dead", "right", lambda b, d: str(b.dead_units)),
-    "zeros": ("zeros", "right", lambda b, d: f"{b.zero_fraction:.0%}"),
-    "bound": ("m·d vs\nbound", "right", lambda b, d: f"{b.largest_class * d} vs {b.dependence_bound}"),
-    "class_rank": ("class\nrank", "right", lambda b, d: "—" if b.merged_class_rank is None else str(b.merged_class_rank)),
-    "dependent": ("m·d >\nbound", "left", lambda b, d: Text("yes", style="bold red") if b.dependence_guaranteed
-                  else Text("no")),
-    "block_rank": ("rank\nG_ℓ", "right", lambda b, d: str(b.block_rank)),
-    "cum_rank": ("cum.\nrank", "right", lambda b, d: str(b.cumulative_rank)),
+    "rank": ("rank of\n[A, 1]", "right", _rank_cell),
+    "forced": ("drop\nforced\nby width", "right", lambda b, d: str(rank_drop_parts(b)[0])),
+    "excess": ("drop\nbeyond\nwidth", "right", lambda b, d: str(rank_drop_parts(b)[1])),
+    "dead": ("dead\nunits", "right", lambda b, d: str(b.dead_units)),
+    "zeros": ("zero\nshare", "right", lambda b, d: f"{b.zero_fraction:.0%}"),
+    "bound": ("merged\ncols vs\nbound", "right", lambda b, d: f"{b.largest_class * d} vs {b.dependence_bound}"),
+    "class_rank": ("their\nrank", "right",
+                   lambda b, d: "—" if b.merged_class_rank is None else str(b.merged_class_rank)),
+    "dependent": ("depen-\ndence\nforced", "left", lambda b, d: Text("yes", style="bold red")
+                  if b.dependence_guaranteed else Text("no")),
+    "block_rank": ("rank\nof G_ℓ", "right", lambda b, d: str(b.block_rank)),
+    "cum_rank": ("rank of\nG_1..ℓ", "right", lambda b, d: str(b.cumulative_rank)),
 }
 WIDE = tuple(COLUMNS)
-NARROW = (("position", "name", "classes", "largest", "bits", "here", "drop", "dead", "dependent"),
-          ("position", "name", "where", "zeros", "bound", "class_rank", "block_rank", "cum_rank"))
+NARROW = (  # (title, or None for the ranking title; columns): each fits 80 columns beside a 26-character name
+    (None, ("position", "name", "here", "classes", "largest", "where", "dependent")),
+    ("Rank of [A, 1] across each block (same ranking)", ("position", "name", "rank", "forced", "excess", "dead",
+                                                         "zeros")),
+    ("Merged inputs' columns and ranks of G (same ranking)", ("position", "name", "bits", "bound", "class_rank",
+                                                              "block_rank", "cum_rank")),
+)
 
 
 def _table(layers: Sequence[LayerRow], d: int, cols: tuple[str, ...], title: str | None) -> Table:
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-              padding=(0, 1, 0, 0), collapse_padding=True)
+    t = Table(title=title and Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              show_edge=False, padding=(0, 1, 0, 0), collapse_padding=True)
     for c in cols:
         header, justify, _ = COLUMNS[c]
-        if c == "name":
-            t.add_column(header, justify=justify, no_wrap=True, min_width=min(26, max(len(b.name) for b in layers)))
-        else:
-            t.add_column(header, justify=justify, no_wrap=True)
+        width = min(26, max(len(b.name) for b in layers)) if c == "name" else None
+        t.add_column(Text(header), justify=justify, no_wrap=True, min_width=width)
     for b in sorted(layers, key=lambda b: b.position):
-        style = "bold" if b.position == 1 and (b.bits_lost_here > 0 or b.rank_drop > 0) else None
+        style = "bold" if b.position == 1 and loses_information(b) else None
         t.add_row(*(COLUMNS[c][2](b, d) for c in cols), style=style)
     return t
 
 
+def ranking_title(layers: Sequence[LayerRow]) -> str:
+    """The table's title: what position 1 means, or that no block loses information."""
+    if any(loses_information(b) for b in layers):
+        return ("Information loss by layer (ranked: 1 = most information lost; inputs merged first, then the "
+                "rank drop beyond what the width forces)")
+    return ("Information loss by layer: no block loses information (no inputs merged, no rank drop beyond "
+            "what a block's width forces); ordered by rank deficiency of G_ℓ")
+
+
 class RankedTable:
-    """One wide table where the console is wide enough, else two narrower ones."""
+    """One wide table where the console is wide enough, else three narrower ones."""
 
     def __init__(self, layers: Sequence[LayerRow], d: int) -> None:
         self.layers, self.d = layers, d
 
     def __rich_console__(self, console: Console, options: ConsoleOptions):
-        title = "Information loss by layer (ranked: 1 = most information lost)"
+        title = ranking_title(self.layers)
         wide = _table(self.layers, self.d, WIDE, title)
         if console.measure(wide, options=options.update(max_width=100_000)).maximum <= options.max_width:
             yield wide
             return
-        yield _table(self.layers, self.d, NARROW[0], title)
-        yield _table(self.layers, self.d, NARROW[1], "Where, bounds and ranks of G (same ranking)")
+        for sub_title, cols in NARROW:
+            yield _table(self.layers, self.d, cols, sub_title or title)
 
 
 def ranked_table(r: Report) -> RankedTable | None:
@@ -140,8 +166,9 @@ def dependent_section(dep: DependentInputs) -> Group:
     t = Table(show_header=True, box=None, pad_edge=False)
     for name in ("kind", "inputs", "null dims", "collided in", "coefficients"):
         t.add_column(name)
-    for g in dep.groups[:MAX_GROUP_ROWS]:
-        t.add_row(g.kind, _indices(g.indices), str(g.dimension), _where(g), _coefficients(g))
+    for g in dep.groups[:MAX_GROUP_ROWS]:  # Text cells: names and rules from the report show literally
+        t.add_row(Text(GROUP_WORDS.get(g.kind, g.kind)), Text(_indices(g.indices)), str(g.dimension),
+                  Text(_where(g)), Text(_coefficients(g)))
     parts: list[RenderableType] = [head, t]
     more = len(dep.groups) - MAX_GROUP_ROWS + dep.groups_not_listed
     if more > 0:

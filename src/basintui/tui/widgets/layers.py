@@ -14,7 +14,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from ...render.layers import GROUP_WORDS, WHERE_WORDS
 from ...render.summary import why_missing
+from ...schema._layers import loses_information, rank_drop_parts
 from .plotting import num
 
 if TYPE_CHECKING:
@@ -29,33 +31,53 @@ def _guaranteed(v: bool) -> Text:
     return Text("guaranteed", style="bold red") if v else Text("no", style="dim")
 
 
+def _name(b: LayerRow) -> Text:
+    return Text(b.name)  # a Text, so a name like `net[i]` shows literally (a str cell is read as markup)
+
+
+def _excess(b: LayerRow) -> str:
+    return num(rank_drop_parts(b)[1])
+
+
 COLUMNS: tuple[tuple[str, Callable[[LayerRow], str | Text]], ...] = (
     ("#", lambda b: num(b.position)),
-    ("block", lambda b: b.name),
-    ("classes", lambda b: num(b.classes)),
+    ("block", _name),
+    ("distinct outputs", lambda b: num(b.classes)),
     ("bits lost", lambda b: _bits(b.bits_lost)),
     ("bits here", lambda b: _bits(b.bits_lost_here)),
     ("rank drop", lambda b: num(b.rank_drop)),
+    ("beyond width", _excess),
     ("dead", lambda b: num(b.dead_units)),
     ("dependence", lambda b: _guaranteed(b.dependence_guaranteed)),
 )
 
 
-def detail_rows(b: LayerRow) -> list[tuple[str, str | Text]]:
-    """Every scalar of a block: the ranking's measures first, then how they were measured."""
+def _rank_rows(b: LayerRow) -> list[tuple[str, str | Text]]:
+    forced, excess = rank_drop_parts(b)
     return [
-        ("name", b.name), ("position", num(b.position)), ("n params", num(b.n_params)),
-        ("classes", num(b.classes)), ("largest class", num(b.largest_class)), ("bits lost", _bits(b.bits_lost)),
-        ("bits lost here", _bits(b.bits_lost_here)), ("activation rank", num(b.activation_rank)),
-        ("rank drop", num(b.rank_drop)), ("dead units", num(b.dead_units)), ("zero fraction", num(b.zero_fraction)),
-        ("params upstream", num(b.params_upstream)), ("dependence bound", num(b.dependence_bound)),
-        ("dependence guaranteed", _guaranteed(b.dependence_guaranteed)), ("block rank", num(b.block_rank)),
-        ("cumulative rank", num(b.cumulative_rank)), ("index", num(b.index)), ("width", num(b.width)),
-        ("block rank deficiency", num(b.block_rank_deficiency)), ("merged class rank", num(b.merged_class_rank)),
-        ("collision kind", b.collision_kind), ("classes before activation", num(b.classes_before_activation)),
-        ("bits lost linear", num(b.bits_lost_linear)), ("bits lost activation", num(b.bits_lost_activation)),
-        ("constant units", num(b.constant_units)), ("atol", num(b.atol)), ("atol rule", b.atol_rule),
-        ("activation rank tolerance", num(b.activation_rank_tolerance)), ("finding", b.finding),
+        ("rank of [A, 1]", f"{b.activation_rank + b.rank_drop} → {b.activation_rank}"),
+        ("rank drop", num(b.rank_drop)), ("  forced by the width", num(forced)), ("  beyond the width", num(excess)),
+        ("rank tolerance of [A, 1]", num(b.activation_rank_tolerance)),
+    ]
+
+
+def detail_rows(b: LayerRow) -> list[tuple[str, str | Text]]:
+    """Every scalar of a block in words: the ranking's measures first, then how they were measured."""
+    return [
+        ("block", _name(b)), ("position", num(b.position)), ("network index", num(b.index)),
+        ("parameters", num(b.n_params)), ("width", num(b.width)), ("distinct outputs", num(b.classes)),
+        ("largest merged class", num(b.largest_class)), ("bits lost so far", _bits(b.bits_lost)),
+        ("bits lost here", _bits(b.bits_lost_here)), ("  in the linear map", num(b.bits_lost_linear)),
+        ("  in the activation", num(b.bits_lost_activation)),
+        ("merged in", WHERE_WORDS.get(b.collision_kind, "nothing merged")),
+        ("distinct before the activation", num(b.classes_before_activation)),
+        *_rank_rows(b),
+        ("dead units", num(b.dead_units)), ("constant units", num(b.constant_units)),
+        ("zero share", num(b.zero_fraction)), ("parameters upstream", num(b.params_upstream)),
+        ("bound on merged columns' rank", num(b.dependence_bound)),
+        ("their measured rank", num(b.merged_class_rank)), ("dependence", _guaranteed(b.dependence_guaranteed)),
+        ("rank of G_ℓ", num(b.block_rank)), ("G_ℓ short of min(n_ℓ, kd) by", num(b.block_rank_deficiency)),
+        ("rank of G_1..ℓ", num(b.cumulative_rank)), ("activations equal when", Text(b.atol_rule)),
     ]
 
 
@@ -65,15 +87,28 @@ def collided_at(group: DependentGroup, layer: LayerRow) -> bool:
 
 
 def describe_group(g: DependentGroup) -> str:
+    """One group of dependent inputs in words (plain text: show it in a Text, never as markup)."""
     shown = ", ".join(str(i) for i in g.indices[:24]) + (" …" if len(g.indices) > 24 else "")
     n = len(g.coefficients)
-    parts = [f"inputs {shown}"]
+    parts = [f"inputs {shown}", GROUP_WORDS.get(g.kind, g.kind), f"null dimension {g.dimension}"]
     if n:
-        parts.append(f"{n} coefficient vector{'s' if n != 1 else ''}")
-    parts += [f"kind {g.kind}", f"dimension {g.dimension}", f"partly_collided_at {num(g.partly_collided_at)}",
-              f"description {g.description}", f"coefficient_rule {g.coefficient_rule}",
-              f"vectors_listed {g.vectors_listed}"]
+        parts.append(f"{n} coefficient vector{'s' if n != 1 else ''} ({g.vectors_listed} listed)")
+    if g.partly_collided_at is not None:
+        parts.append(f"partly collided in block {g.partly_collided_at}")
+    parts += [p for p in (g.description, g.coefficient_rule and f"coefficients: {g.coefficient_rule}") if p]
     return "; ".join(parts)
+
+
+def _head(layers: list[LayerRow], n_dep: int) -> Text:
+    if any(loses_information(b) for b in layers):
+        what = (" (1 = most information lost: inputs merged in the block itself first, then the rank drop beyond "
+                "what the block's width forces). ")
+    else:
+        what = (": no block loses information (no inputs merged, no rank drop beyond what a block's width "
+                "forces), so they are ordered by how far rank(G_ℓ) falls short. ")
+    return Text.assemble((f"{len(layers)} blocks in ranking order", "bold"), what,
+                         f"{n_dep} group{'s' if n_dep != 1 else ''} of dependent inputs from the null space of GᵀG. "
+                         "Move the cursor to see a block's details.")
 
 
 class LayersPane(Vertical):
@@ -121,12 +156,7 @@ class LayersPane(Vertical):
         self.order = sorted(range(len(layers)), key=lambda i: (layers[i].position, i))
         for i in self.order:
             table.add_row(*[cell(layers[i]) for _, cell in COLUMNS], key=str(i))
-        n_dep = len(self.dependent)
-        self.query_one("#layers-head", Static).update(Text.assemble(
-            (f"{len(layers)} blocks in ranking order", "bold"),
-            " (1 = most information lost in the block itself). ",
-            f"{n_dep} group{'s' if n_dep != 1 else ''} of dependent inputs from the null space of GᵀG. "
-            "Move the cursor to see a block's details."))
+        self.query_one("#layers-head", Static).update(_head(self.blocks, len(self.dependent)))
         table.move_cursor(row=0)
         self._detail(self.order[0])
 
@@ -141,8 +171,8 @@ class LayersPane(Vertical):
         t.add_column(style="bold", no_wrap=True)
         t.add_column()
         for key, value in detail_rows(layer):
-            t.add_row(key, value)
-        parts: list[Any] = [Text(f"Block {layer.name}", style="bold")]
+            t.add_row(Text(key), Text(value) if isinstance(value, str) else value)  # never read as markup
+        parts: list[Any] = [Text(f"Block {layer.name}", style="bold")]  # Text: names show literally
         if layer.finding:
             parts.append(Text(layer.finding, style="italic"))
         parts.append(Text(
