@@ -255,8 +255,12 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
     R = G[:0]
     blocks: list[BlockReport] = []
     prev_ranks: list[int] = []
-    for b, act in zip(layout.blocks, acts):
+    from .. import progress
+    meter = progress.of(cancel)
+    meter.expect(len(layout.blocks) + 1, "steps")  # a step per block, then the merged classes and what follows
+    for i, (b, act) in enumerate(zip(layout.blocks, acts)):
         cancel.check()
+        meter.update(i, upto=i + 1)
         Q, P, atol = _block_partitions(act, k, prev_P, cancel)
         prev_cum = blocks[-1].cumulative_rank if blocks else 0
         block_rank, cum_rank, R = _g_rows(G, b, R, tol, prev_cum, g_rank)
@@ -266,6 +270,7 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
         partitions.append(P)
         prev_ranks.append(prev_rank)
         prev_P, prev_H, prev_rank = P, P.entropy(), rep.activation_rank
+    meter.update(len(blocks), upto=len(blocks) + 1)
     if R.shape[0] < min(G.shape) or layout.blocks[-1].stop != G.shape[0]:
         R = qr_r(G)  # blocks do not cover every row of G: factor G itself
     for rep, P, before in zip(blocks, partitions[1:], prev_ranks):
