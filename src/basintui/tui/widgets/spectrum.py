@@ -1,9 +1,9 @@
-"""The "Spectrum of G" pane: `rank(G) = r` with N, kd and the tolerance; log10 σ_j against j with the
-tolerance line, the rank and the largest gap marked; the rank at other tolerances; what it means."""
+"""The "Spectrum of G" pane: `rank(G) = r` with N, kd and the tolerance; σ_j against j on a clipped
+log axis with the tolerance, the near-threshold band, the rank and the largest gap marked (SpectrumPlot);
+the rank at other tolerances; what it means."""
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
@@ -12,10 +12,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
 from ...render.summary import near_text, rank_text, rtol_text
-from .plotting import decimate, num
+from .plots import SpectrumPlot
+from .plotting import num
 
 if TYPE_CHECKING:
     from ...schema import Report, SpectrumSection
@@ -77,10 +77,9 @@ class SpectrumPane(Vertical):
 
     DEFAULT_CSS = """
     SpectrumPane #spec-head { height: auto; padding: 0 1; }
-    SpectrumPane #spec-body { height: 1fr; }
+    SpectrumPane #spec-body { height: 1fr; layout: vertical; }
     SpectrumPane #spec-plot { height: 1fr; min-height: 8; }
     SpectrumPane #spec-facts { height: 1fr; padding: 0 1; }
-    SpectrumPane #spec-body { layout: vertical; }
     """
 
     def __init__(self, **kw: Any) -> None:
@@ -91,21 +90,20 @@ class SpectrumPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("No spectrum yet: run a preset (r).", id="spec-head")
         with Horizontal(id="spec-body"):
-            yield PlotextPlot(id="spec-plot")
+            yield SpectrumPlot(id="spec-plot")
             with VerticalScroll(id="spec-facts"):
                 yield Static("", id="spec-facts-text")
-
-    def on_mount(self) -> None:
-        self._draw()
 
     def clear(self, why: str) -> None:
         self.g = None
         self.query_one("#spec-head", Static).update(why)
         self.query_one("#spec-facts-text", Static).update("")
-        self._draw()
+        self.query_one(SpectrumPlot).clear(why)
 
-    def show(self, report: Report) -> None:
+    def show(self, report: Report, overlay: SpectrumSection | None = None, overlay_label: str = "") -> None:
+        """The report's spectrum (and, to compare, another report's `overlay` spectrum on the plot)."""
         g = self.g = report.G
+        plot = self.query_one(SpectrumPlot)
         if g is None:
             err = report.error
             why = ("G was not computed: " + err.message) if err is not None else (
@@ -113,52 +111,8 @@ class SpectrumPane(Vertical):
                 if report.training.status == "cancelled" else "G was not computed for this run")
             self.query_one("#spec-head", Static).update(why)
             self.query_one("#spec-facts-text", Static).update("")
+            plot.clear(why)
         else:
             self.query_one("#spec-head", Static).update(headline(g))
             self.query_one("#spec-facts-text", Static).update(facts(g))
-        self._draw()
-
-    def _draw(self) -> None:
-        plot = self.query_one("#spec-plot", PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("log10 σ_j of G")
-        plt.xlabel("j")
-        if self.g is None or not self.g.singular_values:
-            plt.text("no singular values", 0.5, 0.5, alignment="center")
-            plt.xlim(0, 1)
-            plt.ylim(0, 1)
-        else:
-            draw_spectrum(plt, self.g, cap=max(32, 2 * max(plot.size.width, 40)))
-        plot.refresh()
-
-
-def draw_spectrum(plt: Any, g: SpectrumSection, cap: int) -> None:
-    """log10 σ_j against j (at most about `cap` points), the tolerance line, the rank and the largest gap."""
-    sv = [float(v) for v in g.singular_values]
-    tol = g.tolerance
-    positive = [v for v in sv if math.isfinite(v) and v > 0]
-    floor = min([*positive, tol if tol > 0 else math.inf, 1.0]) * 1e-3
-    ys = [math.log10(max(v, floor)) if math.isfinite(v) else math.log10(floor) for v in sv]
-    js = list(range(1, len(sv) + 1))
-    r, gap = g.rank, g.largest_gap
-    keep = [r - 1, r] + ([gap.after - 1, gap.after] if gap is not None else [])
-    xs, ys_plot = decimate(js, ys, cap, keep=keep)
-    plt.plot(xs, ys_plot, marker="braille", label="log10 σ_j")
-    if tol > 0:
-        plt.hline(math.log10(tol), "red")
-        plt.text("tolerance", (xs[0] + xs[-1]) / 2, math.log10(tol), color="red")
-    if 0 < r < len(sv):
-        plt.vline(r + 0.5, "green")
-    plt.text(f"rank {'' if g.rank_exact is not False else '≥ '}{r}", max(1, min(r, len(sv))),
-             max(ys) if r < len(sv) / 2 else min(ys), color="green")
-    if gap is None:
-        return
-    if gap.after != r and 0 < gap.after < len(sv):
-        plt.vline(gap.after + 0.5, "orange")
-        plt.text(f" gap {num(gap.decades, 2)} decades", gap.after + 0.5 + len(sv) / 40,
-                 (max(ys) + min(ys)) / 2, color="orange", alignment="left")
-    elif gap.after == r:
-        plt.text(f"gap {num(gap.decades, 2)} dec at the rank", max(1, r), (max(ys) + min(ys)) / 2,
-                 color="orange")
+            plot.show(g, overlay, overlay_label)

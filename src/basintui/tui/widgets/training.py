@@ -1,5 +1,6 @@
-"""The Training pane: progress (step, loss, elapsed, remaining), the log10-loss curve, rank(G)
-during training with the top and bottom singular values, and the log of stages."""
+"""The Training pane: progress (step, loss, elapsed, remaining), the running stage's progress and
+time left (and the run's, from the plan's per-stage estimates), the loss curve over rank(G) during
+training on one step axis, and the scrollable log of stages."""
 
 from __future__ import annotations
 
@@ -8,45 +9,67 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widgets import ProgressBar, Static
-from textual_plotext import PlotextPlot
 
-from ...schema.events import Note, RankProbe, Stage, TrainProgress
-from .plotting import decimate, log10_floor, num
+from ...schema.events import Note, RankProbe, Stage, StageProgress, TrainProgress
+from .plots import TrainingPlots
+from .plotting import num
 
 if TYPE_CHECKING:
-    from ...schema.plan import Plan
     from ...schema import Report
+    from ...schema.plan import Plan
 
 
-class StageLog(Static, can_focus=True):
-    """The log of stages: the latest lines in a fixed height. Unlike a RichLog, a new line never
-    changes the widget's size, so it never makes the screen lay out (and re-render both plots) again
-    while the engine works. The whole run is in the report (timings, notes)."""
+class StageLog(ScrollView, can_focus=True):
+    """The log of stages, scrollable (arrows, page keys, wheel). It follows the newest line unless the
+    user has scrolled up, and follows again once scrolled back to the end. A new line changes only the
+    virtual height, never the widget's size, so it never makes the screen lay out (and re-render both
+    plots) again while the engine works. `lines` keeps the last MAX_LINES lines as rich Text."""
+
+    MAX_LINES = 2000
 
     def __init__(self, **kw: Any) -> None:
-        super().__init__("", **kw)
+        super().__init__(**kw)
         self.lines: list[Text] = []
+        self.follow = True  # at the end: new lines scroll into view
+        self._widest = 0
 
     def clear(self) -> None:
-        self.lines = []
-        self.update("", layout=False)
+        self.lines, self._widest, self.follow = [], 0, True
+        self.virtual_size = Size(0, 0)
+        self.scroll_to(0, 0, animate=False, immediate=True)
+        self.refresh()
 
     def write(self, line: Text | str) -> None:
-        self.lines.append(line if isinstance(line, Text) else Text(line))
-        del self.lines[:-500]
-        self._show()
+        text = line if isinstance(line, Text) else Text(line)
+        self.lines.append(text)
+        if len(self.lines) > self.MAX_LINES:
+            del self.lines[: len(self.lines) - self.MAX_LINES]
+        self._widest = max(self._widest, text.cell_len)
+        self.virtual_size = Size(self._widest, len(self.lines))
+        if self.follow:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+        self.refresh()
 
-    def on_resize(self) -> None:
-        self._show()
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.follow = round(new_value) >= self.max_scroll_y  # the user scrolled up, or back to the end
 
-    def _show(self) -> None:
-        rows = self.size.height - self.styles.gutter.height  # the border-top is part of the gutter
-        height = rows if rows > 0 else 8
-        text = Text("\n").join(self.lines[-height:])
-        text.no_wrap, text.overflow = True, "ellipsis"  # one row a line: the newest line stays in view
-        self.update(text, layout=False)
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width, style = self.scrollable_content_region.width, self.rich_style
+        index = scroll_y + y
+        if index >= len(self.lines):
+            return Strip.blank(width, style)
+        text = self.lines[index].copy()
+        text.stylize_before(style)
+        text.no_wrap, text.end = True, ""
+        strip = Strip(list(text.render(self.app.console)))
+        return strip.crop_extend(scroll_x, scroll_x + width, style)
 
 
 def _clock(seconds: float) -> str:
@@ -55,7 +78,7 @@ def _clock(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.1f} s"
-    m, s = divmod(int(round(seconds)), 60)
+    m, s = divmod(round(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
@@ -65,18 +88,16 @@ class TrainingPane(Vertical):
 
     DEFAULT_CSS = """
     TrainingPane #train-status { height: 1; padding: 0 1; }
+    TrainingPane #stage-progress { height: 1; padding: 0 1; }
     TrainingPane ProgressBar { padding: 0 1; height: 1; width: 1fr; }
     TrainingPane ProgressBar Bar { width: 1fr; }
     TrainingPane #train-plots { height: 1fr; min-height: 8; }
-    TrainingPane PlotextPlot { width: 1fr; height: 1fr; }
     TrainingPane #stage-log { height: 9; border-top: solid $panel; padding: 0 1; }
     """
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.border_title = "Training"
-        self.steps: list[float] = []
-        self.losses: list[float] = []
         self.probes: list[RankProbe] = []
         self.state = "idle"
         self.stage = ""
@@ -84,53 +105,67 @@ class TrainingPane(Vertical):
         self.total = 0
         self.loss = float("nan")
         self.elapsed = 0.0
+        self.stage_seconds: dict[str, float] = {}  # the plan's estimate per stage, where it has one
+        self.stages_done: set[str] = set()
+        self.last_progress: StageProgress | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("No run yet: press r to run the preset from Setup.", id="train-status")
         yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="train-bar")
-        with Horizontal(id="train-plots"):
-            yield PlotextPlot(id="loss-plot")
-            yield PlotextPlot(id="rank-plot")
+        yield Static("", id="stage-progress")
+        yield TrainingPlots(id="train-plots")
         yield StageLog(id="stage-log")
 
-    def on_mount(self) -> None:
-        self._draw_loss()
-        self._draw_rank()
+    @property
+    def plots(self) -> TrainingPlots:
+        return self.query_one(TrainingPlots)
 
     # ---- run lifecycle
     def reset(self, preset_name: str, total: int) -> None:
-        self.steps, self.losses, self.probes = [], [], []
+        self.probes = []
         self.state, self.stage, self.step, self.total = "running", "starting", 0, total
         self.loss, self.elapsed = float("nan"), 0.0
+        self.stage_seconds, self.stages_done, self.last_progress = {}, set(), None
         self.query_one(ProgressBar).update(total=max(total, 1), progress=0)
         log = self.query_one(StageLog)
         log.clear()
         log.write(Text(f"Run of preset {preset_name!r}: {total} training steps", style="bold"))
+        self.plots.reset(total)
         self._status()
-        self._draw_loss()
-        self._draw_rank()
+        self._stage_line()
 
     def plan(self, plan: Plan) -> None:
-        """The planner's decision for this run (the PlanReady event's plan), one line in the log."""
+        """The planner's decision for this run (the PlanReady event's plan), one line in the log; its
+        per-stage time estimates (if any) give the run's time left on the stage-progress line."""
         if plan.n_params is None or plan.n_train is None or plan.out_dim is None:
             line = f"  sizes measured by the run: {plan.why_unknown}; Hessian {plan.hessian_mode or 'unknown'}"
         else:
             line = (f"  N = {plan.n_params:,} parameters, k = {plan.n_train:,} inputs, d = {plan.out_dim}: G is "
                     f"{plan.n_params:,} × {plan.n_train * plan.out_dim:,}; Hessian {plan.hessian_mode}")
         self.query_one(StageLog).write(line)
+        seconds = getattr(plan, "stage_seconds", None) or {}
+        self.stage_seconds = {str(k): float(v) for k, v in seconds.items() if v is not None and math.isfinite(v)}
+        self._stage_line()
 
     def stage_changed(self, m: Stage) -> None:
         log = self.query_one(StageLog)
         if m.done:
+            self.stages_done.add(m.name)
             line = Text(f"✓ {m.name}", style="green")
             line.append(f"  {m.seconds:.2f} s", style="dim")
             if m.detail:
                 line.append(f"  {m.detail}")
             log.write(line)
         else:
-            self.stage = m.name
+            self.stage, self.last_progress = m.name, None
             log.write(Text(f"▶ {m.name}" + (f"  {m.detail}" if m.detail else "")))
         self._status()
+        self._stage_line()
+
+    def stage_progress(self, e: StageProgress) -> None:
+        """How far the running stage has got: fraction, units, elapsed and the time left (one line)."""
+        self.last_progress = e
+        self._stage_line()
 
     def note(self, m: Note) -> None:
         style = "yellow" if m.level == "warn" else "dim"
@@ -138,21 +173,19 @@ class TrainingPane(Vertical):
 
     def progress(self, m: TrainProgress) -> None:
         self.step, self.total, self.loss, self.elapsed = m.step, m.total, m.loss, m.elapsed
-        self.steps, self.losses = list(m.steps), list(m.losses)
         self.query_one(ProgressBar).update(total=max(m.total, 1), progress=m.step)
         self._status()
-        self._draw_loss()
+        self.plots.progress(m)
 
     def rank_probe(self, m: RankProbe) -> None:
         self.probes.append(m)
         self.query_one(StageLog).write(Text(
             f"  step {m.step}: rank(G) = {m.rank}  (σ_max {m.sigma_max:.3g}, σ_min {m.sigma_min:.3g})", style="cyan"))
-        self._draw_rank()
+        self.plots.rank_probe(m)
 
     def finished(self, report: Report) -> None:
         tr = report.training
         self.state = "finished"
-        self.steps, self.losses = list(range(len(tr.losses))), [float(v) for v in tr.losses]
         self.step = tr.steps
         self.total = max(self.total, self.step)
         if tr.final_loss is not None:
@@ -169,15 +202,16 @@ class TrainingPane(Vertical):
         if tr.message:
             self.query_one(StageLog).write(Text(f"  {tr.message}", style="dim"))
         self._status(tr.status)
-        self._draw_loss()
-        self._draw_rank()
+        self._stage_line()
+        self.plots.finished(report)
 
     def stopped(self, why: str) -> None:
         self.state = why
         self.query_one(StageLog).write(Text(f"■ {why}", style="bold yellow"))
         self._status()
+        self._stage_line()
 
-    # ---- drawing
+    # ---- text lines
     def _status(self, status_word: str | None = None) -> None:
         status = self.query_one("#train-status", Static)
         if self.state == "idle":
@@ -196,36 +230,47 @@ class TrainingPane(Vertical):
             t.append(f"  remaining {_clock(remaining)}" if self.stage == "train" else "")
         status.update(t, layout=False)  # fixed height: no relayout of the screen at 10 Hz
 
-    def _draw_loss(self) -> None:
-        plot = self.query_one("#loss-plot", PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("log10 training loss")
-        plt.xlabel("step")
-        if self.losses:
-            cap = max(32, 2 * max(plot.size.width, 40))
-            xs, ys = decimate(self.steps, log10_floor(self.losses), cap)
-            plt.plot(xs, ys, marker="braille")
-        plot.refresh()
+    def _stage_line(self) -> None:
+        line = stage_progress_text(self.stage, self.last_progress, self.run_seconds_left())
+        if self.state != "running":
+            line = Text("")
+        self.query_one("#stage-progress", Static).update(line, layout=False)
 
-    def _draw_rank(self) -> None:
-        plot = self.query_one("#rank-plot", PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("rank(G) during training · log10 σ (right)")
-        plt.xlabel("step")
-        if self.probes:
-            xs = [p.step for p in self.probes]
-            plt.plot(xs, [p.rank for p in self.probes], marker="braille", label="rank")
-            plt.plot(xs, log10_floor([p.sigma_max for p in self.probes]), marker="braille", yside="right",
-                     label="σ_max")
-            plt.plot(xs, log10_floor([p.sigma_min for p in self.probes]), marker="braille", yside="right",
-                     label="σ_min")
+    def run_seconds_left(self) -> float | None:
+        """The run's time left from the plan's per-stage estimates: the running stage's own estimate
+        (its StageProgress eta, else the plan's seconds less its elapsed) plus every stage not begun.
+        None when the plan has no per-stage estimates."""
+        if not self.stage_seconds:
+            return None
+        e = self.last_progress
+        if e is not None and e.name == self.stage and e.eta is not None:
+            current = max(0.0, float(e.eta))
         else:
-            plt.text("no rank probes in this run (analysis.rank_every)" if self.state != "running"
-                     else "no rank probes yet", 0.5, 0.5, alignment="center")
-            plt.xlim(0, 1)
-            plt.ylim(0, 1)
-        plot.refresh()
+            elapsed = e.elapsed if e is not None and e.name == self.stage else 0.0
+            current = max(0.0, self.stage_seconds.get(self.stage, 0.0) - elapsed)
+        later = sum(v for k, v in self.stage_seconds.items() if k != self.stage and k not in self.stages_done)
+        return current + later
+
+
+def stage_progress_text(stage: str, e: StageProgress | None, run_left: float | None) -> Text:
+    """'▶ jacobian 45% (450/1,000 columns)  elapsed 1.2 s  about 1.5 s left (measured)  ·  run: about
+    12 s left'; the stage name alone until its first StageProgress."""
+    t = Text("▶ ", style="bold")
+    if e is None or e.name != stage:
+        t.append(stage or "starting", style="bold")
+    else:
+        t.append(e.name, style="bold")
+        if e.total > 0:
+            t.append(f" {100 * min(max(e.done / e.total, 0.0), 1.0):.0f}%")
+            t.append(f" ({_amount(e.done)}/{_amount(e.total)}{' ' + e.unit if e.unit else ''})", style="dim")
+        t.append(f"  elapsed {_clock(e.elapsed)}")
+        if e.eta is not None and math.isfinite(e.eta):
+            source = {"plan": "planned", "measured": "measured"}.get(e.eta_source, "")
+            t.append(f"  about {_clock(e.eta)} left" + (f" ({source})" if source else ""))
+    if run_left is not None:
+        t.append(f"  ·  run: about {_clock(run_left)} left", style="cyan")
+    return t
+
+
+def _amount(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.1f}"
