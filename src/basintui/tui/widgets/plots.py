@@ -32,7 +32,9 @@ LABEL_CELLS = 6  # y labels of the stacked training plots ("1e-12", "12345"): bo
 
 class Throttled(Vertical):
     """Coalesces draw requests: the first after a quiet spell draws at once, later ones within
-    MIN_INTERVAL are merged into one timer. `_draw()` is the subclass's; it runs only with a size."""
+    MIN_INTERVAL are merged into one timer (streams of events: training progress, rank probes);
+    `draw_now` draws at once (rare events: a report, a reset). `_draw()` is the subclass's; it runs
+    only with a size."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -117,12 +119,16 @@ class SpectrumPlot(Throttled):
         yield PlotextPlot(classes="plot-canvas")
 
     def show(self, g: SpectrumSection, overlay: SpectrumSection | None = None, overlay_label: str = "") -> None:
+        """Draw `g`'s spectrum (at once: a report arrives rarely), and `overlay`'s in another colour."""
         self.g, self.overlay, self.overlay_label = g, overlay, overlay_label
         self.request_draw()
+        self.draw_now()
 
     def clear(self, why: str) -> None:
+        """No spectrum: an empty frame and `why` in the legend line."""
         self.g, self.overlay, self.overlay_label, self.why = None, None, "", why
         self.request_draw()
+        self.draw_now()
 
     def _draw(self) -> None:
         plot = self.query_one(PlotextPlot)
@@ -165,9 +171,11 @@ class TrainingPlots(Throttled):
         yield PlotextPlot(classes="plot-canvas", id="rank-plot")
 
     def reset(self, total_steps: int) -> None:
+        """A new run of `total_steps` steps: empty plots on the step axis 0 .. total_steps."""
         self.total = int(total_steps)
         self.steps, self.losses, self.probe_steps, self.ranks = [], [], [], []
         self.request_draw()
+        self.draw_now()
 
     def progress(self, e: TrainProgress) -> None:
         """A training snapshot: its (decimated) loss history replaces the one drawn."""
