@@ -33,6 +33,8 @@ def decode_report(data: bytes | str | dict) -> Report:
     if isinstance(data, dict):
         _check_schema(data.get("schema"), "schema" in data)
         return _normalised(_validated(lambda: msgspec.convert(data, Report, strict=False)))
+    if not (data.strip() if isinstance(data, (bytes, str)) else data):
+        raise ReportError("not a basintui report: it is empty")
     try:
         head = msgspec.json.decode(data, type=_Head)
     except msgspec.ValidationError as exc:  # valid JSON, but not an object
@@ -66,8 +68,12 @@ def _check_schema(schema: Any, present: bool) -> None:
     if schema in SCHEMAS:
         return
     if isinstance(schema, str) and schema.startswith("basintui.report/"):
-        raise ReportError(f"`schema` is {schema!r}, a version this basintui cannot read (expected {expected}); "
-                          "a newer basintui wrote it", "$.schema")
+        version = schema.rsplit("/", 1)[1]
+        newest = int(SCHEMA.rsplit("/", 1)[1])
+        who = ("a newer basintui wrote it; upgrade basintui to read it" if version.isdigit() and int(version) > newest
+               else "no basintui writes that version")
+        raise ReportError(f"`schema` is {_show(schema)}, a version this basintui cannot read (expected {expected}); "
+                          f"{who}", "$.schema")
     raise ReportError(f"not a basintui report: `schema` is {_show(schema)} (expected {expected})", "$.schema")
 
 
