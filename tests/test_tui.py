@@ -86,7 +86,7 @@ def test_run_shows_the_reports_rank_and_exports(tmp_path):
 
 @pytest.mark.slow
 def test_cancel_mid_training_stops_the_engine_and_drops_its_messages():
-    """c during a run of 10 million steps ends the engine process; the wait's timeout only guards
+    """x during a run of 10 million steps ends the engine process; the wait's timeout only guards
     against a hang (no duration is asserted: a loaded machine may take seconds)."""
     async def main():
         app = BasinApp(tiny(steps=10_000_000))
@@ -96,7 +96,7 @@ def test_cancel_mid_training_stops_the_engine_and_drops_its_messages():
             await wait_for(pilot, lambda: pane.step > 0, what="training progress")
             engine = app.bridge.running_process
             assert engine is not None and engine.process.is_alive()
-            await pilot.press("c")
+            await pilot.press("x")
             assert not app.bridge.busy
             await wait_for(pilot, lambda: not engine.process.is_alive(), 60, "the engine to stop")
             step = pane.step

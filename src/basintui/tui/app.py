@@ -13,14 +13,18 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, OptionList, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, OptionList, TabbedContent, TabPane, TextArea
 
-from ..config import Preset, PresetError, load_preset
+from ..config import Preset, PresetError, from_dict, load_preset
+from ..limits import fmt_bytes
+from ..render.eta import RunClock, progress_words
+from ..render.strip import StripState
 from ..schema.events import (
     Failed,
     Finished,
@@ -29,18 +33,23 @@ from ..schema.events import (
     PlanReady,
     RankProbe,
     Stage,
+    StageProgress,
     TrainProgress,
 )
 from ..schema.plan import Plan
-from ..limits import fmt_bytes
+from ..schema.report import ReportError, load_report, report_to_builtins
+from .atomic import write_text_atomic
 from .bridge import Bridge, Session, export_paths
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 from .screens.error import ErrorScreen
 from .screens.export import ExportScreen
 from .screens.help import HelpScreen
+from .screens.path import PathScreen
+from .widgets.dashboard import Dashboard
 from .widgets.hessian import HessianPane
 from .widgets.layers import LayersPane
 from .widgets.levelset import LevelSetPane
+from .widgets.loglines import note_line, stage_line
 from .widgets.setup import SetupChanged, SetupPane
 from .widgets.spectrum import SpectrumPane
 from .widgets.training import TrainingPane
@@ -49,6 +58,7 @@ if TYPE_CHECKING:
     from ..schema.report import Report
 
 W = TypeVar("W")
+DASHBOARD_COLUMNS = 120  # from this width the dashboard shows every summary at once
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class KeySpec:
 
 
 TABS = (
+    ("dashboard", "Dashboard"),
     ("setup", "Setup"),
     ("training", "Training"),
     ("spectrum", "Spectrum of G"),
@@ -81,12 +92,14 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("r", "run", "Run", "run the preset in Setup (replaces a running run)"),
     KeySpec("ctrl+r", "run", "Run", "run from anywhere, even while typing in a field", show=False, priority=True,
             display="ctrl+r"),
-    KeySpec("c", "cancel", "Cancel", "cancel the running run"),
-    KeySpec("escape", "cancel", "Cancel", "cancel the running run (also closes a dialog)", show=False,
-            display="esc"),
-    KeySpec("e", "export", "Export", "export the report as JSON + NPZ to a path you confirm"),
-    *(KeySpec(str(i), f"show_tab('{tab}')", title, f"show the {title} pane", show=False, display=str(i))
-      for i, (tab, title) in enumerate(TABS, start=1)),
+    KeySpec("x", "cancel", "Cancel", "cancel the running run (what was computed is kept)"),
+    KeySpec("c", "compare", "Compare", "compare this report with a saved one (spectra overlaid)"),
+    KeySpec("e", "export", "Export", "export the report as JSON + NPZ and the screen as SVG beside it"),
+    KeySpec("0", "show_tab('dashboard')", "Dashboard", "show the dashboard (everything at once)", display="0"),
+    *(KeySpec(str(i), f"show_tab('{tab}')", title, f"show the {title} pane full size", show=False, display=str(i))
+      for i, (tab, title) in enumerate(TABS[1:], start=1)),
+    KeySpec("escape", "back", "Back", "leave a text field; from a full-size pane, back to the dashboard",
+            show=False, display="esc"),
     KeySpec("question_mark", "help", "Help", "this help", display="?"),
     KeySpec("ctrl+p", "command_palette", "Commands", "the command palette: every action by name", show=False,
             display="ctrl+p"),
@@ -96,26 +109,36 @@ KEYS: tuple[KeySpec, ...] = (
 
 
 class BasinApp(App[int]):
-    """`session` replaces engine.session.run (the snapshot tests inject a deterministic fake)."""
+    """`session` replaces engine.session.run (the snapshot tests inject a deterministic fake);
+    `opened` shows a saved report (`basintui open`) without running anything."""
 
     CSS_PATH = "app.tcss"
     TITLE = "basintui"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # plot beside its facts from 110 columns
+    # -wide: a plot beside its facts (from 110 columns); -dash: the dashboard's grid (from 120)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide"), (DASHBOARD_COLUMNS, "-dash")]
     BINDINGS = [k.binding() for k in KEYS]
 
-    def __init__(self, preset: Preset, session: Session | None = None) -> None:
+    def __init__(self, preset: Preset, session: Session | None = None,
+                 opened: tuple[Report, Path] | None = None) -> None:
         super().__init__()
         self.preset = preset
         self.bridge = Bridge(session)
         self.report: Report | None = None
+        self.report_path: Path | None = None  # where the shown report lives on disk (opened or exported)
         self.handle: Any = None
+        self.opened = opened
+        self.plan_now: Plan | None = None
+        self.status = "ready"
+        self.clock = RunClock()
         self.started_at: float | None = None
         self.first_spectrum_s: float | None = None  # seconds from `r` to the spectrum on screen
 
     # ---- layout
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="◆")
-        with TabbedContent(initial="setup", id="tabs"):
+        with TabbedContent(initial="setup" if self.opened is None else "dashboard", id="tabs"):
+            with TabPane("Dashboard", id="dashboard"):
+                yield Dashboard(id="dashboard-pane")
             with TabPane("Setup", id="setup"):
                 yield SetupPane(self.preset, id="setup-pane", classes="pane")
             with TabPane("Training", id="training"):
@@ -138,7 +161,12 @@ class BasinApp(App[int]):
         self.sub_title = f"preset {self.preset.name}"
         # Open with focus on a pane (the preset list), never in a text field.
         self.query_one("#preset-list", OptionList).focus()
-        self.bridge.prewarm()
+        self._strip()
+        self.set_interval(1.0, self._tick)
+        if self.opened is not None:
+            self._show_opened(*self.opened)
+        else:
+            self.bridge.prewarm()
         self._froze_heap = gc.get_freeze_count() == 0  # whether undoing the freeze on exit is ours to do
         self.call_after_refresh(self._freeze_heap)
 
@@ -156,8 +184,9 @@ class BasinApp(App[int]):
         if getattr(self, "_froze_heap", False):
             gc.unfreeze()  # the frozen objects go back to the collector's oldest generation
 
-    FOCUS_IN = {"setup": "#preset-list", "training": "#stage-log", "spectrum": "#spec-facts",
-                "layers": "#layers-table", "hessian": "#hess-facts", "levelset": "#ls-body"}
+    FOCUS_IN = {"dashboard": "#dash-log", "setup": "#preset-list", "training": "#stage-log",
+                "spectrum": "#spec-facts", "layers": "#layers-table", "hessian": "#hess-facts",
+                "levelset": "#ls-body"}
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """A tab clicked with the mouse: keep the focus on the visible pane, never in a hidden field."""
@@ -165,12 +194,16 @@ class BasinApp(App[int]):
         if self.pane(TabbedContent).active == pane_id:  # a late activation must not pull focus back
             self._focus_pane(pane_id)
 
+    @property
+    def wide(self) -> bool:
+        return self.size.width >= DASHBOARD_COLUMNS
+
     # ---- commands (palette) from the key table
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         seen = set()
         for k in KEYS:
-            if k.action in seen or k.action in ("quit", "command_palette"):
+            if k.action in seen or k.action in ("quit", "command_palette", "back"):
                 continue
             seen.add(k.action)
             yield SystemCommand(k.description if "show_tab" not in k.action else f"Show {k.description}",
@@ -190,6 +223,22 @@ class BasinApp(App[int]):
         if target:
             self.screen_stack[0].query_one(target).focus()
 
+    def action_back(self) -> None:
+        """Esc: out of a text field (the field keeps its value), else from a pane back to the dashboard."""
+        focused = self.focused
+        tab = self.pane(TabbedContent).active
+        if isinstance(focused, (Input, TextArea)):
+            self._focus_pane_root(tab)
+        elif tab not in ("dashboard", "setup") or (tab == "setup" and self.status != "ready"):
+            self.action_show_tab("dashboard")
+
+    def _focus_pane_root(self, tab: str) -> None:
+        target = self.FOCUS_IN.get(tab)
+        if target:
+            self.screen_stack[0].query_one(target).focus()
+        else:
+            self.set_focus(None)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(KEYS))
 
@@ -206,40 +255,83 @@ class BasinApp(App[int]):
             return
         if self.bridge.busy:
             self.notify("The running run was replaced by a new one.", timeout=3)
+        self._reset_for_run(preset)
+        self.action_show_tab("dashboard" if self.wide else "training")
+        self.bridge.start(self, preset)
+        self.call_after_refresh(self._freeze_heap)
+
+    def _reset_for_run(self, preset: Preset) -> None:
         self.preset = preset
-        self.report, self.handle = None, None
+        self.report, self.handle, self.report_path, self.plan_now = None, None, None, None
+        self.status = "running"
         self.started_at = time.monotonic()
         self.first_spectrum_s = None
+        self.clock.start(planned_stages(preset))
         self.pane(TrainingPane).reset(preset.name, preset.train.steps)
+        self.pane(Dashboard).reset(preset.train.steps)
         self.pane(SpectrumPane).clear("Running: the spectrum appears when G has been computed.")
         self.pane(LayersPane).clear("Running: the layers appear when the analysis has finished.")
         self.pane(HessianPane).clear("Running: the Hessian appears when the analysis has finished.")
         self.pane(LevelSetPane).clear("Running: the level-set check appears when the analysis has finished.")
-        self.action_show_tab("training")
-        self.bridge.start(self, preset)
-        self.call_after_refresh(self._freeze_heap)
+        self._strip()
 
     def action_cancel(self) -> None:
         if self.bridge.cancel():
             self.pane(TrainingPane).stopped("cancelled")
-            self.sub_title = f"preset {self.preset.name} · cancelled"
+            self._stopped("cancelled")
             self.notify("Run cancelled.", timeout=3)
         else:
             self.notify("No run to cancel.", timeout=2)
 
     def action_export(self) -> None:
-        if self.handle is None:
+        if self.handle is None and self.report_path is None:
             self.notify("Nothing to export yet: run a preset first.", severity="warning", timeout=3)
+            return
+        if self.handle is None:  # an opened report: it is on disk already, the screen goes beside it
+            self._write_svg(str(self.report_path.with_suffix(".svg")))
             return
         stamp = time.strftime("%Y%m%d-%H%M%S")
 
         def confirmed(path: str | None) -> None:
             if path:
                 json_path, npz_path = export_paths(path)
+                self._write_svg(str(Path(json_path).with_suffix(".svg")))
                 self.bridge.export(self, self.handle, json_path, npz_path)
                 self.notify(f"Exporting to {json_path} and {npz_path} …", timeout=2)
 
         self.push_screen(ExportScreen(f"basintui-{self.preset.name}-{stamp}.json"), confirmed)
+
+    def _write_svg(self, path: str) -> None:
+        """The main screen (not the export dialog) as SVG, written atomically."""
+        try:
+            svg = self.export_screenshot(title=f"basintui · {self.preset.name}")
+            write_text_atomic(Path(path), svg)
+        except OSError as exc:
+            self.push_screen(ErrorScreen("The screenshot could not be written", f"{path}: {exc.strerror or exc}"))
+            return
+        self.notify(f"Wrote {path}", title="Screen exported", timeout=5)
+
+    def action_compare(self) -> None:
+        mine = self.report
+        if mine is None:
+            self.notify("Nothing to compare yet: run a preset or open a report first.", severity="warning", timeout=3)
+            return
+
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                other = load_report(Path(path).expanduser())
+            except ReportError as exc:
+                self.push_screen(ErrorScreen("That file cannot be compared", str(exc)))
+                return
+            from .screens.compare import CompareScreen  # the comparison's renderers load on first use
+
+            here = str(self.report_path) if self.report_path is not None else f"this run ({self.preset.name})"
+            self.push_screen(CompareScreen(mine, other, here, path))
+
+        self.push_screen(PathScreen("Compare with a saved report", "Path of a report JSON written by basintui:",
+                                    str(self.report_path or "")), chosen)
 
     async def action_quit(self) -> None:
         if self.bridge.busy:
@@ -250,6 +342,26 @@ class BasinApp(App[int]):
     def on_setup_changed(self, message: SetupChanged) -> None:
         if message.preset is not None:
             self.sub_title = f"preset {message.preset.name}"
+            if self.status == "ready":
+                self.preset = message.preset
+                self._strip()
+
+    # ---- the strip and the clock
+    def _strip(self) -> None:
+        state = StripState(self.preset.name, self.status, self.plan_now, self.report,
+                           self.clock.elapsed() if self.clock.started is not None else None,
+                           self.clock.remaining(), self.clock.current)
+        self.pane(Dashboard).strip(state)
+
+    def _tick(self) -> None:
+        if self.status == "running":
+            self._strip()
+
+    def _stopped(self, status: str) -> None:
+        self.status = status
+        self.clock.stop()
+        self.sub_title = f"preset {self.preset.name} · {status}"
+        self._strip()
 
     # ---- engine messages (stale runs dropped by id)
     def on_run_started(self, m: RunStarted) -> None:
@@ -259,16 +371,21 @@ class BasinApp(App[int]):
     def on_engine_event(self, m: EngineEvent) -> None:
         if not self.bridge.is_current(m.run_id):
             return
-        training = self.pane(TrainingPane)
         match m.event:
             case Stage() as e:
-                training.stage_changed(e)
+                self._stage(e)
+            case StageProgress() as e:
+                self._stage_progress(e)
             case Note() as e:
-                training.note(e)
+                self.pane(TrainingPane).note(e)
+                self.pane(Dashboard).log(note_line(e))
             case TrainProgress() as e:
-                training.progress(e)
+                self.clock.train(e)
+                self.pane(TrainingPane).progress(e)
+                self.pane(Dashboard).train_progress(e)
             case RankProbe() as e:
-                training.rank_probe(e)
+                self.pane(TrainingPane).rank_probe(e)
+                self.pane(Dashboard).rank_probe(e)
             case PlanReady(plan=plan):
                 self._plan_ready(plan)
             case Partial(stage=stage, report=report):
@@ -278,21 +395,40 @@ class BasinApp(App[int]):
             case Failed() as e:
                 self._failed(e)
 
+    def _stage(self, e: Stage) -> None:
+        self.clock.stage(e)
+        self.pane(TrainingPane).stage_changed(e)
+        self.pane(Dashboard).log(stage_line(e))
+        if not e.done:
+            self.pane(Dashboard).progress_line(f"{e.name}: started")
+        self._strip()
+
+    def _stage_progress(self, e: StageProgress) -> None:
+        self.clock.progress(e)
+        self.pane(TrainingPane).stage_progress(e)
+        self.pane(Dashboard).progress_line(progress_words(e))
+
     def _plan_ready(self, plan: Plan) -> None:
+        self.plan_now = plan
+        self.clock.plan(plan)
         self.pane(TrainingPane).plan(plan)
         self.pane(SetupPane).show_measured(
             f"Measured by the engine for the last run: N = {plan.n_params:,}, k = {plan.n_train:,}, "
             f"d = {plan.out_dim}; G {plan.n_params:,} × {plan.kd:,} ({fmt_bytes(plan.g_bytes)}), spectrum route "
             f"{plan.route}; Hessian {plan.hessian_mode}"
             + (f" ({fmt_bytes(plan.hessian_bytes)})" if plan.hessian_bytes else ""))
+        self._strip()
 
     def _partial(self, stage: str, report: Report) -> None:
         """Show each finished section while later stages still run (never a pane for a null section:
         null mid-run means 'not yet', which the final report settles)."""
+        self.report = report
         for section, pane in ((report.G, SpectrumPane), (report.layers, LayersPane),
                               (report.hessian, HessianPane), (report.levelset, LevelSetPane)):
             if section is not None:
                 self.pane(pane).show(report)
+        self.pane(Dashboard).show(report)
+        self._strip()
         if stage == "spectrum" and report.G is not None:
             if self.started_at is not None and self.first_spectrum_s is None:
                 self.first_spectrum_s = time.monotonic() - self.started_at
@@ -300,16 +436,21 @@ class BasinApp(App[int]):
             self.notify(f"rank(G) = {g.rank} (N = {g.n_params:,}, kd = {g.n_outputs:,}); "
                         "the other analyses are still running", title="Spectrum ready", timeout=3)
 
-    def _finished(self, report: Report, handle: Any) -> None:
-        self.report, self.handle = report, handle
+    def _show_report(self, report: Report) -> None:
+        self.report = report
         self.pane(TrainingPane).finished(report)
         for pane in (SpectrumPane, LayersPane, HessianPane, LevelSetPane):
             self.pane(pane).show(report)
+        self.pane(Dashboard).show(report, final=True)
+
+    def _finished(self, report: Report, handle: Any) -> None:
+        self.handle = handle
+        self._show_report(report)
         g = report.G
         if self.started_at is not None and self.first_spectrum_s is None and g is not None:
             self.first_spectrum_s = time.monotonic() - self.started_at
         status = report.training.status
-        self.sub_title = f"preset {self.preset.name} · {status}"
+        self._stopped(status)
         if self.pane(TabbedContent).active == "training" and g is not None:
             self.action_show_tab("spectrum")
         if report.error is not None:
@@ -323,17 +464,37 @@ class BasinApp(App[int]):
             self.notify(f"rank(G) = {g.rank} (N = {g.n_params:,}, kd = {g.n_outputs:,})",
                         title=f"Run finished: {status}", timeout=4)
 
+    def _show_opened(self, report: Report, path: Path) -> None:
+        """`basintui open`: every pane from the saved report; nothing runs until `r`."""
+        self.report_path = path
+        self.pane(TrainingPane).reset(report.config.name, report.training.steps)
+        self._show_report(report)
+        self.status = "opened"
+        self.sub_title = f"{path.name} · {report.training.status}"
+        if not self.wide:
+            self.call_after_refresh(self.action_show_tab, "spectrum")
+        self._strip()
+
     def _failed(self, e: Failed) -> None:
         self.pane(TrainingPane).stopped(f"failed: {e.message}")
-        self.sub_title = f"preset {self.preset.name} · failed"
+        self._stopped("failed")
         title = "The preset cannot be run as asked" if e.kind == "input" else "The engine failed"
         self.push_screen(ErrorScreen(title, e.message, e.details))
 
     def on_export_done(self, m: ExportDone) -> None:
+        self.report_path = Path(m.paths[0]) if m.paths else self.report_path
         self.notify("Wrote " + " and ".join(m.paths), title="Report exported", timeout=6)
 
     def on_export_failed(self, m: ExportFailed) -> None:
         self.push_screen(ErrorScreen("Export failed", m.message))
+
+
+def planned_stages(preset: Preset) -> tuple[str, ...]:
+    """The stages a run of `preset` goes through, in order (a stage turned off is left out)."""
+    a = preset.analysis
+    return tuple(s for s, on in (("data", True), ("train", True), ("jacobian", True), ("spectrum", True),
+                                 ("hessian", a.hessian != "off"), ("layers", a.layers), ("levelset", a.levelset))
+                 if on)
 
 
 def main(preset_name: str) -> int:
@@ -348,4 +509,23 @@ def main(preset_name: str) -> int:
     app = BasinApp(preset)
     app.run()
     app.bridge.shutdown(0.5, terminate=True)  # quitting: a running engine process is ended at once
+    return int(app.return_code or 0)
+
+
+def preset_of(report: Report, path: Path) -> tuple[Preset, str]:
+    """The preset a saved report was run with (so `r` reruns it), or the default preset and why not."""
+    try:
+        return from_dict(report_to_builtins(report)["config"], source=str(path), source_dir=str(path.parent)), ""
+    except PresetError as exc:
+        return load_preset("default"), f"Its preset cannot be loaded here ({exc}); Setup holds the default preset."
+
+
+def open_main(report: Report, path: Path) -> int:
+    """`basintui open REPORT.json`: the app on a saved report, nothing running. Returns the exit code."""
+    preset, why = preset_of(report, path)
+    app = BasinApp(preset, opened=(report, path))
+    if why:
+        app.call_later(app.notify, why, severity="warning", timeout=8)
+    app.run()
+    app.bridge.shutdown(0.5, terminate=True)
     return int(app.return_code or 0)
