@@ -163,7 +163,7 @@ def test_compare_json_is_comparison_json(capsys):
 
 
 def test_open_hands_a_good_report_to_the_app(monkeypatch):
-    import basintui.tui.app as app
+    from basintui.tui import app
 
     seen = []
     monkeypatch.setattr(app, "open_main", lambda rep, path: seen.append((rep, path)) or 7)
@@ -214,7 +214,7 @@ def _one_error_line(capsys, path: Path, words: str) -> None:
 
 
 def test_every_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    import basintui.tui.app as app
+    from basintui.tui import app
 
     monkeypatch.setattr(app, "open_main", lambda rep, path: pytest.fail("the app opened a bad report"))
     good = REPORTS / "xor-relu.json"

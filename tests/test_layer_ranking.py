@@ -100,7 +100,7 @@ def test_the_output_layers_forced_drop_ranks_below_a_genuine_bottleneck():
     assert rank_positions(rows) == [3, 1, 2]
     assert [loses_information(r) for r in rows] == [False, True, False]
     # the old rule (rank drop, not its excess) put the output layer first
-    assert sorted(rows, key=lambda r: -r.rank_drop)[0].index == 3
+    assert min(rows, key=lambda r: -r.rank_drop).index == 3
 
 
 def test_excess_then_block_deficiency_then_network_order():

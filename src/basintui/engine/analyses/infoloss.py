@@ -35,16 +35,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...schema._layers import RANKING_RULE, rank_drop_parts, rank_positions
 from ..cancel import CancelToken
 from ..numerics.spectrum import default_tolerance, svdvals
 from ..numerics.tolerances import EPS
-from ...schema._layers import RANKING_RULE, rank_drop_parts, rank_positions
 from ..problem.models import Layout
 from .dependent import dependent_inputs
 from .partitions import ACT_RTOL, Partition, activation_atol, close_pairs, join, partition_of
 from .rfactor import qr_r, rank_at
-
-
 
 
 # --------------------------------------------------------------------------- activations
