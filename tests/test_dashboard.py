@@ -65,7 +65,7 @@ def test_after_r_the_wide_dashboard_shows_rank_claim3_layers_and_hessian_togethe
             assert app.query_one(TabbedContent).active == "dashboard"
             strip = plain(app, "#dash-strip")
             g = report.G
-            assert f"rank(G) = {g.rank}" in strip and f"N − r = {g.kernel_dim:,}" in strip
+            assert f"rank(G) = {g.rank}" in strip and f"dim ker G = {g.kernel_dim:,}" in strip
             verdict = report.hessian.claim3.verdict.replace("_", " ") if report.hessian else "off"
             assert f"Claim 3 {verdict}" in strip
             assert report.training.status in strip
@@ -82,7 +82,7 @@ def test_after_r_the_wide_dashboard_shows_rank_claim3_layers_and_hessian_togethe
                 region = dash.query_one(cell).region
                 assert region.width >= 30 and region.height >= 5, (cell, region)  # all visible at once
             assert "✓ spectrum" in plain(app, "#dash-log-text")
-            assert "(100%)" in plain(app, "#dash-progress")
+            assert f"{report.training.status} after" in plain(app, "#dash-progress")
 
     asyncio.run(main())
 
@@ -161,6 +161,14 @@ def test_c_compares_with_a_saved_report_and_a_bad_file_gets_a_modal(tmp_path):
             app.screen.query_one("#path-input").value = str(bad)
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, ErrorScreen), 5, "the error modal")
+            assert "not JSON" in app.screen.message
+            await pilot.press("escape")
+            await pilot.press("c")  # a folder: a modal that says so, the app lives on
+            await until(pilot, lambda: isinstance(app.screen, PathScreen), 5, "the path dialog")
+            app.screen.query_one("#path-input").value = str(tmp_path)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ErrorScreen), 5, "the error modal")
+            assert "directory" in app.screen.message
             await pilot.press("escape")
             await pilot.press("c")
             await until(pilot, lambda: isinstance(app.screen, PathScreen), 5, "the path dialog")

@@ -53,7 +53,7 @@ def _rank_cells(s: StripState) -> list[tuple[str, Text]]:
         return [("rank(G)", Text(pending, style="dim")), ("kernel", Text(pending, style="dim"))]
     rel = "=" if g.rank_exact is not False else "≤"
     return [("", Text(rank_text(g), style="bold green")),
-            ("dim ker", Text(f"N − r {rel} {g.kernel_dim:,}", style="bold")),
+            ("dim ker G", Text(f"{rel} {g.kernel_dim:,}", style="bold")),
             ("regime", Text(REGIME_SHORT.get(g.regime, g.regime), style="bold"))]
 
 
@@ -73,7 +73,7 @@ def claim3_text(s: StripState) -> Text:
 def _time_text(s: StripState) -> Text:
     t = Text()
     if s.elapsed is not None:
-        t.append(f"{clock(s.elapsed)} elapsed", style="bold")
+        t.append(clock(s.elapsed), style="bold")
     if s.status == "running" and s.remaining is not None:
         t.append(f" · {s.remaining.words()} left")
     return t
@@ -90,7 +90,7 @@ def strip_cells(s: StripState) -> list[tuple[str, Text]]:
     cells += [("Claim 3", claim3_text(s)), ("run", status)]
     time_text = _time_text(s)
     if time_text.plain:
-        cells.append(("", time_text))
+        cells.append(("time", time_text))
     return cells
 
 

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -23,7 +24,7 @@ from textual.widgets import Footer, Header, Input, OptionList, TabbedContent, Ta
 
 from ..config import Preset, PresetError, from_dict, load_preset
 from ..limits import fmt_bytes
-from ..render.eta import RunClock, progress_words
+from ..render.eta import RunClock, clock, progress_words
 from ..render.strip import StripState
 from ..schema.events import (
     Failed,
@@ -37,7 +38,8 @@ from ..schema.events import (
     TrainProgress,
 )
 from ..schema.plan import Plan
-from ..schema.report import ReportError, load_report, report_to_builtins
+from ..cli_reports import ReportFileError, read_report
+from ..schema.report import report_to_builtins
 from .atomic import write_text_atomic
 from .bridge import Bridge, Session, export_paths
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
@@ -321,8 +323,8 @@ class BasinApp(App[int]):
             if not path:
                 return
             try:
-                other = load_report(Path(path).expanduser())
-            except ReportError as exc:
+                other = read_report(Path(path).expanduser())
+            except ReportFileError as exc:
                 self.push_screen(ErrorScreen("That file cannot be compared", str(exc)))
                 return
             from .screens.compare import CompareScreen  # the comparison's renderers load on first use
@@ -361,6 +363,7 @@ class BasinApp(App[int]):
         self.status = status
         self.clock.stop()
         self.sub_title = f"preset {self.preset.name} · {status}"
+        self.pane(Dashboard).progress_line(Text(f"■ {status} after {clock(self.clock.elapsed())}", style="bold"))
         self._strip()
 
     # ---- engine messages (stale runs dropped by id)

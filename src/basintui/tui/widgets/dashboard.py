@@ -63,7 +63,7 @@ def hessian_summary(report: Report) -> Group | Text:
     for key, value in hypothesis_rows(h):
         t.add_row(key, value)
     why = Text(h.claim3.why, style="italic") if h.claim3.why else Text("")
-    return Group(headline(h, report.G), why, t)
+    return Group(headline(h, report.G), t, why)
 
 
 class Dashboard(Vertical):
