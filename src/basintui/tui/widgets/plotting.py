@@ -182,11 +182,11 @@ def _draw_thresholds(plt: Any, g: SpectrumSection, tol: float, factor: float, ax
     if 0 < r < n:
         plt.vline(r + 0.5, RANK)
     if _on_axis(axis, tol):
-        plt.hline(math.log10(tol), TOL)
-        entries.append(("─", f"tolerance {num(tol, 3)}", TOL))
-        for edge in (tol * factor, tol / factor):
+        for edge in (tol * factor, tol / factor):  # the band first: the tolerance is drawn over it
             if _on_axis(axis, edge):
                 plt.hline(math.log10(edge), BAND)
+        plt.hline(math.log10(tol), TOL)
+        entries.append(("─", f"tolerance {num(tol, 3)}", TOL))
         entries.append(("─", f"near band ×÷{factor:g}: {g.near_threshold} inside", BAND))
     gap = g.largest_gap
     if gap is not None and gap.after != r and 0 < gap.after < n:
@@ -205,7 +205,7 @@ def draw_loss(plt: Any, steps: Sequence[int], losses: Sequence[float], total: in
     if not losses:
         plt.ylim(0, 1)
         plt.yticks([], [])
-        return None, legend(("─", "training loss, log scale: no steps yet", MAIN))
+        return None, legend(("─", "training loss, log scale: no training steps", MAIN))
     axis = loss_axis(losses, max_ticks(height - 2, 3))
     _set_y(plt, axis.lo, axis.hi, axis.ticks, axis.labels, pad)
     draw_series(plt, list(steps), list(axis.ys), MAIN, width)
