@@ -211,7 +211,7 @@ def test_json_and_npz_on_one_path_are_refused(npz, tmp_path):
 
 
 def test_reports_respect_the_umask(tmp_path):
-    from basintui.engine.session.report import _atomic
+    from basintui.atomic import write_atomic as _atomic
 
     old = os.umask(0o022)
     try:
@@ -227,7 +227,7 @@ def test_reports_respect_the_umask(tmp_path):
 
 KILL_WHILE_WRITING = """
 import os, signal, sys
-from basintui.engine.session.report import _atomic
+from basintui.atomic import write_atomic as _atomic
 def write(fh):
     fh.write(b"x" * 100000)
     fh.flush()
@@ -246,7 +246,7 @@ def test_sigkill_while_writing_leaves_the_old_report_and_no_stray_file(tmp_path)
 
 
 def test_a_temporary_left_by_a_killed_writer_is_swept_by_the_next_write(tmp_path):
-    from basintui.engine.session.report import _atomic
+    from basintui.atomic import write_atomic as _atomic
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -40,7 +40,7 @@ from ..schema.events import (
 from ..schema.plan import Plan
 from ..cli_reports import ReportFileError, read_report
 from ..schema.report import report_to_builtins
-from .atomic import write_text_atomic
+from ..atomic import write_text_atomic
 from .bridge import Bridge, Session, export_paths
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 from .screens.error import ErrorScreen
