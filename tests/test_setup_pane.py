@@ -99,8 +99,11 @@ def test_the_highlight_follows_loading_by_path(tmp_path):
         await submit_path(pilot, str(ROOT / "presets" / "deep-linear.toml"))
         assert highlighted(app) == "deep-linear" and pane(app).current.to_dict() == load_preset("deep-linear").to_dict()
         assert text(app, "#preset-loaded") == "Loaded: built-in deep-linear"
+        await submit_path(pilot, "digits")  # a built-in by name
+        assert highlighted(app) == "digits" and text(app, "#preset-loaded") == "Loaded: built-in digits"
+        assert pane(app).command_text == "Equivalent command: basintui run digits"
         await submit_path(pilot, "no-such-preset")  # refused: the loaded preset and its highlight stay
-        assert "no-such-preset" in text(app, "#path-msg") and highlighted(app) == "deep-linear"
+        assert "no-such-preset" in text(app, "#path-msg") and highlighted(app) == "digits"
 
     run(body, load_preset("default"))
 
