@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import shlex
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text_atomic
 from .config import (
     SECTIONS,
     TOP_LEVEL,
@@ -168,47 +168,24 @@ def _is_dir(p: Path) -> bool:
 
 
 def write_preset_file(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
-    """Write `text` to `path` atomically: a temporary in the same folder, synced, then renamed over the
-    target, so a reader sees the old file or the whole new one. Without `overwrite`, an existing file
-    is left alone (SaveError). The folder must exist. Mode 0666 less the umask."""
+    """Write `text` to `path` through atomic.write_text_atomic (a reader sees the old file or the whole
+    new one). The folder must exist (it is never created). Without `overwrite`, an existing file is left
+    alone: SaveError (checked just before the write; the write itself replaces)."""
     try:
         target = Path(os.path.expanduser(os.fspath(path)))
     except (RuntimeError, ValueError, TypeError) as exc:
         raise SaveError(f"{path!r} is not a usable path ({exc})") from None
     if not target.name or _is_dir(target):
         raise SaveError(f"{target} is a folder: give a file name, e.g. {target / 'my-preset.toml'}")
-    if not _is_dir(target.parent if str(target.parent) else Path(".")):
+    if not _is_dir(target.parent):
         raise SaveError(f"the folder {target.parent} does not exist")
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    if not overwrite and (target.is_file() or target.is_symlink()):
+        raise SaveError(f"{target} already exists (confirm to overwrite it)")
     try:
-        data = text.encode("utf-8")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except (OSError, ValueError, UnicodeEncodeError) as exc:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SaveError(f"cannot write {target}: {exc}") from None
+    try:
+        return write_text_atomic(target, text)
+    except (OSError, ValueError) as exc:
         raise SaveError(_why(exc, target) if isinstance(exc, OSError) else f"cannot write {target}: {exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _put(tmp, target, overwrite)
-    except OSError as exc:
-        raise SaveError(_why(exc, target)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
-
-
-def _put(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Give the finished temporary its name: replace (overwrite) or link, which fails if the name exists."""
-    if overwrite:
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)  # atomic and never clobbers: FileExistsError when the name is taken
-    except FileExistsError:
-        raise SaveError(f"{target} already exists (confirm to overwrite it)") from None
-    except OSError:  # a file system without hard links: check, then rename
-        if target.exists():
-            raise SaveError(f"{target} already exists (confirm to overwrite it)") from None
-        os.replace(tmp, target)
