@@ -129,7 +129,7 @@ def _engine_plan(preset, available: int, monkeypatch) -> Plan:
 
 def _without_rate(plan: Plan) -> Plan:
     notes = [n.split("; its arithmetic (~")[0] for n in plan.notes]
-    return msgspec.structs.replace(plan, gflops=None, seconds=None, notes=notes)
+    return msgspec.structs.replace(plan, gflops=None, seconds=None, stage_seconds={}, notes=notes)
 
 
 @pytest.mark.parametrize("name, sets, available", [

@@ -48,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the preset's device")
     r.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
     r.add_argument("--progress", choices=("auto", "lines"), default="auto",
-                   help="auto: a progress bar on a terminal, only warnings otherwise; lines: one line on stderr "
-                        "as each stage starts and ends (for logs and scripts)")
+                   help="auto: a progress bar per stage on a terminal (fraction done, time left), otherwise a "
+                        "line as each stage ends and one every 10 s of a long stage; lines: those lines and one "
+                        "as each stage starts, on a terminal too (for logs and scripts)")
     sub.add_parser("presets", help="list the built-in presets")
     s = sub.add_parser("serve", help="serve the app in a browser (localhost only)",
                        description="Serve the app in a browser on localhost (reach it from elsewhere over "
@@ -263,19 +264,6 @@ def _run_preset(args: argparse.Namespace):
         return EXIT_USAGE
 
 
-def _stage_lines(progress_event):
-    """`--progress lines`: a line on stderr as each stage starts and ends, beside the progress display."""
-    from .schema.events import Stage
-
-    def on_event(e: object) -> None:
-        if isinstance(e, Stage):
-            sys.stderr.write(f"basintui: stage {e.name} done ({e.seconds:.2f} s)\n" if e.done
-                             else f"basintui: stage {e.name} started\n")
-            sys.stderr.flush()
-        progress_event(e)
-    return on_event
-
-
 def _execute(args: argparse.Namespace, preset, token, err_console):
     """Run the engine and write what it produced: (engine report or None, typed report or None, paths
     written), or the exit code when the engine refused the preset, failed, or a file cannot be written."""
@@ -283,9 +271,8 @@ def _execute(args: argparse.Namespace, preset, token, err_console):
     from .render.progress import RunProgress
 
     try:
-        with RunProgress(err_console) as progress:
-            on_event = _stage_lines(progress.on_event) if args.progress == "lines" else progress.on_event
-            report, partial = _run_engine(preset, on_event, token)
+        with RunProgress(err_console, lines=args.progress == "lines") as progress:
+            report, partial = _run_engine(preset, progress.on_event, token)
     except InputError as exc:
         _err(str(exc))
         return EXIT_USAGE

@@ -127,12 +127,46 @@ def plan(preset: Preset, sizes: Sizes | Unknown, available_bytes: int, gflops: f
     mode, hessian_why = choose_hessian_mode(a.hessian, n, available_bytes, route.peak_bytes)
     if hessian_why and route.g_fits:
         notes.append(hessian_why)
+    stage_s = stage_seconds(preset, sizes, route.flops, mode, gflops) if gflops else {}
     return Plan(n_params=n, n_train=sizes.n_train, out_dim=sizes.out_dim, kd=kd, linear_ok=sizes.linear_ok,
                 route=route.route, route_why=route.why, route_key=route.key, g_fits=route.g_fits,
                 hessian_mode=mode, hessian_why=hessian_why, g_bytes=g, peak_bytes=route.peak_bytes,
                 hessian_bytes=hessian_bytes(n) if mode == "dense" else 0, state_bytes=sizes.state_bytes,
                 state_key=_state_key(preset), forward_bytes=sizes.forward_bytes, available_bytes=int(available_bytes),
-                flops=route.flops, gflops=gflops, seconds=seconds, notes=notes)
+                flops=route.flops, gflops=gflops, seconds=seconds, stage_seconds=stage_s, notes=notes)
+
+
+# Rough shares of the measured float64 matrix-multiply rate that each kind of work reaches (2-core CPU,
+# digits and default presets): batched products run near it, decompositions (SVD, eigvalsh, QR) well below.
+DECOMPOSITION_SHARE = 0.3
+AUTOGRAD_SHARE = 0.1  # per-sample gradients: many small products
+TRAIN_STEP_OVERHEAD_S = 1e-3  # an optimiser step's fixed cost (autograd, the optimiser's update)
+LANCZOS_PRODUCTS = 600  # Hessian-vector products of the Lanczos mode: its ARPACK runs and the density's probes
+
+
+def stage_seconds(preset: Preset, sizes: Sizes, route_flops: float, hessian_mode: str, gflops: float
+                  ) -> dict[str, float]:
+    """Each stage's seconds at `gflops` (the measured float64 rate), from its dominant arithmetic: a first
+    guess for the progress display, which replaces it with the measured rate as soon as a stage runs.
+    The data and level-set stages are not estimated."""
+    n, k, kd, a = sizes.n_params, sizes.n_train, sizes.kd, preset.analysis
+    rate = gflops * 1e9
+    small, large = min(n, kd), max(n, kd)
+    svd = 4.0 * large * small**2 / (rate * DECOMPOSITION_SHARE)  # all singular values of an N × kd matrix
+    batch = preset.train.batch_size or k
+    out = {"train": preset.train.steps * (6.0 * n * batch / rate + TRAIN_STEP_OVERHEAD_S),
+           "jacobian": 6.0 * n * kd / (rate * AUTOGRAD_SHARE),
+           "spectrum": route_flops / (rate * DECOMPOSITION_SHARE)}
+    hvp = 24.0 * n * k / rate  # one Hessian-vector product over the k inputs (forward-over-reverse)
+    ggn = svd if preset.train.loss != "mse" else 0.0  # Q = c·I (mse) reuses the spectrum's values
+    if a.hessian != "off" and hessian_mode == "dense":
+        eig = 4.0 / 3.0 * n**3 / (rate * DECOMPOSITION_SHARE)
+        out["hessian"] = ggn + n * hvp + 2.0 * n * n * kd / rate + 2 * eig
+    elif a.hessian != "off" and hessian_mode == "lanczos":
+        out["hessian"] = ggn + LANCZOS_PRODUCTS * hvp
+    if a.layers:
+        out["layers"] = 2 * svd  # the blocks' ranks and G's R factor
+    return out
 
 
 def plan_preset(preset: Preset, available_bytes: int | None = None) -> Plan:

@@ -1,8 +1,9 @@
 """A cancel token the engine polls (at least once a second of work).
 
-The token also remembers which stage was running when the cancel was asked for: the session sets
+The token remembers which stage was running when the cancel was asked for: the session sets
 `token.stage` as each stage starts, and `cancelled_stage` keeps the value seen at the first cancel,
-so a report can say where the run stopped (`training.cancelled_stage`).
+so a report can say where the run stopped (`training.cancelled_stage`). It also carries the run's
+progress meter (`meter`, engine/progress.py), since every work loop already holds the token.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class CancelToken:
         self._lock = threading.Lock()
         self.stage: str | None = None  # the stage running now (set by the session)
         self.cancelled_stage: str | None = None  # the stage that was running at the first cancel
+        self.meter = None  # the run's progress.Meter (set by the session; progress.of(token) reads it)
 
     def _mark(self) -> None:
         with self._lock:

@@ -31,7 +31,7 @@ from textual.worker import Worker, get_current_worker
 from ..config import Preset
 from ..engine.cancel import WorkerToken
 from ..engine.errors import InputError
-from ..schema.events import Event, Failed, Finished, TrainProgress, TrainStep
+from ..schema.events import Event, Failed, Finished, StageProgress, TrainProgress, TrainStep
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 
 Session = Callable[[Preset, Callable[[object], None], Any], Any]
@@ -72,7 +72,8 @@ class _History:
 
 class _Outbox:
     """In the engine process: engine events onto the queue as they are; training steps become
-    `TrainProgress` snapshots at most 10 a second, flushed before any other event so the order is kept."""
+    `TrainProgress` snapshots at most 10 a second, flushed before any other event so the order is kept.
+    Thread-safe: the engine's progress heartbeat emits from its own thread (engine/progress.py)."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
@@ -80,6 +81,7 @@ class _Outbox:
         self.pending: TrainStep | None = None
         self.last_post = 0.0
         self.finished: Finished | None = None  # the session's own, sent with the export blob (_Result)
+        self._lock = threading.Lock()
 
     def flush(self) -> None:
         if self.pending is not None:
@@ -89,6 +91,13 @@ class _Outbox:
                                        tuple(self.history.losses)))
 
     def on_event(self, e: Event) -> None:
+        with self._lock:
+            self._on_event(e)
+
+    def _on_event(self, e: Event) -> None:
+        if isinstance(e, StageProgress):  # a snapshot beside the training snapshot: neither orders the other
+            self.out.put(e)
+            return
         if isinstance(e, TrainStep):
             self.history.add(e.step, e.loss)
             self.pending = e

@@ -2,8 +2,9 @@
 
 `EngineEvent(run_id, event)` carries one `basintui.schema.events` event of run `run_id` (the app
 drops a stale run's by id). A `TrainProgress` event is a latest-value snapshot (the loss history so
-far, decimated), so a newer one may replace one of the same run still queued (`can_replace`); every
-other event is a result or an event in order and is never coalesced.
+far, decimated), so a newer one may replace one of the same run still queued (`can_replace`), and so
+may a `StageProgress` one of the same run and stage; every other event is a result or an event in
+order and is never coalesced.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from textual.message import Message
 
-from ..schema.events import Event, TrainProgress
+from ..schema.events import Event, StageProgress, TrainProgress
 
 
 @dataclass(eq=False)
@@ -36,8 +37,12 @@ class EngineEvent(RunMessage):
     handle: Any = None
 
     def can_replace(self, message: Message) -> bool:
-        return (isinstance(self.event, TrainProgress) and isinstance(message, EngineEvent)
-                and isinstance(message.event, TrainProgress) and message.run_id == self.run_id)
+        if not isinstance(message, EngineEvent) or message.run_id != self.run_id:
+            return False
+        mine, theirs = self.event, message.event
+        if isinstance(mine, TrainProgress):
+            return isinstance(theirs, TrainProgress)
+        return isinstance(mine, StageProgress) and isinstance(theirs, StageProgress) and theirs.name == mine.name
 
 
 @dataclass(eq=False)

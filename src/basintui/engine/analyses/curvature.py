@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.func import grad, jvp, vmap
 
+from .. import progress
 from ..cancel import CancelToken, run_cancellable
 from ..numerics.tolerances import EPS
 from ..problem.train import per_sample_loss
@@ -106,10 +107,13 @@ def dense_hessian(L, theta: torch.Tensor, cancel: CancelToken | None = None, chu
     H = torch.empty((n, n), dtype=torch.float64, device=theta.device)
     batched = vmap(hvp)
     use_vmap = True
+    meter = progress.of(cancel)
+    meter.expect(n, "columns")
     for i0 in range(0, n, chunk):
         if cancel is not None:
             cancel.check()
         b = min(chunk, n - i0)
+        meter.update(i0, upto=i0 + b)
         E = torch.zeros((b, n), dtype=torch.float64, device=theta.device)
         E[torch.arange(b), torch.arange(i0, i0 + b)] = 1.0
         if use_vmap:
@@ -124,6 +128,7 @@ def dense_hessian(L, theta: torch.Tensor, cancel: CancelToken | None = None, chu
                     notes.append(f"Hessian columns one at a time: vmap could not batch the Hessian-vector "
                                  f"products ({type(exc).__name__}: {_first_line(exc)})")
         for j in range(b):
+            meter.update(i0 + j, upto=i0 + j + 1)
             H[i0 + j] = hvp(E[j])
     return 0.5 * (H + H.T)
 

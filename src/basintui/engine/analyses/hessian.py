@@ -49,6 +49,7 @@ import torch
 from torch.func import grad
 
 from ...schema.events import Note
+from .. import progress
 from ..cancel import run_cancellable
 from ..numerics import spectrum
 from ..numerics.lanczos import LANCZOS_TOL, N_EXTREME, Density, lanczos_extremes, lanczos_norm, slq_density
@@ -331,16 +332,20 @@ class _Measured:
 def _dense(p: _Problem, ggn: _GGN, cancel, notes: list[str]) -> _Measured:
     """H by column blocks of Hessian-vector products, GGN = G Q Gᵀ, and eigvalsh of H and H − GGN."""
     n, kd, rule_H = p.n, p.kd, p.rule_H
-    H = dense_hessian(p.L, p.theta, cancel, per_column_bytes=8 * (4 * n + 8 * kd), notes=notes)
+    meter = progress.of(cancel)  # analyse's steps 1 … n + 3
+    with meter.span(1, n + 1):
+        H = dense_hessian(p.L, p.theta, cancel, per_column_bytes=8 * (4 * n + 8 * kd), notes=notes)
     cancel.check()
-    GQ = times_Q(p.G, p.oc.Q)
-    GGN = GQ @ p.G.T
-    GGN = 0.5 * (GGN + GGN.T)
-    del GQ
-    R = H - GGN
-    del GGN
-    ev = eigvalsh_cancellable(H, cancel)
-    ev_res = eigvalsh_cancellable(R, cancel)
+    with meter.span(n + 1, n + 2):
+        GQ = times_Q(p.G, p.oc.Q)
+        GGN = GQ @ p.G.T
+        GGN = 0.5 * (GGN + GGN.T)
+        del GQ
+        R = H - GGN
+        del GGN
+        ev = eigvalsh_cancellable(H, cancel)
+    with meter.span(n + 2, n + 3):
+        ev_res = eigvalsh_cancellable(R, cancel)
     del H, R
     at: dict[str, dict[str, Any]] = {}
     for key in RTOLS:
@@ -384,14 +389,18 @@ def _lanczos(p: _Problem, ggn: _GGN, zero_res: bool, ctx, notes: list[str], n_ex
     """The extreme eigenvalues of H and ‖H − GGN‖₂ by Lanczos on products, and H's density by SLQ."""
     n, seed = p.n, ctx.preset.seed
     mv, mv_res, count = _operators(p, ctx.cancel)
-    top, bottom = lanczos_extremes(mv, n, n_extreme, seed=seed, notes=notes)
+    meter = progress.of(ctx.cancel)  # analyse's steps 1 … 5 + slq_vectors
+    with meter.span(1, 4):
+        top, bottom = lanczos_extremes(mv, n, n_extreme, seed=seed, notes=notes)
     lam_max = float(top[0]) if top.size else float("nan")
     lam_min = float(bottom[0]) if bottom.size else float("nan")
     h_norm = float(np.nanmax(np.abs([lam_max, lam_min])))
-    r_norm = lanczos_norm(mv_res, n, seed=seed, tol=1e-6, notes=notes)
+    with meter.span(4, 5):
+        r_norm = lanczos_norm(mv_res, n, seed=seed, tol=1e-6, notes=notes)
     if r_norm is None:
         r_norm = float("nan")
-    density = slq_density(mv, n, steps=slq_steps, n_vectors=slq_vectors, seed=seed, cancel=ctx.cancel)
+    with meter.span(5, 5 + slq_vectors):
+        density = slq_density(mv, n, steps=slq_steps, n_vectors=slq_vectors, seed=seed, cancel=ctx.cancel)
     matvecs = count[0]
     at = {key: {"G": p.spec.rank_at_rtol[key], "GGN": ggn.at_rtol[key], "H": None, "residual": None,
                 "H_threshold": p.rules_at(key).threshold, "floor_applied": p.rules_at(key).floor_applied}
@@ -475,10 +484,15 @@ def analyse(ctx, report=None, *, mode: str, n_extreme: int = N_EXTREME,
     if mode not in ("dense", "lanczos"):
         raise ValueError(f"hessian mode {mode!r}")
     notes: list[str] = []
-    p = _problem(ctx)
-    g = _gradients(p)
-    ctx.cancel.check()
-    ggn = _ggn(p, mode, ctx.cancel)
+    meter = progress.of(ctx.cancel)
+    # steps: G·Q^½'s singular values, then the N columns and two eigensolves (dense), or the extreme
+    # eigenvalues (3 Lanczos runs), ‖H − GGN‖₂ (one) and the density's probes (Lanczos)
+    meter.expect(1 + (ctx.layout.n_params + 2 if mode == "dense" else 4 + slq_vectors), "steps")
+    with meter.span(0, 1):
+        p = _problem(ctx)
+        g = _gradients(p)
+        ctx.cancel.check()
+        ggn = _ggn(p, mode, ctx.cancel)
     rank_G_res = _rank_G_resolvable(p)
     ctx.cancel.check()
     if mode == "dense":

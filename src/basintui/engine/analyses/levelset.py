@@ -78,6 +78,7 @@ import numpy as np
 import torch
 
 from ...schema.events import Note
+from .. import progress
 from ..cancel import CancelToken
 from ..numerics import spectrum as spectrum_mod
 from ..numerics.tolerances import EPS
@@ -183,17 +184,21 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
     def randn(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64).to(theta0_t.device)
 
-    if G is None:
-        G = pr.G(theta0_t)
-    kd = G.shape[1]
-    r = spectrum_mod.spectrum_of(G, rtol=rtol, cancel=pr.cancel).rank
+    m = points if points is not None else (POINTS_SMALL if n <= SMALL_N else POINTS_LARGE)
+    meter = progress.of(cancel)
+    meter.expect(_n_steps(n, 0, len(radii), m) + CLAIM1_DIRECTIONS, "probes")  # at most this many until r is known
+    with meter.step():
+        if G is None:
+            G = pr.G(theta0_t)
+        kd = G.shape[1]
+        r = spectrum_mod.spectrum_of(G, rtol=rtol, cancel=pr.cancel).rank
     K = n - r
+    meter.expect(_n_steps(n, r, len(radii), m), "probes")
     generic = n - kd if n >= kd else None
     F0 = pr.F(theta0)
     J0 = G.T.detach().to("cpu", torch.float64).numpy()
     scale = max(1.0, float(np.linalg.norm(theta0)))
     probes, constant = _rank_constancy(pr, theta0_t, r, radii, scale, randn)
-    m = points if points is not None else (POINTS_SMALL if n <= SMALL_N else POINTS_LARGE)
     by_radius, walk_points = [], []
     for rho_rel in (radii if K > 0 else ()):
         entry, pts = _walk_at_radius(pr, theta0, F0, J0, rho_rel * scale, m, max_directions, rng)
@@ -214,6 +219,13 @@ def _probe(model, layout, x, *, transform, rtol, seed, G, cancel, max_directions
     )
 
 
+def _n_steps(n: int, r: int, n_radii: int, m: int) -> int:
+    """The probe's progress steps: G's rank, the rank probes, the walks (when K = n − r > 0), Claim 1's directions."""
+    K = n - r
+    return 1 + n_radii * POINTS_PER_RADIUS + (n_radii * m if K > 0 else 0) + min(K, CLAIM1_DIRECTIONS) \
+        + (CLAIM1_DIRECTIONS if r > 0 else 0)
+
+
 def _rank_constancy(pr: Probe, theta0_t: torch.Tensor, r: int, radii: tuple[float, ...], scale: float,
                     randn) -> tuple[list[dict[str, Any]], bool]:
     """(a): rank(G) at POINTS_PER_RADIUS random points per radius, and whether every one equals r."""
@@ -226,7 +238,8 @@ def _rank_constancy(pr: Probe, theta0_t: torch.Tensor, r: int, radii: tuple[floa
             pr.cancel.check()
             u = randn(n)
             u = u / torch.linalg.norm(u)
-            ranks.append(pr.rank(theta0_t + rho * u)[0])
+            with progress.of(pr.cancel).step():
+                ranks.append(pr.rank(theta0_t + rho * u)[0])
         probes.append({"radius": rho, "ranks": ranks})
     return probes, all(rk == r for p in probes for rk in p["ranks"])
 
@@ -241,14 +254,15 @@ def _walk_at_radius(pr: Probe, theta0: np.ndarray, F0: np.ndarray, J0: np.ndarra
         pr.cancel.check()
         u = rng.standard_normal(n)
         u /= np.linalg.norm(u)
-        end, info = pr.retract(theta0 + rho * u, F0, rho)
-        s = float(np.linalg.norm(end - theta0))
-        info.update(radius=rho, distance=s / rho, returned=bool(info["converged"] and s <= RETURN_FRAC * rho))
-        if info["converged"] and not info["returned"]:
-            lo = local_probe(pr, theta0, end, F0, s, max_directions, rng)
-            locs.append(lo)
-            disps.append(end - theta0)
-            info["local"] = lo
+        with progress.of(pr.cancel).step():  # the retraction and, where it did not come back, the local probe
+            end, info = pr.retract(theta0 + rho * u, F0, rho)
+            s = float(np.linalg.norm(end - theta0))
+            info.update(radius=rho, distance=s / rho, returned=bool(info["converged"] and s <= RETURN_FRAC * rho))
+            if info["converged"] and not info["returned"]:
+                lo = local_probe(pr, theta0, end, F0, s, max_directions, rng)
+                locs.append(lo)
+                disps.append(end - theta0)
+                info["local"] = lo
         pts.append(info)
     norms = [p["jacobian_norm_start"] for p in pts if p.get("jacobian_norm_start") is not None]
     j_scale = float(np.median(norms)) if norms else 0.0
@@ -320,14 +334,16 @@ def _claim1(pr: Probe, G: torch.Tensor, theta0_t: torch.Tensor, F0: np.ndarray, 
         v = v - U @ (U.T @ v)
         v = v - U @ (U.T @ v)
         v = v / torch.linalg.norm(v)
-        c = curve(v)
+        with progress.of(pr.cancel).step():
+            c = curve(v)
         null_curves.append(c.tolist())
         null_exp.append(_slope(steps, c, floor))
     for _ in range(CLAIM1_DIRECTIONS if r > 0 else 0):
         pr.cancel.check()
         v = G @ randn(kd)
         v = v / torch.linalg.norm(v)
-        c = curve(v)
+        with progress.of(pr.cancel).step():
+            c = curve(v)
         row_curves.append(c.tolist())
         row_exp.append(_slope(steps, c, floor))
     ne, re_ = _median(null_exp), _median(row_exp)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
+from .. import progress
 from ..cancel import CancelToken
 
 N_EXTREME = 20  # eigenvalues sought at each end by default
@@ -99,9 +100,12 @@ def lanczos_tridiagonal(matvec, v: np.ndarray, steps: int, cancel: CancelToken |
     basis = np.zeros((steps, n))
     alpha, beta = [], []
     q = v / np.linalg.norm(v)
+    meter = progress.of(cancel)
+    meter.expect(steps, "Lanczos steps")
     for j in range(steps):
         if cancel is not None:
             cancel.check()
+        meter.update(j, upto=j + 1)
         basis[j] = q
         w = matvec(q)
         a = float(w @ q)
@@ -123,9 +127,12 @@ def slq_density(matvec, n: int, *, steps: int = 64, n_vectors: int = 8, seed: in
                 grid_points: int = 200, cancel: CancelToken | None = None) -> Density:
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
-    for _ in range(n_vectors):
+    meter = progress.of(cancel)
+    meter.expect(n_vectors, "probes")
+    for i in range(n_vectors):
         v = rng.choice([-1.0, 1.0], size=n)
-        th, w = lanczos_tridiagonal(matvec, v, steps, cancel)
+        with meter.span(i, i + 1):
+            th, w = lanczos_tridiagonal(matvec, v, steps, cancel)
         nodes.append(th)
         weights.append(w / n_vectors)
     nodes_a, weights_a = np.concatenate(nodes), np.concatenate(weights)

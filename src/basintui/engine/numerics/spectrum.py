@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .. import progress
 from ..cancel import CancelToken, run_cancellable
 from ...limits import STREAM_BYTES, fmt_bytes
 from ..errors import ResourceError
@@ -232,12 +233,18 @@ def streamed_gram(source: RowBlocks, V: torch.Tensor | None = None,
     """(A·V)ᵀ(A·V) (or AᵀA when V is None), summed over row blocks: memory one block plus the result."""
     width = source.n_cols if V is None else V.shape[1]
     M = None
+    meter = progress.of(cancel)
+    meter.expect(source.n_rows, "rows")
+    done = 0
     for Y in source.blocks(V, cancel):
+        meter.update(done, upto=done + Y.shape[0])
         P = run_cancellable(lambda Y=Y: gram_of(Y), cancel)  # a block's Gram can take seconds
         M = P if M is None else M.add_(P)
+        done += Y.shape[0]
     return torch.zeros(width, width, dtype=torch.float64) if M is None else M
 
 
+GRAM_STEPS = 4  # a Gram route's progress: the Gram, its eigenvalues, the Ritz tail, an exact decision
 SUBSET_FRACTION = 0.15  # up to this share of the eigenvectors, LAPACK's subset driver beats a full eigh
 
 
@@ -305,7 +312,12 @@ def streamed_r(source: RowBlocks, cancel: CancelToken | None = None) -> torch.Te
     an SVD of A itself, which a Gram (squared condition number) and Ritz values (upper bounds on the
     small singular values, contaminated by an inexact subspace) are not. Memory: R plus one block."""
     R: torch.Tensor | None = None
+    meter = progress.of(cancel)
+    meter.expect(source.n_rows, "rows")
+    done = 0
     for Y in source.blocks(None, cancel):
+        meter.update(done, upto=done + Y.shape[0])
+        done += Y.shape[0]
         M = Y.to(torch.float64) if R is None else torch.cat([R, Y.to(torch.float64)])
         R = torch.linalg.qr(M, mode="r")[1]
         if R.shape[0] > R.shape[1]:
@@ -375,7 +387,9 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
     rank wherever no singular value is near a threshold. Only when neither fits do the Ritz values
     decide, and the route says so.
     """
-    lam = run_cancellable(lambda: gram_values(K), cancel)
+    meter = progress.of(cancel)  # the caller's steps: 0-1 the Gram, 1-2 its eigenvalues, 2-3 Ritz, 3-4 exact
+    with meter.span(1, 2):
+        lam = run_cancellable(lambda: gram_values(K), cancel)
     small = lam.size
     if lam[0] <= 0:
         return np.zeros(min(shape)), "gram-eigh"
@@ -393,7 +407,8 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
                          f"a block of {min(block_rows, max(shape))} rows of G·V)",
                4 * 8 * s * s + 8 * small * s + min(STREAM_BYTES, 8 * max(shape) * s), K.device,
                "use fewer training inputs (data.n) or a smaller model; the Gram alone cannot resolve them")
-    sv_tail, levels = ritz_tail(source, run_cancellable(lambda: smallest_vectors(K, s), cancel), floor, cancel)
+    with meter.span(2, 3):
+        sv_tail, levels = ritz_tail(source, run_cancellable(lambda: smallest_vectors(K, s), cancel), floor, cancel)
     head = np.sqrt(np.maximum(lam[: small - s], 0.0))
     refined = np.concatenate([head, sv_tail])
     sigma_h = float(head[-1]) if head.size and head[-1] > 0 else sigma1
@@ -401,7 +416,8 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
     how = f"{s} smallest σ refined by streamed Rayleigh-Ritz on G·V, {levels} level{'s' if levels > 1 else ''}"
     if not _uncertain(sv_tail, thresholds, contamination):
         return _fit(refined, min(shape)), f"gram-eigh + Ritz tail ({how})"
-    exact = _exact_decision(source, full_svd, full_svd_bytes, small, K.device, cancel)
+    with meter.span(3, 4):
+        exact = _exact_decision(source, full_svd, full_svd_bytes, small, K.device, cancel)
     why = (f"a Ritz value lay within {NEAR_FACTOR:g}× of a threshold or of its contamination bound "
            f"({CONTAMINATION_SAFETY:g} × {contamination:.2g})")
     if exact is None:
@@ -436,19 +452,28 @@ def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken |
         return np.zeros(0), "empty"
     if method == "auto":
         method = "gram" if large >= 2 * small else "svd"
+    meter = progress.of(cancel)
     if method == "svd":
+        meter.expect(1, "SVDs")
+        meter.update(0, upto=1)
         return run_cancellable(lambda: svdvals(G), cancel), "svd"
     if method != "gram":
         raise ValueError(f"unknown spectrum method {method!r}")
     A = _tall(G)
-    return _from_gram(run_cancellable(lambda: gram_of(A), cancel), DenseRows(A), lambda: svdvals(G), 8 * small * small + 8 * large * small // 4,
+    meter.expect(GRAM_STEPS, "steps")
+    with meter.span(0, 1):
+        K = run_cancellable(lambda: gram_of(A), cancel)
+    return _from_gram(K, DenseRows(A), lambda: svdvals(G), 8 * small * small + 8 * large * small // 4,
                       (n, m), rtol, cancel)
 
 
 def factored_singular_values(factors, cancel: CancelToken | None = None, rtol: float = 0.0) -> tuple[np.ndarray, str]:
     """The same rule on K = GᵀG built from per-layer factors (engine/routes/gram.py); G is formed only if a
     full SVD must decide and fits. Needs kd ≤ N (the Gram is kd × kd)."""
-    K = factors.gram(cancel)
+    meter = progress.of(cancel)
+    meter.expect(GRAM_STEPS, "steps")
+    with meter.span(0, 1):
+        K = factors.gram(cancel)
     shape = (factors.n_params, factors.n_outputs)
     sv, route = _from_gram(K, factors, lambda: svdvals(factors.materialize()), _svd_bytes(shape),
                            shape, rtol, cancel)
@@ -460,7 +485,10 @@ def streamed_singular_values(source: RowBlocks, cancel: CancelToken | None = Non
     """The same rule for a G that is never whole in memory (engine/routes/stream.py: row blocks over
     parameter chunks): its Gram summed block by block, the tail refined by the same blocks."""
     gram = getattr(source, "gram", None)  # a source may sum its own Gram faster (stream.ParamChunks: in-place syrk)
-    K = gram(cancel) if gram is not None else streamed_gram(source, None, cancel)
+    meter = progress.of(cancel)
+    meter.expect(GRAM_STEPS, "steps")
+    with meter.span(0, 1):
+        K = gram(cancel) if gram is not None else streamed_gram(source, None, cancel)
     shape = (source.n_rows, source.n_cols)
     sv, route = _from_gram(K, source, None, _svd_bytes(shape), shape, rtol, cancel)
     return sv, "streamed " + route

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...config import TrainConfig
+from .. import progress
 from ..cancel import CancelToken
 from ...schema.events import TrainStep
 
@@ -121,7 +122,10 @@ def train(
     start = time.perf_counter()
     last_emit = 0.0
     last_good = [p.detach().clone() for p in params]
+    meter = progress.of(cancel)
+    meter.expect(cfg.steps, "steps")
     for step in range(cfg.steps):
+        meter.update(step, upto=step + 1)
         if cancel is not None and cancel.cancelled:
             result.status = "cancelled"
             result.message = f"cancelled at step {step} of {cfg.steps}"

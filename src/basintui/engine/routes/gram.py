@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ...limits import STREAM_BYTES
+from .. import progress
 from ..cancel import CancelToken
 from ..problem.models import Layout, sequence
 
@@ -63,9 +64,12 @@ class LinearFactors:
     def gram(self, cancel: CancelToken | None = None) -> torch.Tensor:
         """K = GᵀG (kd × kd)."""
         K = torch.zeros(self.n_outputs, self.n_outputs, dtype=torch.float64, device=self.B[0].device)
+        meter = progress.of(cancel)
+        meter.expect(len(self.layers), "layer Grams")
         for li in range(len(self.layers)):
             if cancel is not None:
                 cancel.check()
+            meter.update(li, upto=li + 1)
             K += self.layer_gram(li)
         return K
 
@@ -117,9 +121,12 @@ class LinearFactors:
         J = torch.empty(self.n_outputs, self.n_params, dtype=torch.float64, device=self.B[0].device)
         rows = max(1, STREAM_BYTES // (8 * max(self.n_params, 1)))
         a_all = [self._a_rows(a) for a in self.A]
+        meter = progress.of(cancel)
+        meter.expect(self.n_outputs, "columns")
         for r0 in range(0, self.n_outputs, rows):
             if cancel is not None:
                 cancel.check()
+            meter.update(r0, upto=min(self.n_outputs, r0 + rows))
             r1 = min(self.n_outputs, r0 + rows)
             for layer, a_rows, b in zip(self.layers, a_all, self.B):
                 nw = layer.n_out * layer.n_in
@@ -151,9 +158,12 @@ def linear_factors(model: nn.Sequential, layout: Layout, x: torch.Tensor, *, tra
     k, d = out.shape
     B = [torch.empty(k * d, layer.n_out, dtype=torch.float64, device=x.device) for layer in layers]
     ones = torch.ones(k, dtype=out.dtype, device=out.device)
+    meter = progress.of(cancel)
+    meter.expect(d, "outputs")
     for c in range(d):
         if cancel is not None:
             cancel.check()
+        meter.update(c, upto=c + 1)
         grads = torch.autograd.grad(out[:, c], pre, grad_outputs=ones, retain_graph=c < d - 1, allow_unused=True)
         for li, g in enumerate(grads):
             B[li][c::d] = 0.0 if g is None else g

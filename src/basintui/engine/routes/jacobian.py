@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from ...limits import STREAM_BYTES
+from .. import progress
 from ..cancel import CancelToken, run_cancellable
 from ..problem.models import Layout, sequence
 
@@ -99,11 +100,14 @@ def jacobian_functorch(model: nn.Module, layout: Layout, x: torch.Tensor, *, tra
     # Each chunk materialises b·d·N gradient entries (plus jacrev's own working set, ~2×).
     per_input = max(1, 3 * d * n * 8)
     chunk = max(1, min(k, chunk_bytes // per_input))
+    meter = progress.of(cancel)
+    meter.expect(k, "inputs")
     jac_fn = vmap(jacrev(f), in_dims=(None, 0))
     for i0 in range(0, k, chunk):
         if cancel is not None:
             cancel.check()
         xc = x[i0: i0 + chunk]
+        meter.update(i0, upto=i0 + xc.shape[0])
         b = xc.shape[0]
         # one chunk is up to chunk_bytes of per-sample gradients (seconds on a slow CPU): answer a cancel meanwhile
         jac = run_cancellable(lambda xc=xc: jac_fn(params, xc), cancel)
@@ -120,9 +124,12 @@ def jacobian_loop(model: nn.Module, layout: Layout, x: torch.Tensor, *, transfor
                   cancel: CancelToken | None = None) -> torch.Tensor:
     params = [p for p in model.parameters() if p.requires_grad]
     cols = []
+    meter = progress.of(cancel)
+    meter.expect(x.shape[0], "inputs")
     for i in range(x.shape[0]):
         if cancel is not None:
             cancel.check()
+        meter.update(i, upto=i + 1)
         out = model(x[i: i + 1])
         if transform is not None:
             out = transform(out)
@@ -152,8 +159,9 @@ class InputChunks:
         for i0 in range(0, self.x.shape[0], self.chunk):
             if cancel is not None:
                 cancel.check()
-            Gb, _ = compute_G(self.model, self.layout, self.x[i0: i0 + self.chunk], transform=self.transform,
-                              cancel=cancel)
+            with progress.of(cancel).muted():  # the caller counts the blocks
+                Gb, _ = compute_G(self.model, self.layout, self.x[i0: i0 + self.chunk], transform=self.transform,
+                                  cancel=cancel)
             J = Gb.T  # row-major kd_b × N
             yield J if V is None else J @ V
 

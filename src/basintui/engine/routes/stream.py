@@ -38,6 +38,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from ...limits import STREAM_BYTES
+from .. import progress
 from ..cancel import CancelToken, run_cancellable
 from .jacobian import Transform, param_dict
 from ..problem.models import Layout
@@ -180,11 +181,14 @@ class ParamChunks:
     def gram(self, cancel: CancelToken | None = None) -> torch.Tensor:
         """K = GᵀG (kd × kd), accumulated block by block with a symmetric rank-n_c update."""
         m = self.n_cols
+        meter = progress.of(cancel)
+        meter.expect(self.n_rows, "rows of G")
         if self.x.is_cuda:
             K = torch.zeros((m, m), dtype=torch.float64, device=self.x.device)
             for start, stop in self._ranges:
                 if cancel is not None:
                     cancel.check()
+                meter.update(start, upto=stop)
                 Gc = self._block(start, stop, cancel)
                 K.addmm_(Gc.T, Gc)
                 del Gc  # not alive while the next block is formed
@@ -195,6 +199,7 @@ class ParamChunks:
         for start, stop in self._ranges:
             if cancel is not None:
                 cancel.check()
+            meter.update(start, upto=stop)
             a = self._block(start, stop, cancel).numpy()  # F-ordered (n_c × kd): trans=1, no copy
             # one rank-n_c update of a kd × kd K can take a second or more: answer a cancel meanwhile
             K = run_cancellable(lambda a=a, K=K: dsyrk(1.0, a, beta=1.0, c=K, trans=1, lower=0, overwrite_c=1),

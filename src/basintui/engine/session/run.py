@@ -43,6 +43,7 @@ from ..problem.models import (
 from ..problem.train import TrainResult, mean_loss, train
 from ..routes import jacobian
 from .. import memory as resources
+from .. import progress
 from .report import DataInfo, ModelInfo, Report, TrainingInfo
 
 Emit = Callable[[object], None]
@@ -128,6 +129,7 @@ class _Run:
     t_start: float
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    meter: progress.Meter = progress.SILENT  # the running stage's progress (also on cancel.meter)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -159,9 +161,15 @@ def run(preset: Preset, on_event: Emit | None = None, cancel: CancelToken | None
     """Run `preset`: emits its events (basintui.schema.events; Finished last) and returns the Report."""
     t_start = time.perf_counter()
     device = resolve_device(preset.device)
-    r = _Run(preset, on_event or (lambda e: None), cancel or CancelToken(), device, t_start)
-    with run_scope(device):
-        return _run(r)
+    emit = progress.serialized(on_event or (lambda e: None))  # the progress heartbeat emits from its thread
+    r = _Run(preset, emit, cancel or CancelToken(), device, t_start, meter=progress.Meter(emit))
+    r.cancel.meter = r.meter
+    try:
+        with run_scope(device), r.meter.running():
+            return _run(r)
+    finally:
+        r.meter.abandon()
+        r.cancel.meter = None
 
 
 def _run(r: _Run) -> Report:
@@ -182,13 +190,17 @@ def _run(r: _Run) -> Report:
 
 def _data_stage(r: _Run) -> _Problem:
     r.emit(Stage("data"))
+    r.meter.begin("data", 3, "steps")  # the inputs; the plan and the model; the targets
     t0 = time.perf_counter()
     inputs, d, x_train = _inputs(r)
+    r.meter.update(1, upto=2)
     model, factory, plan = _plan_and_build(r, inputs, d, x_train)
     layout = layout_of(model)
     check_batch_independent(model, x_train)
+    r.meter.update(2, upto=3)
     y_np = _targets(r.preset, inputs, model, d, x_train)
     y_train = _y_tensor(y_np, r.preset.train.loss, r.dtype, r.device)
+    r.meter.end()
     r.timings["data"] = time.perf_counter() - t0
     r.emit(Stage("data", done=True, seconds=r.timings["data"], detail=inputs.description))
     return _Problem(inputs, d, x_train, model, layout, factory, plan, y_np, y_train,
@@ -228,6 +240,7 @@ def _plan_and_build(r: _Run, inputs: data_mod.Inputs, d: int, x_train: torch.Ten
     plan = resources.plan(preset, N, k, d, r.device, linear_ok=linear_ok, width_sum=widths,
                           forward_bytes=forward_pass_bytes(k, per_input, item), state_bytes=state)
     r.emit(PlanReady(plan))
+    r.meter.plan_seconds = dict(plan.stage_seconds)
     for text in plan.notes:
         r.note(text)
     resources.guard(plan)
@@ -291,6 +304,7 @@ def _train_stage(r: _Run, prob: _Problem) -> tuple[TrainResult, list[RankProbe]]
         cancel.cancelled_stage = "data"  # cancelled before training started
     cancel.stage = "train"
     r.emit(Stage("train", detail=f"{preset.train.steps} steps of {preset.train.optimizer}"))
+    r.meter.begin("train", preset.train.steps, "steps")
     t0 = time.perf_counter()
     every = _auto_probe_every(preset, prob.plan.n_params, len(prob.inputs.x) * prob.d)
     try:
@@ -300,6 +314,10 @@ def _train_stage(r: _Run, prob: _Problem) -> tuple[TrainResult, list[RankProbe]]
         result = TrainResult(status="cancelled", message="cancelled during a rank probe")
         with torch.no_grad():
             result.final_loss = mean_loss(prob.model, prob.x_train, prob.y_train, preset.train.loss).item()
+    if result.status == "cancelled":
+        r.meter.abandon()
+    else:
+        r.meter.end()
     r.timings["train"] = time.perf_counter() - t0
     r.emit(Stage("train", done=True, seconds=r.timings["train"], detail=result.message))
     if result.status == "diverged":
@@ -311,8 +329,9 @@ def _probe(r: _Run, prob: _Problem, history: list[RankProbe], step: int) -> None
     """rank(G) now, on a float64 copy of the model being trained."""
     m64 = copy.deepcopy(prob.model).to(torch.float64)
     try:
-        G, _ = jacobian.compute_G(m64, prob.layout, prob.x64, transform=prob.transform, cancel=r.cancel)
-        spec = spectrum.spectrum_of(G, rtol=r.preset.analysis.rtol, cancel=r.cancel)
+        with r.meter.muted():  # a probe is part of a training step's progress
+            G, _ = jacobian.compute_G(m64, prob.layout, prob.x64, transform=prob.transform, cancel=r.cancel)
+            spec = spectrum.spectrum_of(G, rtol=r.preset.analysis.rtol, cancel=r.cancel)
     except Cancelled:
         return  # train() sees the cancel before its next step and keeps the history so far
     sv = spec.singular_values
@@ -424,8 +443,15 @@ def _stage(name: str, ctx: Context, timings: dict[str, float], fn, detail: str =
     ctx.cancel.check()
     ctx.cancel.stage = name
     ctx.emit(Stage(name, detail=detail))
+    meter = progress.of(ctx.cancel)
+    meter.begin(name)
     t0 = time.perf_counter()
-    out = fn()
+    try:
+        out = fn()
+    except BaseException:
+        meter.abandon()
+        raise
+    meter.end()
     timings[name] = time.perf_counter() - t0
     ctx.emit(Stage(name, done=True, seconds=timings[name]))
     return out
@@ -474,7 +500,8 @@ def _lazy_G(ctx: Context, kd: int, build: Callable[[], torch.Tensor]) -> Callabl
                              8 * ctx.layout.n_params * kd, ctx.device,
                              "turn off analysis.layers / analysis.hessian / analysis.levelset, or use fewer "
                              "inputs (data.n); the spectrum above is kept")
-        return build()
+        with progress.of(ctx.cancel).muted():  # a step of whichever stage asked for G first
+            return build()
 
     return materialize
 
