@@ -5,6 +5,7 @@ each group with the earliest block where its inputs collided (from the partition
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,10 +39,10 @@ class DependentGroup:
     def to_dict(self) -> dict[str, Any]:
         """JSON form; a group's coefficient vectors are capped at about MAX_COEFS numbers
         (`vectors_listed` says how many of `dimension` directions are listed)."""
-        out = asdict(self)
         width = max(1, len(self.indices) * _entry_width(self.coefficients))
         keep = max(1, MAX_COEFS // width)
-        out["coefficients"] = self.coefficients[:keep]
+        # asdict would deep-copy every coefficient vector before the cap drops most (10 s a report for digits)
+        out = asdict(dataclasses.replace(self, coefficients=self.coefficients[:keep]))
         out["vectors_listed"] = min(keep, len(self.coefficients))
         return out
 
