@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from basintui.render.eta import RunClock, clock, progress_words
+from basintui.render.eta import Remaining, RunClock, clock, progress_text
 from basintui.render.strip import StripState, strip_cells, strip_text
 from basintui.schema import load_report
 from basintui.schema.events import Stage, StageProgress, TrainProgress
@@ -87,12 +87,18 @@ def test_clock_words(seconds, words):
     assert clock(seconds) == words
 
 
-def test_progress_words_say_fraction_units_and_where_the_estimate_comes_from():
+def test_progress_text_says_fraction_units_the_estimates_source_and_the_runs_time_left():
     e = StageProgress("hessian", 34, 120, "columns", 12.0, eta=30.0, eta_source="measured")
-    assert progress_words(e) == "hessian: 34/120 columns (28%), 12 s, about 30 s left"
+    assert progress_text("hessian", e).plain == "▶ hessian 28% (34/120 columns)  elapsed 12 s  about 30 s left (measured)"
     e = StageProgress("hessian", 0, 120, "columns", 0.2, eta=45.0, eta_source="plan")
-    assert progress_words(e).endswith("about 45 s left (planned)")
-    assert progress_words(StageProgress("layers", 3, 3, "blocks", 1.5)) == "layers: 3/3 blocks (100%), 1.5 s"
+    run = Remaining(50.0, True)
+    assert progress_text("hessian", e, run).plain.endswith("about 45 s left (planned)  ·  run: about 50 s left")
+    assert progress_text("hessian", e, Remaining(50.0, False)).plain.endswith("·  run: ≥ 50 s left")
+    assert progress_text("hessian", e, Remaining(None, False)).plain.endswith("(planned)")
+    assert progress_text("layers", StageProgress("layers", 3, 3, "blocks", 1.5)).plain == \
+        "▶ layers 100% (3/3 blocks)  elapsed 1.5 s"
+    assert progress_text("layers", StageProgress("hessian", 3, 3)).plain == "▶ layers"  # another stage's: not shown
+    assert progress_text("layers", StageProgress("layers", 0.5, 2.0)).plain.startswith("▶ layers 25% (0.5/2)")
 
 
 def _cells(state: StripState) -> dict[str, str]:

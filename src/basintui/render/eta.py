@@ -8,10 +8,13 @@ started (`Plan.stage_seconds`). A stage the plan has no estimate for makes the t
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from rich.text import Text
 
 if TYPE_CHECKING:
     from ..schema.events import Stage, StageProgress, TrainProgress
@@ -32,7 +35,9 @@ class Remaining:
 
 
 def clock(seconds: float) -> str:
-    """12.3 s, 4:05, 1:02:03."""
+    """1.2 s, 42 s, 4:05, 1:02:03; — when not finite."""
+    if not math.isfinite(seconds):
+        return "—"
     seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
@@ -116,13 +121,25 @@ class RunClock:
         return [name for name in self.planned[start:] if name not in self.done]
 
 
-def progress_words(e: StageProgress) -> str:
-    """'hessian: 34/120 columns (28%), 12 s, about 30 s left' (the estimate's source when it is the plan)."""
-    total = max(e.total, 0.0)
-    frac = min(e.done / total, 1.0) if total > 0 else 0.0
-    n = (lambda v: f"{v:,.0f}") if float(e.done).is_integer() and float(total).is_integer() else (lambda v: f"{v:.3g}")
-    unit = f" {e.unit}" if e.unit else ""
-    out = f"{e.name}: {n(e.done)}/{n(total)}{unit} ({frac:.0%}), {clock(e.elapsed)}"
-    if e.eta is not None:
-        out += f", about {clock(e.eta)} left" + (" (planned)" if e.eta_source == "plan" else "")
-    return out
+def _amount(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.3g}"
+
+
+def progress_text(stage: str | None, e: StageProgress | None, run_left: Remaining | None = None) -> Text:
+    """'▶ jacobian 45% (450/1,000 columns)  elapsed 1.2 s  about 1.5 s left (measured)  ·  run: about
+    12 s left'; the stage name alone until its first StageProgress; the run's part only when known."""
+    t = Text("▶ ", style="bold")
+    if e is None or e.name != stage:
+        t.append(stage or "starting", style="bold")
+    else:
+        t.append(e.name, style="bold")
+        if e.total > 0:
+            t.append(f" {100 * min(max(e.done / e.total, 0.0), 1.0):.0f}%")
+            t.append(f" ({_amount(e.done)}/{_amount(e.total)}{' ' + e.unit if e.unit else ''})", style="dim")
+        t.append(f"  elapsed {clock(e.elapsed)}")
+        if e.eta is not None and math.isfinite(e.eta):
+            source = {"plan": "planned", "measured": "measured"}.get(e.eta_source, "")
+            t.append(f"  about {clock(e.eta)} left" + (f" ({source})" if source else ""))
+    if run_left is not None and run_left.seconds is not None:
+        t.append(f"  ·  run: {'about ' if run_left.complete else ''}{run_left.words()} left", style="cyan")
+    return t

@@ -24,7 +24,7 @@ from textual.widgets import Footer, Header, Input, OptionList, TabbedContent, Ta
 
 from ..config import Preset, PresetError, from_dict, load_preset
 from ..limits import fmt_bytes
-from ..render.eta import RunClock, clock, progress_words
+from ..render.eta import RunClock, clock, progress_text
 from ..render.strip import StripState
 from ..schema.events import (
     Failed,
@@ -96,6 +96,7 @@ KEYS: tuple[KeySpec, ...] = (
             display="ctrl+r"),
     KeySpec("x", "cancel", "Cancel", "cancel the running run (what was computed is kept)"),
     KeySpec("c", "compare", "Compare", "compare this report with a saved one (spectra overlaid)"),
+    KeySpec("s", "save_preset", "Save preset", "save the Setup fields as a preset TOML file (asks for the path)"),
     KeySpec("e", "export", "Export", "export the report as JSON + NPZ and the screen as SVG beside it"),
     KeySpec("0", "show_tab('dashboard')", "Dashboard", "show the dashboard (everything at once)", display="0"),
     *(KeySpec(str(i), f"show_tab('{tab}')", title, f"show the {title} pane full size", show=False, display=str(i))
@@ -163,6 +164,7 @@ class BasinApp(App[int]):
         self.sub_title = f"preset {self.preset.name}"
         # Open with focus on a pane (the preset list), never in a text field.
         self.query_one("#preset-list", OptionList).focus()
+        self.pane(TrainingPane).clock = self.clock  # one estimate of the run's time left, shown in both places
         self._strip()
         self.set_interval(1.0, self._tick)
         if self.opened is not None:
@@ -240,6 +242,10 @@ class BasinApp(App[int]):
             self.screen_stack[0].query_one(target).focus()
         else:
             self.set_focus(None)
+
+    def action_save_preset(self) -> None:
+        self.action_show_tab("setup")
+        self.pane(SetupPane).action_save_preset()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(KEYS))
@@ -350,10 +356,13 @@ class BasinApp(App[int]):
 
     # ---- the strip and the clock
     def _strip(self) -> None:
+        dashboards = self.screen_stack[0].query(Dashboard)
+        if not dashboards:  # a message from Setup while the screen is still being composed
+            return
         state = StripState(self.preset.name, self.status, self.plan_now, self.report,
                            self.clock.elapsed() if self.clock.started is not None else None,
                            self.clock.remaining(), self.clock.current)
-        self.pane(Dashboard).strip(state)
+        dashboards.first().strip(state)
 
     def _tick(self) -> None:
         if self.status == "running":
@@ -403,13 +412,13 @@ class BasinApp(App[int]):
         self.pane(TrainingPane).stage_changed(e)
         self.pane(Dashboard).log(stage_line(e))
         if not e.done:
-            self.pane(Dashboard).progress_line(f"{e.name}: started")
+            self.pane(Dashboard).progress_line(progress_text(e.name, None, self.clock.remaining()))
         self._strip()
 
     def _stage_progress(self, e: StageProgress) -> None:
         self.clock.progress(e)
         self.pane(TrainingPane).stage_progress(e)
-        self.pane(Dashboard).progress_line(progress_words(e))
+        self.pane(Dashboard).progress_line(progress_text(e.name, e, self.clock.remaining()))
 
     def _plan_ready(self, plan: Plan) -> None:
         self.plan_now = plan

@@ -212,7 +212,6 @@ class SetupPane(Vertical):
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "leave_field", "Leave the field", show=False),
-        Binding("s", "save_preset", "Save as preset"),
     ]
 
     def __init__(self, preset: Preset, **kw: Any) -> None:

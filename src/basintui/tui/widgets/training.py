@@ -16,10 +16,13 @@ from textual.strip import Strip
 from textual.widgets import ProgressBar, Static
 
 from ...schema.events import Note, RankProbe, Stage, StageProgress, TrainProgress
+from ...render.eta import clock, progress_text
+from .loglines import note_line, stage_line
 from .plots import TrainingPlots
 from .plotting import num
 
 if TYPE_CHECKING:
+    from ...render.eta import RunClock
     from ...schema import Report
     from ...schema.plan import Plan
 
@@ -72,17 +75,6 @@ class StageLog(ScrollView, can_focus=True):
         return strip.crop_extend(scroll_x, scroll_x + width, style)
 
 
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "—"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(round(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 class TrainingPane(Vertical):
     """Border title "Training"."""
 
@@ -105,8 +97,7 @@ class TrainingPane(Vertical):
         self.total = 0
         self.loss = float("nan")
         self.elapsed = 0.0
-        self.stage_seconds: dict[str, float] = {}  # the plan's estimate per stage, where it has one
-        self.stages_done: set[str] = set()
+        self.clock: RunClock | None = None  # the app's clock of the run (the run's time left), when given
         self.last_progress: StageProgress | None = None
 
     def compose(self) -> ComposeResult:
@@ -125,7 +116,7 @@ class TrainingPane(Vertical):
         self.probes = []
         self.state, self.stage, self.step, self.total = "running", "starting", 0, total
         self.loss, self.elapsed = float("nan"), 0.0
-        self.stage_seconds, self.stages_done, self.last_progress = {}, set(), None
+        self.last_progress = None
         self.query_one(ProgressBar).update(total=max(total, 1), progress=0)
         log = self.query_one(StageLog)
         log.clear()
@@ -135,30 +126,20 @@ class TrainingPane(Vertical):
         self._stage_line()
 
     def plan(self, plan: Plan) -> None:
-        """The planner's decision for this run (the PlanReady event's plan), one line in the log; its
-        per-stage time estimates (if any) give the run's time left on the stage-progress line."""
+        """The planner's decision for this run (the PlanReady event's plan), one line in the log."""
         if plan.n_params is None or plan.n_train is None or plan.out_dim is None:
             line = f"  sizes measured by the run: {plan.why_unknown}; Hessian {plan.hessian_mode or 'unknown'}"
         else:
             line = (f"  N = {plan.n_params:,} parameters, k = {plan.n_train:,} inputs, d = {plan.out_dim}: G is "
                     f"{plan.n_params:,} × {plan.n_train * plan.out_dim:,}; Hessian {plan.hessian_mode}")
         self.query_one(StageLog).write(line)
-        seconds = getattr(plan, "stage_seconds", None) or {}
-        self.stage_seconds = {str(k): float(v) for k, v in seconds.items() if v is not None and math.isfinite(v)}
         self._stage_line()
 
     def stage_changed(self, m: Stage) -> None:
         log = self.query_one(StageLog)
-        if m.done:
-            self.stages_done.add(m.name)
-            line = Text(f"✓ {m.name}", style="green")
-            line.append(f"  {m.seconds:.2f} s", style="dim")
-            if m.detail:
-                line.append(f"  {m.detail}")
-            log.write(line)
-        else:
+        if not m.done:
             self.stage, self.last_progress = m.name, None
-            log.write(Text(f"▶ {m.name}" + (f"  {m.detail}" if m.detail else "")))
+        log.write(stage_line(m))
         self._status()
         self._stage_line()
 
@@ -168,8 +149,7 @@ class TrainingPane(Vertical):
         self._stage_line()
 
     def note(self, m: Note) -> None:
-        style = "yellow" if m.level == "warn" else "dim"
-        self.query_one(StageLog).write(Text(("⚠ " if m.level == "warn" else "• ") + m.text, style=style))
+        self.query_one(StageLog).write(note_line(m))
 
     def progress(self, m: TrainProgress) -> None:
         self.step, self.total, self.loss, self.elapsed = m.step, m.total, m.loss, m.elapsed
@@ -225,52 +205,13 @@ class TrainingPane(Vertical):
             if status_word is not None:
                 t.append(f" ({status_word})")
         pct = f" ({100 * self.step / self.total:.0f}%)" if self.total else ""
-        t.append(f"  step {self.step:,}/{self.total:,}{pct}  loss {num(self.loss)}  elapsed {_clock(self.elapsed)}")
+        t.append(f"  step {self.step:,}/{self.total:,}{pct}  loss {num(self.loss)}  elapsed {clock(self.elapsed)}")
         if self.state == "running":
-            t.append(f"  remaining {_clock(remaining)}" if self.stage == "train" else "")
+            t.append(f"  remaining {clock(remaining)}" if self.stage == "train" else "")
         status.update(t, layout=False)  # fixed height: no relayout of the screen at 10 Hz
 
     def _stage_line(self) -> None:
-        line = stage_progress_text(self.stage, self.last_progress, self.run_seconds_left())
+        line = progress_text(self.stage, self.last_progress, self.clock.remaining() if self.clock else None)
         if self.state != "running":
             line = Text("")
         self.query_one("#stage-progress", Static).update(line, layout=False)
-
-    def run_seconds_left(self) -> float | None:
-        """The run's time left from the plan's per-stage estimates: the running stage's own estimate
-        (its StageProgress eta, else the plan's seconds less its elapsed) plus every stage not begun.
-        None when the plan has no per-stage estimates."""
-        if not self.stage_seconds:
-            return None
-        e = self.last_progress
-        if e is not None and e.name == self.stage and e.eta is not None:
-            current = max(0.0, float(e.eta))
-        else:
-            elapsed = e.elapsed if e is not None and e.name == self.stage else 0.0
-            current = max(0.0, self.stage_seconds.get(self.stage, 0.0) - elapsed)
-        later = sum(v for k, v in self.stage_seconds.items() if k != self.stage and k not in self.stages_done)
-        return current + later
-
-
-def stage_progress_text(stage: str, e: StageProgress | None, run_left: float | None) -> Text:
-    """'▶ jacobian 45% (450/1,000 columns)  elapsed 1.2 s  about 1.5 s left (measured)  ·  run: about
-    12 s left'; the stage name alone until its first StageProgress."""
-    t = Text("▶ ", style="bold")
-    if e is None or e.name != stage:
-        t.append(stage or "starting", style="bold")
-    else:
-        t.append(e.name, style="bold")
-        if e.total > 0:
-            t.append(f" {100 * min(max(e.done / e.total, 0.0), 1.0):.0f}%")
-            t.append(f" ({_amount(e.done)}/{_amount(e.total)}{' ' + e.unit if e.unit else ''})", style="dim")
-        t.append(f"  elapsed {_clock(e.elapsed)}")
-        if e.eta is not None and math.isfinite(e.eta):
-            source = {"plan": "planned", "measured": "measured"}.get(e.eta_source, "")
-            t.append(f"  about {_clock(e.eta)} left" + (f" ({source})" if source else ""))
-    if run_left is not None:
-        t.append(f"  ·  run: about {_clock(run_left)} left", style="cyan")
-    return t
-
-
-def _amount(x: float) -> str:
-    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.1f}"
