@@ -96,7 +96,7 @@ KEYS: tuple[KeySpec, ...] = (
             display="ctrl+r"),
     KeySpec("x", "cancel", "Cancel", "cancel the running run (what was computed is kept)"),
     KeySpec("c", "compare", "Compare", "compare this report with a saved one (spectra overlaid)"),
-    KeySpec("s", "save_preset", "Save preset", "save the Setup fields as a preset TOML file (asks for the path)"),
+    KeySpec("s", "save_preset", "Save", "save the Setup fields as a preset TOML file (asks for the path)"),
     KeySpec("e", "export", "Export", "export the report as JSON + NPZ and the screen as SVG beside it"),
     KeySpec("0", "show_tab('dashboard')", "Dashboard", "show the dashboard (everything at once)", display="0"),
     *(KeySpec(str(i), f"show_tab('{tab}')", title, f"show the {title} pane full size", show=False, display=str(i))
@@ -154,7 +154,7 @@ class BasinApp(App[int]):
                 yield HessianPane(id="hessian-pane", classes="pane")
             with TabPane("Level set", id="levelset"):
                 yield LevelSetPane(id="levelset-pane", classes="pane")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p is on the help screen
 
     def pane(self, cls: type[W]) -> W:
         """A widget of the main screen, whatever modal is on top."""
@@ -483,6 +483,16 @@ class BasinApp(App[int]):
         self._show_report(report)
         self.status = "opened"
         self.sub_title = f"{path.name} · {report.training.status}"
+        dash = self.pane(Dashboard)
+        dash.log(Text(f"Opened {path}: a {report.training.status} run of preset {report.config.name}", style="bold"))
+        for name, seconds in report.timings.items():
+            if name != "total":
+                dash.log(stage_line(Stage(name, done=True, seconds=seconds)))
+        for note in report.notes:
+            dash.log(note_line(Note(note)))
+        took = report.total_seconds
+        dash.progress_line(Text(f"■ {report.training.status}" + (f"; the run took {clock(took)}" if took else ""),
+                                style="bold"))
         if not self.wide:
             self.call_after_refresh(self.action_show_tab, "spectrum")
         self._strip()

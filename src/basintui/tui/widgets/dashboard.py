@@ -42,7 +42,7 @@ def layers_top(report: Report, rows: int = TOP_LAYERS) -> Group | Text:
     t.add_column(no_wrap=True, style="bold")
     t.add_column()
     for b in sorted(layers, key=lambda b: (b.position, b.index))[:rows]:
-        t.add_row(str(b.position), Text(b.name), Text(b.finding))
+        t.add_row(f"#{b.position}", Text(b.name), Text(b.finding))
     more = len(layers) - rows
     tail = Text(f"… {more} more blocks: key 4 for the whole report", style="dim") if more > 0 else Text("")
     groups = report.dependent_inputs.groups if report.dependent_inputs is not None else []
