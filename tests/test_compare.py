@@ -258,3 +258,27 @@ def test_comparing_reports_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           check=False)
     assert proc.stdout.splitlines()[-1] == "RC 0 NOTORCH", proc.stderr
+
+
+def basintui(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "basintui"
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-c", "from basintui.cli import main; main()", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+
+
+def test_the_installed_command_compares_and_refuses_bad_files(tmp_path):
+    a, b = REPORTS / "xor-relu.json", REPORTS / "collapse.json"
+    proc = basintui("compare", str(a), str(b), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data == comparison_json(compare(load_report(a), load_report(b), str(a), str(b)))
+    assert data["quantities"]["rank"]["a"] == 3
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({**raw("xor-relu"), "schema": "basintui.report/9"}))
+    for args, words in ((("open", str(tmp_path / "missing.json")), "no such file"),
+                        (("open", str(newer)), "a newer basintui wrote it"),
+                        (("compare", str(a), str(ROOT / "README.md")), "not JSON")):
+        proc = basintui(*args)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert len(proc.stderr.splitlines()) == 1 and words in proc.stderr, proc.stderr
+    assert "open" in basintui("--help").stdout and "compare" in basintui("--help").stdout

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .cli_reports import add_parsers as add_report_parsers
 
 if TYPE_CHECKING:
     from . import schema
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
-COMMANDS = ("run", "presets", "serve")
+COMMANDS = ("run", "presets", "serve", "open", "compare")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Explore the geometry of a neural network's loss basin: the behavioural-gradient "
                     "matrix G, its exact rank and spectrum, the Hessian beside 2GGᵀ, and where the "
                     "network loses information. With no command, opens the app on a preset.",
-        epilog="commands: run PRESET (headless), presets (list them), serve (the app in a browser). "
+        epilog="commands: run PRESET (headless), presets (list them), serve (the app in a browser), open "
+               "REPORT.json (a saved report in the app), compare A.json B.json (side by side). "
                "`basintui PRESET` opens the app on that preset.",
     )
     p.add_argument("--version", action="version", version=f"basintui {__version__}")
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-python-models", action="store_true",
                    help="let the served app run presets with model.kind = \"python\" (these import and run "
                         "the preset's own Python code on this machine); refused by default")
+    add_report_parsers(sub)
     return p
 
 
@@ -461,6 +464,8 @@ def _main(argv: list[str] | None = None) -> int:
         return cmd_presets()
     if args.command == "run":
         return cmd_run(args)
+    if args.command in ("open", "compare"):
+        return args.handler(args)
     if args.command == "serve":
         from .tui.serve import serve
 
