@@ -245,11 +245,30 @@ def test_the_digits_hessian_stage_reports_at_least_once_a_second():
     events: list = []
     run(load_preset("digits", ["analysis.layers=false"]), on_event=events.append)
     h = _by_stage(events)["hessian"]
-    assert h[-1].unit == "steps" and h[-1].total == 2410 + 3  # G·Q^½'s SVD, N columns, two eigensolves
+    assert h[-1].unit == "%" and h[-1].total == 100  # G·Q^½'s SVD, N columns, two eigensolves, weighed
     assert sum(0 < e.done < e.total for e in h) >= 2  # snapshots inside the stage, not just 0 and the end
 
 
 # --------------------------------------------------------------------------- the planner
+
+
+def test_the_hessian_phases_share_the_stage_in_order_and_in_full():
+    from types import SimpleNamespace
+
+    import torch
+
+    from basintui.engine.analyses.hessian import _progress_parts
+
+    ctx = SimpleNamespace(x=torch.zeros(200, 64), out_dim=10, loss="ce", layout=SimpleNamespace(n_params=2410))
+    for mode, names in (("dense", ["ggn", "columns", "eig_H", "eig_residual"]),
+                        ("lanczos", ["ggn", "extremes", "residual", "density"])):
+        parts = _progress_parts(ctx, mode, 256)
+        assert list(parts) == names
+        bounds = [b for lo_hi in parts.values() for b in lo_hi]
+        assert bounds[0] == 0 and bounds[-1] == pytest.approx(100) and bounds == sorted(bounds)
+        assert all(hi - lo >= 0.9 for lo, hi in parts.values())  # at least 1 % of the costs: each moves the bar
+    mse = _progress_parts(SimpleNamespace(**{**vars(ctx), "loss": "mse"}), "dense", 256)
+    assert mse["ggn"] == (0.0, pytest.approx(100 * 0.01 / 1.01))  # mse reuses the spectrum: only the 1 % floor
 
 
 def test_the_plan_estimates_stage_seconds_where_a_rate_was_measured():

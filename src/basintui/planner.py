@@ -140,8 +140,27 @@ def plan(preset: Preset, sizes: Sizes | Unknown, available_bytes: int, gflops: f
 # digits and default presets): batched products run near it, decompositions (SVD, eigvalsh, QR) well below.
 DECOMPOSITION_SHARE = 0.3
 AUTOGRAD_SHARE = 0.1  # per-sample gradients: many small products
+HVP_SHARE = 0.25  # Hessian-vector products, vmapped over a block of columns
 TRAIN_STEP_OVERHEAD_S = 1e-3  # an optimiser step's fixed cost (autograd, the optimiser's update)
-LANCZOS_PRODUCTS = 600  # Hessian-vector products of the Lanczos mode: its ARPACK runs and the density's probes
+LANCZOS_PRODUCTS = 360  # Hessian-vector products of the Lanczos mode's ARPACK runs (extremes and ‖H − GGN‖₂)
+SLQ_PRODUCTS = 4 * 64  # … and of its density (the engine's default probes × steps)
+
+
+def hessian_phases(n: int, k: int, kd: int, loss: str, mode: str, slq_products: int = SLQ_PRODUCTS
+                   ) -> dict[str, float]:
+    """The Hessian stage's phases in order and their arithmetic, in float64 matrix-multiply flop
+    equivalents (divide by the measured rate for seconds): G·Q^½'s singular values (none for mse, whose
+    Q = 2I reuses the spectrum's), then the N columns, GGN and eigvalsh(H), eigvalsh(H − GGN) (dense), or
+    the extreme eigenvalues, ‖H − GGN‖₂ and the density (Lanczos). The engine weighs its progress by them."""
+    small, large = min(n, kd), max(n, kd)
+    hvp = 24.0 * n * k / HVP_SHARE  # one product over the k inputs (forward-over-reverse)
+    if mode == "dense":
+        ggn = 4.0 * large * small**2 / DECOMPOSITION_SHARE if loss != "mse" else 0.0
+        eig = 4.0 / 3.0 * n**3 / DECOMPOSITION_SHARE
+        return {"ggn": ggn, "columns": n * hvp, "eig_H": 2.0 * n * n * kd + eig, "eig_residual": eig}
+    gram = (float(small) ** 2 * large + float(small) ** 3) / DECOMPOSITION_SHARE if loss != "mse" else 0.0
+    return {"ggn": gram, "extremes": 0.85 * LANCZOS_PRODUCTS * hvp, "residual": 0.15 * LANCZOS_PRODUCTS * hvp,
+            "density": slq_products * hvp}
 
 
 def stage_seconds(preset: Preset, sizes: Sizes, route_flops: float, hessian_mode: str, gflops: float
@@ -157,13 +176,8 @@ def stage_seconds(preset: Preset, sizes: Sizes, route_flops: float, hessian_mode
     out = {"train": preset.train.steps * (6.0 * n * batch / rate + TRAIN_STEP_OVERHEAD_S),
            "jacobian": 6.0 * n * kd / (rate * AUTOGRAD_SHARE),
            "spectrum": route_flops / (rate * DECOMPOSITION_SHARE)}
-    hvp = 24.0 * n * k / rate  # one Hessian-vector product over the k inputs (forward-over-reverse)
-    ggn = svd if preset.train.loss != "mse" else 0.0  # Q = c·I (mse) reuses the spectrum's values
-    if a.hessian != "off" and hessian_mode == "dense":
-        eig = 4.0 / 3.0 * n**3 / (rate * DECOMPOSITION_SHARE)
-        out["hessian"] = ggn + n * hvp + 2.0 * n * n * kd / rate + 2 * eig
-    elif a.hessian != "off" and hessian_mode == "lanczos":
-        out["hessian"] = ggn + LANCZOS_PRODUCTS * hvp
+    if a.hessian != "off" and hessian_mode in ("dense", "lanczos"):
+        out["hessian"] = sum(hessian_phases(n, k, kd, preset.train.loss, hessian_mode).values()) / rate
     if a.layers:
         out["layers"] = 2 * svd  # the blocks' ranks and G's R factor
     return out

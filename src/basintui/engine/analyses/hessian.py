@@ -329,14 +329,14 @@ class _Measured:
         return (self.r_norm / self.h_norm) if self.h_norm > 0 else (0.0 if self.r_norm == 0 else None)
 
 
-def _dense(p: _Problem, ggn: _GGN, cancel, notes: list[str]) -> _Measured:
+def _dense(p: _Problem, ggn: _GGN, cancel, notes: list[str], parts: dict[str, tuple[float, float]]) -> _Measured:
     """H by column blocks of Hessian-vector products, GGN = G Q Gᵀ, and eigvalsh of H and H − GGN."""
     n, kd, rule_H = p.n, p.kd, p.rule_H
-    meter = progress.of(cancel)  # analyse's steps 1 … n + 3
-    with meter.span(1, n + 1):
+    meter = progress.of(cancel)
+    with meter.span(*parts["columns"]):
         H = dense_hessian(p.L, p.theta, cancel, per_column_bytes=8 * (4 * n + 8 * kd), notes=notes)
     cancel.check()
-    with meter.span(n + 1, n + 2):
+    with meter.span(*parts["eig_H"]):
         GQ = times_Q(p.G, p.oc.Q)
         GGN = GQ @ p.G.T
         GGN = 0.5 * (GGN + GGN.T)
@@ -344,7 +344,7 @@ def _dense(p: _Problem, ggn: _GGN, cancel, notes: list[str]) -> _Measured:
         R = H - GGN
         del GGN
         ev = eigvalsh_cancellable(H, cancel)
-    with meter.span(n + 2, n + 3):
+    with meter.span(*parts["eig_residual"]):
         ev_res = eigvalsh_cancellable(R, cancel)
     del H, R
     at: dict[str, dict[str, Any]] = {}
@@ -385,21 +385,21 @@ def _operators(p: _Problem, cancel) -> tuple[Callable[[np.ndarray], np.ndarray],
 
 
 def _lanczos(p: _Problem, ggn: _GGN, zero_res: bool, ctx, notes: list[str], n_extreme: int, slq_vectors: int,
-             slq_steps: int) -> _Measured:
+             slq_steps: int, parts: dict[str, tuple[float, float]]) -> _Measured:
     """The extreme eigenvalues of H and ‖H − GGN‖₂ by Lanczos on products, and H's density by SLQ."""
     n, seed = p.n, ctx.preset.seed
     mv, mv_res, count = _operators(p, ctx.cancel)
-    meter = progress.of(ctx.cancel)  # analyse's steps 1 … 5 + slq_vectors
-    with meter.span(1, 4):
+    meter = progress.of(ctx.cancel)
+    with meter.span(*parts["extremes"]):
         top, bottom = lanczos_extremes(mv, n, n_extreme, seed=seed, notes=notes)
     lam_max = float(top[0]) if top.size else float("nan")
     lam_min = float(bottom[0]) if bottom.size else float("nan")
     h_norm = float(np.nanmax(np.abs([lam_max, lam_min])))
-    with meter.span(4, 5):
+    with meter.span(*parts["residual"]):
         r_norm = lanczos_norm(mv_res, n, seed=seed, tol=1e-6, notes=notes)
     if r_norm is None:
         r_norm = float("nan")
-    with meter.span(5, 5 + slq_vectors):
+    with meter.span(*parts["density"]):
         density = slq_density(mv, n, steps=slq_steps, n_vectors=slq_vectors, seed=seed, cancel=ctx.cancel)
     matvecs = count[0]
     at = {key: {"G": p.spec.rank_at_rtol[key], "GGN": ggn.at_rtol[key], "H": None, "residual": None,
@@ -485,10 +485,9 @@ def analyse(ctx, report=None, *, mode: str, n_extreme: int = N_EXTREME,
         raise ValueError(f"hessian mode {mode!r}")
     notes: list[str] = []
     meter = progress.of(ctx.cancel)
-    # steps: G·Q^½'s singular values, then the N columns and two eigensolves (dense), or the extreme
-    # eigenvalues (3 Lanczos runs), ‖H − GGN‖₂ (one) and the density's probes (Lanczos)
-    meter.expect(1 + (ctx.layout.n_params + 2 if mode == "dense" else 4 + slq_vectors), "steps")
-    with meter.span(0, 1):
+    meter.expect(100, "%")  # of the arithmetic, each phase weighed by the planner's estimate of it
+    parts = _progress_parts(ctx, mode, slq_vectors * slq_steps)
+    with meter.span(*parts["ggn"]):
         p = _problem(ctx)
         g = _gradients(p)
         ctx.cancel.check()
@@ -496,9 +495,9 @@ def analyse(ctx, report=None, *, mode: str, n_extreme: int = N_EXTREME,
     rank_G_res = _rank_G_resolvable(p)
     ctx.cancel.check()
     if mode == "dense":
-        m = _dense(p, ggn, ctx.cancel, notes)
+        m = _dense(p, ggn, ctx.cancel, notes, parts)
     else:
-        m = _lanczos(p, ggn, g.zero_res, ctx, notes, n_extreme, slq_vectors, slq_steps)
+        m = _lanczos(p, ggn, g.zero_res, ctx, notes, n_extreme, slq_vectors, slq_steps, parts)
     near_H = p.rule_H.near(m.eigenvalues) if m.rank is not None and mode == "dense" else None
     _closing_notes(p, ggn, near_H, notes)
     verdict, why = claim3_verdict(rank=m.rank, rank_G=p.spec.rank, rank_ggn=ggn.rank, rank_res=m.rank_res,
@@ -511,6 +510,21 @@ def analyse(ctx, report=None, *, mode: str, n_extreme: int = N_EXTREME,
     for text in notes:
         ctx.emit(Note(text))
     return result
+
+
+def _progress_parts(ctx, mode: str, slq_products: int) -> dict[str, tuple[float, float]]:
+    """Each phase's share [lo, hi] of the stage's 100 %, in proportion to its estimated arithmetic (at least
+    1 % each, so that every phase moves the bar)."""
+    from ...planner import hessian_phases
+
+    k = ctx.x.shape[0]
+    cost = hessian_phases(ctx.layout.n_params, k, k * ctx.out_dim, ctx.loss, mode, slq_products)
+    weights = {name: max(c, 0.01 * sum(cost.values()), 1e-300) for name, c in cost.items()}
+    total, at, parts = sum(weights.values()), 0.0, {}
+    for name, w in weights.items():
+        parts[name] = (100.0 * at / total, 100.0 * (at + w) / total)
+        at += w
+    return parts
 
 
 def _result(ctx, mode: str, p: _Problem, g: _Gradients, ggn: _GGN, m: _Measured, rank_G_res: int,
