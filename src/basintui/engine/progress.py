@@ -197,12 +197,16 @@ class Meter:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Meter]:
-        """The heartbeat thread (ticks every heartbeat / 2 seconds) for the duration of the block."""
+        """The heartbeat thread (ticks every heartbeat / 2 seconds) for the duration of the block; it stops
+        early if the consumer raises from one of its snapshots."""
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(self.heartbeat / 2):
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - the consumer raised: the work thread's next emit meets it too
+                    return
 
         t = threading.Thread(target=beat, name="basintui-progress", daemon=True)
         t.start()
