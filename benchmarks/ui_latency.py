@@ -5,11 +5,12 @@ the longest event-loop stall and the longest gap between frames while the run is
     python benchmarks/ui_latency.py default              # a preset, as is
     python benchmarks/ui_latency.py default --set train.steps=300
 
-Target (issue 6): the event loop never blocks for more than 100 ms. A 10 ms interval timer on the
-app's loop records when it actually fired; a stall is the delay beyond its period. Frames are the
-app's screen updates (`Screen._compositor_refresh`); with progress arriving up to 10 times a second
-the longest gap between frames shows how live the display stays. Also printed: the seconds from `r`
-to the spectrum on screen.
+Targets: no frame takes over 50 ms while any stage runs (issue 15, at 160×50 with the dashboard: every
+plot and summary on screen) and the event loop never blocks for more than 100 ms (issue 6). A 10 ms
+interval timer on the app's loop records when it actually fired; a stall is the delay beyond its
+period. Frames are the app's screen updates (`Screen._compositor_refresh`), each timed. The baseline,
+measured first in the same process, is the same app idle for 3 s (the dashboard's clock ticking, no
+engine work): the ratios say what a run adds. Also printed: the seconds from `r` to the spectrum.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ async def measure(preset_name: str, sets: list[str], size: tuple[int, int]) -> d
             ticks.clear()
             frames.clear()
             frame_costs.clear()
+            b0 = time.perf_counter()
+            await asyncio.sleep(3.0)  # the baseline: idle
+            b1 = time.perf_counter()
             t0 = time.perf_counter()
             await pilot.press("r")
             while app.report is None:
@@ -62,7 +66,7 @@ async def measure(preset_name: str, sets: list[str], size: tuple[int, int]) -> d
                     break  # the run failed (the error modal is up)
                 await asyncio.sleep(0.05)
             t1 = time.perf_counter()
-            for tab in ("spectrum", "layers", "training"):  # render the result panes too
+            for tab in ("spectrum", "layers", "training", "dashboard"):  # render the result panes too
                 app.query_one(TabbedContent).active = tab
                 await pilot.pause(0.3)
             t2 = time.perf_counter()
@@ -76,6 +80,9 @@ async def measure(preset_name: str, sets: list[str], size: tuple[int, int]) -> d
         tk = window(ticks, a, b)
         return max((y - x - 0.01 for x, y in zip(tk, tk[1:], strict=False)), default=float("nan"))
 
+    def max_cost(a: float, b: float) -> float:
+        return max((c for f, c in zip(frames, frame_costs, strict=True) if a <= f <= b), default=0.0)
+
     tk = window(ticks, t0, t2)
     fr = window(frames, t0, t1)
     frame_gap = max((b - a for a, b in zip(fr, fr[1:], strict=False)), default=float("nan"))
@@ -86,7 +93,10 @@ async def measure(preset_name: str, sets: list[str], size: tuple[int, int]) -> d
         "max_stall_ms": 1000 * max_stall(t0, t1 - 0.5),  # while the engine works (before its result lands)
         "max_stall_result_ms": 1000 * max_stall(t1 - 0.5, t2),  # showing the result, switching panes
         "max_frame_gap_ms": 1000 * frame_gap,
-        "max_frame_cost_ms": 1000 * max(frame_costs, default=float("nan")),  # whole session, switches included
+        "max_frame_cost_ms": 1000 * max_cost(t0, t1),  # while any stage runs
+        "max_frame_cost_result_ms": 1000 * max_cost(t1, t2),  # showing the result, switching panes
+        "baseline_stall_ms": 1000 * max_stall(b0, b1),
+        "baseline_frame_cost_ms": 1000 * max_cost(b0, b1),
         "frames": len(fr),
         "ticks": len(tk),
         "n_params": report.model.n_params if report is not None and report.model is not None else 0,
@@ -99,7 +109,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("preset", nargs="?", default="default")
     p.add_argument("--set", dest="sets", action="append", default=None, metavar="KEY=VALUE")
-    p.add_argument("--size", default="120x40")
+    p.add_argument("--size", default="160x50")
     args = p.parse_args()
     sets = LARGE if args.sets is None and args.preset == "default" else (args.sets or [])
     w, h = (int(v) for v in args.size.split("x"))
@@ -107,12 +117,16 @@ def main() -> int:
     print(f"preset {args.preset} {' '.join(sets)}")
     print(f"N = {r['n_params']}, kd = {r['kd']}, status {r['status']}; run {r['run_s']:.1f} s, "
           f"spectrum on screen after {r['first_spectrum_s']:.1f} s")
-    print(f"longest event-loop stall while the engine works: {r['max_stall_ms']:.0f} ms "
-          f"({r['ticks']} ticks of 10 ms; target <= 100 ms)")
-    print(f"longest stall showing the result and switching panes: {r['max_stall_result_ms']:.0f} ms")
-    print(f"longest gap between frames during the run: {r['max_frame_gap_ms']:.0f} ms over {r['frames']} frames; "
-          f"slowest frame {r['max_frame_cost_ms']:.0f} ms")
-    return 0 if r["max_stall_ms"] <= 100 else 1
+    ratio = r["max_frame_cost_ms"] / max(r["baseline_frame_cost_ms"], 1e-9)
+    print(f"slowest frame while any stage runs: {r['max_frame_cost_ms']:.0f} ms over {r['frames']} frames "
+          f"(target <= 50 ms); idle baseline {r['baseline_frame_cost_ms']:.0f} ms; ratio {ratio:.2f}")
+    print(f"longest event-loop stall while the engine works: {r['max_stall_ms']:.0f} ms ({r['ticks']} ticks of "
+          f"10 ms; target <= 100 ms); idle baseline {r['baseline_stall_ms']:.0f} ms; "
+          f"ratio {r['max_stall_ms'] / max(r['baseline_stall_ms'], 1e-9):.2f}")
+    print(f"showing the result and switching panes: longest stall {r['max_stall_result_ms']:.0f} ms, "
+          f"slowest frame {r['max_frame_cost_result_ms']:.0f} ms")
+    print(f"longest gap between frames during the run: {r['max_frame_gap_ms']:.0f} ms")
+    return 0 if r["max_frame_cost_ms"] <= 50 and r["max_stall_ms"] <= 100 else 1
 
 
 if __name__ == "__main__":

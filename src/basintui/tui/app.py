@@ -359,10 +359,17 @@ class BasinApp(App[int]):
         dashboards = self.screen_stack[0].query(Dashboard)
         if not dashboards:  # a message from Setup while the screen is still being composed
             return
-        state = StripState(self.preset.name, self.status, self.plan_now, self.report,
-                           self.clock.elapsed() if self.clock.started is not None else None,
+        state = StripState(self.preset.name, self.status, self.plan_now, self.report, self._elapsed(),
                            self.clock.remaining(), self.clock.current)
         dashboards.first().strip(state)
+
+    def _elapsed(self) -> float | None:
+        """The run's seconds: the report's own total once the run has ended with one (what the engine
+        measured, the same in every view), else the app's clock while it runs."""
+        total = self.report.total_seconds if self.report is not None and self.status != "running" else None
+        if total is not None:
+            return total
+        return self.clock.elapsed() if self.clock.started is not None else None
 
     def _tick(self) -> None:
         if self.status == "running":
@@ -372,7 +379,9 @@ class BasinApp(App[int]):
         self.status = status
         self.clock.stop()
         self.sub_title = f"preset {self.preset.name} · {status}"
-        self.pane(Dashboard).progress_line(Text(f"■ {status} after {clock(self.clock.elapsed())}", style="bold"))
+        elapsed = self._elapsed()
+        self.pane(Dashboard).progress_line(Text(f"■ {status}" + (f" after {clock(elapsed)}" if elapsed else ""),
+                                                style="bold"))
         self._strip()
 
     # ---- engine messages (stale runs dropped by id)
