@@ -335,6 +335,7 @@ def test_plain_lines_say_when_a_stage_ends_and_how_a_long_one_is_going():
         rp.on_event(StageProgress("hessian", 30, 100, "steps", elapsed=12.0, eta=28.0, eta_source="measured"))
         rp.on_event(StageProgress("hessian", 40, 100, "steps", elapsed=16.0, eta=24.0, eta_source="measured"))
         rp.on_event(StageProgress("hessian", 60, 100, "steps", elapsed=22.5, eta=None, eta_source="none"))
+        rp.on_event(StageProgress("hessian", 70.4, 100, "%", elapsed=33.0, eta=10.0, eta_source="measured"))
         rp.on_event(Stage("hessian", done=True, seconds=41.25))
         rp.on_event(Stage("layers"))
         rp.on_event(StageProgress("layers", 1, 2, "steps", elapsed=0.3, eta=90.0, eta_source="plan"))
@@ -342,6 +343,7 @@ def test_plain_lines_say_when_a_stage_ends_and_how_a_long_one_is_going():
     assert err.getvalue().splitlines() == [
         "basintui: stage hessian 30/100 steps (30%), about 28 s left",
         "basintui: stage hessian 60/100 steps (60%)",
+        "basintui: stage hessian 70%, about 10 s left",
         "basintui: stage hessian done (41.25 s)",
         "basintui: stage layers done (0.50 s)",
     ]

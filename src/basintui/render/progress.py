@@ -37,7 +37,8 @@ def progress_line(e: StageProgress) -> str:
     unit = f" {e.unit}" if e.unit else ""
     left = left_words(e)
     done = f"{int(e.done)}" if e.total >= 10 else f"{e.done:.1f}".removesuffix(".0")
-    return f"basintui: stage {e.name} {done}/{e.total:.0f}{unit} ({pct:.0f}%)" + (f", {left}" if left else "")
+    amount = f"{pct:.0f}%" if e.unit == "%" else f"{done}/{e.total:.0f}{unit} ({pct:.0f}%)"  # the Hessian's is a share
+    return f"basintui: stage {e.name} {amount}" + (f", {left}" if left else "")
 
 
 class RunProgress:
