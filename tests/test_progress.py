@@ -271,6 +271,18 @@ def test_the_hessian_phases_share_the_stage_in_order_and_in_full():
     assert mse["ggn"] == (0.0, pytest.approx(100 * 0.01 / 1.01))  # mse reuses the spectrum: only the 1 % floor
 
 
+def test_a_gram_route_shares_its_stage_in_order_and_in_full():
+    from basintui.engine.numerics.spectrum import gram_parts
+
+    for shape in ((6531, 64), (10059, 4096), (1, 1)):
+        parts = gram_parts(shape)
+        assert list(parts) == ["gram", "eig", "ritz", "exact"]
+        bounds = [b for lo_hi in parts.values() for b in lo_hi]
+        assert bounds[0] == 0 and bounds[-1] == pytest.approx(100) and bounds == sorted(bounds)
+    wide = gram_parts((10059, 4096))  # a 4096² Gram's eigenvalues weigh more than a 64² one's
+    assert wide["eig"][1] - wide["eig"][0] > 10 > gram_parts((6531, 64))["eig"][1] - gram_parts((6531, 64))["eig"][0]
+
+
 def test_the_plan_estimates_stage_seconds_where_a_rate_was_measured():
     from basintui.planner import plan, sizes_from_preset
     from basintui.schema.plan import decode_plan

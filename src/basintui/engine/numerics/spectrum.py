@@ -244,7 +244,20 @@ def streamed_gram(source: RowBlocks, V: torch.Tensor | None = None,
     return torch.zeros(width, width, dtype=torch.float64) if M is None else M
 
 
-GRAM_STEPS = 4  # a Gram route's progress: the Gram, its eigenvalues, the Ritz tail, an exact decision
+def gram_parts(shape: tuple[int, int]) -> dict[str, tuple[float, float]]:
+    """A Gram route's progress in % of its arithmetic: the Gram (small² · large), its eigenvalues (about
+    4/3 · small³), then, only when the Gram cannot resolve the smallest values, the Ritz tail (another pass
+    over the same blocks, thinner: 0.3 × the Gram) and rarely an exact decision (0.2 × the Gram)."""
+    small, large = float(min(shape)), float(max(shape))
+    gram = max(small * small * large, 1.0)
+    cost = {"gram": gram, "eig": 4.0 / 3.0 * small**3, "ritz": 0.3 * gram, "exact": 0.2 * gram}
+    total, at, parts = sum(cost.values()), 0.0, {}
+    for name, c in cost.items():
+        parts[name] = (100.0 * at / total, 100.0 * (at + c) / total)
+        at += c
+    return parts
+
+
 SUBSET_FRACTION = 0.15  # up to this share of the eigenvectors, LAPACK's subset driver beats a full eigh
 
 
@@ -387,8 +400,9 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
     rank wherever no singular value is near a threshold. Only when neither fits do the Ritz values
     decide, and the route says so.
     """
-    meter = progress.of(cancel)  # the caller's steps: 0-1 the Gram, 1-2 its eigenvalues, 2-3 Ritz, 3-4 exact
-    with meter.span(1, 2):
+    meter = progress.of(cancel)  # the caller's gram_parts(shape): the Gram is done
+    parts = gram_parts(shape)
+    with meter.span(*parts["eig"]):
         lam = run_cancellable(lambda: gram_values(K), cancel)
     small = lam.size
     if lam[0] <= 0:
@@ -407,7 +421,7 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
                          f"a block of {min(block_rows, max(shape))} rows of G·V)",
                4 * 8 * s * s + 8 * small * s + min(STREAM_BYTES, 8 * max(shape) * s), K.device,
                "use fewer training inputs (data.n) or a smaller model; the Gram alone cannot resolve them")
-    with meter.span(2, 3):
+    with meter.span(*parts["ritz"]):
         sv_tail, levels = ritz_tail(source, run_cancellable(lambda: smallest_vectors(K, s), cancel), floor, cancel)
     head = np.sqrt(np.maximum(lam[: small - s], 0.0))
     refined = np.concatenate([head, sv_tail])
@@ -416,7 +430,7 @@ def _from_gram(K: torch.Tensor, source: RowBlocks, full_svd: Callable[[], np.nda
     how = f"{s} smallest σ refined by streamed Rayleigh-Ritz on G·V, {levels} level{'s' if levels > 1 else ''}"
     if not _uncertain(sv_tail, thresholds, contamination):
         return _fit(refined, min(shape)), f"gram-eigh + Ritz tail ({how})"
-    with meter.span(3, 4):
+    with meter.span(*parts["exact"]):
         exact = _exact_decision(source, full_svd, full_svd_bytes, small, K.device, cancel)
     why = (f"a Ritz value lay within {NEAR_FACTOR:g}× of a threshold or of its contamination bound "
            f"({CONTAMINATION_SAFETY:g} × {contamination:.2g})")
@@ -460,8 +474,8 @@ def singular_values(G: torch.Tensor, method: str = "auto", cancel: CancelToken |
     if method != "gram":
         raise ValueError(f"unknown spectrum method {method!r}")
     A = _tall(G)
-    meter.expect(GRAM_STEPS, "steps")
-    with meter.span(0, 1):
+    meter.expect(100, "%")
+    with meter.span(*gram_parts(G.shape)["gram"]):
         K = run_cancellable(lambda: gram_of(A), cancel)
     return _from_gram(K, DenseRows(A), lambda: svdvals(G), 8 * small * small + 8 * large * small // 4,
                       (n, m), rtol, cancel)
@@ -471,10 +485,10 @@ def factored_singular_values(factors, cancel: CancelToken | None = None, rtol: f
     """The same rule on K = GᵀG built from per-layer factors (engine/routes/gram.py); G is formed only if a
     full SVD must decide and fits. Needs kd ≤ N (the Gram is kd × kd)."""
     meter = progress.of(cancel)
-    meter.expect(GRAM_STEPS, "steps")
-    with meter.span(0, 1):
-        K = factors.gram(cancel)
     shape = (factors.n_params, factors.n_outputs)
+    meter.expect(100, "%")
+    with meter.span(*gram_parts(shape)["gram"]):
+        K = factors.gram(cancel)
     sv, route = _from_gram(K, factors, lambda: svdvals(factors.materialize()), _svd_bytes(shape),
                            shape, rtol, cancel)
     return sv, "factored " + route
@@ -486,10 +500,10 @@ def streamed_singular_values(source: RowBlocks, cancel: CancelToken | None = Non
     parameter chunks): its Gram summed block by block, the tail refined by the same blocks."""
     gram = getattr(source, "gram", None)  # a source may sum its own Gram faster (stream.ParamChunks: in-place syrk)
     meter = progress.of(cancel)
-    meter.expect(GRAM_STEPS, "steps")
-    with meter.span(0, 1):
-        K = gram(cancel) if gram is not None else streamed_gram(source, None, cancel)
     shape = (source.n_rows, source.n_cols)
+    meter.expect(100, "%")
+    with meter.span(*gram_parts(shape)["gram"]):
+        K = gram(cancel) if gram is not None else streamed_gram(source, None, cancel)
     sv, route = _from_gram(K, source, None, _svd_bytes(shape), shape, rtol, cancel)
     return sv, "streamed " + route
 
