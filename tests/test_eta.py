@@ -99,6 +99,7 @@ def test_progress_text_says_fraction_units_the_estimates_source_and_the_runs_tim
         "▶ layers 100% (3/3 blocks)  elapsed 1.5 s"
     assert progress_text("layers", StageProgress("hessian", 3, 3)).plain == "▶ layers"  # another stage's: not shown
     assert progress_text("layers", StageProgress("layers", 0.5, 2.0)).plain.startswith("▶ layers 25% (0.5/2)")
+    assert progress_text("hessian", StageProgress("hessian", 37, 100, "%", 2.0)).plain == "▶ hessian 37%  elapsed 2.0 s"
 
 
 def _cells(state: StripState) -> dict[str, str]:

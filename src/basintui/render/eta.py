@@ -135,7 +135,8 @@ def progress_text(stage: str | None, e: StageProgress | None, run_left: Remainin
         t.append(e.name, style="bold")
         if e.total > 0:
             t.append(f" {100 * min(max(e.done / e.total, 0.0), 1.0):.0f}%")
-            t.append(f" ({_amount(e.done)}/{_amount(e.total)}{' ' + e.unit if e.unit else ''})", style="dim")
+            if e.unit != "%":  # a stage counted in % of its arithmetic has no count to show
+                t.append(f" ({_amount(e.done)}/{_amount(e.total)}{' ' + e.unit if e.unit else ''})", style="dim")
         t.append(f"  elapsed {clock(e.elapsed)}")
         if e.eta is not None and math.isfinite(e.eta):
             source = {"plan": "planned", "measured": "measured"}.get(e.eta_source, "")
