@@ -84,6 +84,7 @@ class Dashboard(Vertical):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.report: Report | None = None
+        self.follow = True  # the stage log shows its newest line
 
     def compose(self) -> ComposeResult:
         yield Static("No run yet: choose a preset in Setup (key 1) and press r.", id="dash-strip")
@@ -118,9 +119,16 @@ class Dashboard(Vertical):
         self.log_lines.append(line if isinstance(line, Text) else Text(line))
         del self.log_lines[:-500]
         box = self.query_one("#dash-log", VerticalScroll)
-        follow = box.scroll_y >= box.max_scroll_y - 1  # the user scrolled up: leave the view where it is
+        if box.size.height:  # on screen: follow the end unless the user scrolled up
+            self.follow = box.scroll_y >= box.max_scroll_y - 1
         self.query_one("#dash-log-text", Static).update(Text("\n").join(self.log_lines))
-        if follow:
+        if self.follow:
+            box.call_after_refresh(box.scroll_end, animate=False)
+
+    def on_show(self) -> None:
+        """Written to while hidden (another tab): the newest lines are in view when it shows."""
+        if self.follow:
+            box = self.query_one("#dash-log", VerticalScroll)
             box.call_after_refresh(box.scroll_end, animate=False)
 
     # ---- run state
