@@ -162,8 +162,8 @@ class BasinApp(App[int]):
 
     def on_mount(self) -> None:
         self.sub_title = f"preset {self.preset.name}"
-        # Open with focus on a pane (the preset list), never in a text field.
-        self.query_one("#preset-list", OptionList).focus()
+        # Open with focus on a pane (the preset list, or an opened report's dashboard), never in a text field.
+        self.query_one("#preset-list" if self.opened is None else "#dash-log").focus()
         self.pane(TrainingPane).clock = self.clock  # one estimate of the run's time left, shown in both places
         self._strip()
         self.set_interval(1.0, self._tick)
