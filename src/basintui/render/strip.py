@@ -98,7 +98,7 @@ def strip_text(s: StripState) -> Text:
     out = Text(no_wrap=False)
     for i, (label, value) in enumerate(strip_cells(s)):
         if i:
-            out.append("  │  ", style="dim")
+            out.append(" │ ", style="dim")
         if label:
             out.append(f"{label} ", style="dim")
         out.append_text(value)
