@@ -54,7 +54,8 @@ async def run_to_end(pilot) -> None:
     await pilot.pause(0.2)
 
 
-@pytest.mark.parametrize("name", ["xor-relu", "critique", "collapse"])
+@pytest.mark.parametrize("name", ["xor-relu", pytest.param("critique", marks=pytest.mark.slow),
+                                  pytest.param("collapse", marks=pytest.mark.slow)])
 def test_after_r_the_wide_dashboard_shows_rank_claim3_layers_and_hessian_together(name):
     report = load_report(REPORTS / f"{name}.json")
 

@@ -10,6 +10,7 @@ import asyncio
 import shlex
 import shutil
 
+import pytest
 from conftest import ROOT, make_preset
 from textual.widgets import Input, OptionList, Static, TabbedContent
 
@@ -80,6 +81,7 @@ def test_the_app_opens_with_its_builtin_preset_highlighted():
     run(body, load_preset("collapse"))
 
 
+@pytest.mark.slow  # a fast representative of the pane's behaviour stays in the default set
 def test_a_preset_from_no_file_highlights_nothing():
     async def body(app, pilot, started):
         assert highlighted(app) is None
@@ -206,6 +208,7 @@ def test_save_writes_a_file_that_loads_back_equal(tmp_path):
     run(body, load_preset("default"))
 
 
+@pytest.mark.slow  # a fast representative of the pane's behaviour stays in the default set
 def test_overwriting_needs_confirmation(tmp_path):
     target = tmp_path / "p.toml"
     target.write_text("seed = 1\n")
@@ -222,6 +225,7 @@ def test_overwriting_needs_confirmation(tmp_path):
     run(body, load_preset("default"))
 
 
+@pytest.mark.slow  # a fast representative of the pane's behaviour stays in the default set
 def test_a_bad_directory_is_reported_in_words(tmp_path):
     async def body(app, pilot, started):
         screen = await save_to(app, pilot, tmp_path / "missing" / "p.toml")
@@ -235,6 +239,7 @@ def test_a_bad_directory_is_reported_in_words(tmp_path):
     run(body, load_preset("default"))
 
 
+@pytest.mark.slow  # a fast representative of the pane's behaviour stays in the default set
 def test_saving_invalid_fields_is_refused():
     async def body(app, pilot, started):
         editor(app, "train.lr").value = "-1"
@@ -270,6 +275,7 @@ def test_the_equivalent_command_follows_the_fields():
     run(body, load_preset("collapse"))
 
 
+@pytest.mark.slow  # a fast representative of the pane's behaviour stays in the default set
 def test_esc_outside_a_field_is_left_to_the_app():
     """The pane's esc acts only in a text field: on the list the key goes on to the app's own binding."""
     async def body(app, pilot, started):

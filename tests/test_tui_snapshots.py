@@ -19,6 +19,7 @@ from basintui.tui.app import BasinApp
 CASE = "xor-relu"
 TABS = ["dashboard", "setup", "training", "spectrum", "layers", "hessian", "levelset"]
 SIZES = [pytest.param((160, 50), id="160x50"), pytest.param((80, 24), id="80x24", marks=pytest.mark.slow)]
+FAST = ("dashboard", "spectrum")  # at 160×50 in the default set; every other snapshot runs with -m slow
 
 
 def make_app() -> BasinApp:
@@ -50,7 +51,7 @@ def run_then_show(tab: str):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("tab", TABS)
+@pytest.mark.parametrize("tab", [t if t in FAST else pytest.param(t, marks=pytest.mark.slow) for t in TABS])
 def test_pane_snapshot(snap_compare, tab, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=run_then_show(tab))
 
