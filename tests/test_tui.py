@@ -75,6 +75,8 @@ def test_run_shows_the_reports_rank_and_exports(tmp_path):
             await pilot.press("enter")
             json_path, npz_path = export_paths(str(tmp_path / "out.json"))
             await wait_for(pilot, lambda: Path(npz_path).exists() and Path(json_path).exists(), 30, "the export")
+            svg = Path(json_path).with_suffix(".svg")  # the screen, beside the report
+            assert svg.read_text().lstrip().startswith("<svg")
             await wait_for(pilot, lambda: any("Wrote" in str(n.message) for n in app._notifications), 5,
                            "the export toast")
             import json
