@@ -13,7 +13,14 @@ from pathlib import Path
 
 from basintui.config import load_preset
 from basintui.schema import load_report, report_to_builtins
-from basintui.schema.events import Note, PlanReady, RankProbe, Stage, StageProgress, TrainStep
+from basintui.schema.events import (
+    Note,
+    PlanReady,
+    RankProbe,
+    Stage,
+    StageProgress,
+    TrainStep,
+)
 
 REPORTS = Path(__file__).resolve().parent / "fixtures" / "reports"
 
@@ -54,7 +61,7 @@ def _train(report, preset, on_event, cancel) -> None:
     on_event(Stage("train", done=True, seconds=timings.get("train", 0.0), detail=tr.status))
 
 
-class replay_session:  # noqa: N801 - used like a function; a class so the engine process can unpickle it
+class replay_session:
     """replay_session(name)(preset, on_event, cancel): the stored run of `name`."""
 
     def __init__(self, name: str) -> None:

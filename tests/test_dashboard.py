@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 import io
+import re
 import shutil
-from pathlib import Path
 
 import pytest
-from rich.console import Console
 from replay import REPORTS, replay_session, stored_preset
+from rich.console import Console
 from textual.widgets import Static, TabbedContent
 
 from basintui.schema import load_report
 from basintui.tui.app import BasinApp
-
 from basintui.tui.screens.error import ErrorScreen
 from basintui.tui.screens.path import PathScreen
 from basintui.tui.widgets.dashboard import Dashboard
@@ -96,7 +94,7 @@ def test_each_pane_opens_full_size_on_its_key_and_esc_comes_back():
             tabs = app.query_one(TabbedContent)
             for key, tab in (("3", "spectrum"), ("4", "layers"), ("5", "hessian"), ("6", "levelset"), ("2", "training")):
                 await pilot.press(key)
-                await until(pilot, lambda: tabs.active == tab, 5, tab)
+                await until(pilot, lambda tab=tab: tabs.active == tab, 5, tab)
                 await pilot.press("escape")
                 await until(pilot, lambda: tabs.active == "dashboard", 5, "back to the dashboard")
             await pilot.press("1")
@@ -180,6 +178,6 @@ def test_c_compares_with_a_saved_report_and_a_bad_file_gets_a_modal(tmp_path):
             plot = app.screen.query_one(SpectrumPlot)
             assert plot.overlay is not None
             await pilot.press("escape")
-            await until(pilot, lambda: not type(app.screen).__name__ == "CompareScreen", 5)
+            await until(pilot, lambda: type(app.screen).__name__ != "CompareScreen", 5)
 
     asyncio.run(main())

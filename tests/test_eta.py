@@ -53,7 +53,7 @@ def test_remaining_is_the_running_stages_estimate_plus_the_planned_stages_to_com
 
 
 def test_a_stage_without_an_estimate_makes_the_total_a_lower_bound():
-    c, t = started(plan_seconds={"spectrum": 4.0})
+    c, _ = started(plan_seconds={"spectrum": 4.0})
     c.stage(Stage("data"))
     r = c.remaining()
     assert (r.seconds, r.complete) == (pytest.approx(4.0), False)

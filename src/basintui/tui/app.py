@@ -20,8 +20,10 @@ from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, OptionList, TabbedContent, TabPane, TextArea
+from textual.widgets import Footer, Header, Input, TabbedContent, TabPane, TextArea
 
+from ..atomic import write_text_atomic
+from ..cli_reports import ReportFileError, read_report
 from ..config import Preset, PresetError, from_dict, load_preset
 from ..limits import fmt_bytes
 from ..render.eta import RunClock, clock, progress_text
@@ -38,9 +40,7 @@ from ..schema.events import (
     TrainProgress,
 )
 from ..schema.plan import Plan
-from ..cli_reports import ReportFileError, read_report
 from ..schema.report import report_to_builtins
-from ..atomic import write_text_atomic
 from .bridge import Bridge, Session, export_paths
 from .messages import EngineEvent, ExportDone, ExportFailed, RunStarted
 from .screens.error import ErrorScreen
