@@ -7,6 +7,7 @@ Imports are lazy: `--help` and `--version` never import torch. Exit codes: 0 suc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -48,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--npz", metavar="PATH", help="write singular values, loss history and parameters as NPZ "
                    "(a different path from --json)")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the preset's device")
+    r.add_argument("--checkpoint", metavar="FILE", help="load this state_dict (.pt / .pth / .safetensors) into the "
+                   "preset's model before training (sets model.checkpoint; a relative FILE is relative to the "
+                   "working directory); with --set train.steps=0 the network is analysed as saved")
     r.add_argument("--quiet", "-q", action="store_true", help="no summary on stdout")
     r.add_argument("--progress", choices=("auto", "lines"), default="auto",
                    help="auto: a progress bar per stage on a terminal (fraction done, time left), otherwise a "
@@ -249,6 +253,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _finish(args, report, typed, written, token, err_console)
 
 
+def _absolute(path: str) -> str:
+    """A command-line path, relative to the working directory (not to the preset's folder)."""
+    try:
+        return os.path.abspath(os.path.expanduser(path)) if path else path
+    except (OSError, ValueError):
+        return path
+
+
 def _run_preset(args: argparse.Namespace):
     """The preset `run` was asked for, or the exit code when the outputs or the preset are bad."""
     from .config import PresetError, load_preset
@@ -260,6 +272,8 @@ def _run_preset(args: argparse.Namespace):
     sets = list(args.sets)
     if args.device:
         sets.append(f'device="{args.device}"')
+    if args.checkpoint is not None:  # a TOML basic string (JSON's escapes are TOML's), absolute: the flag's
+        sets.append(f"model.checkpoint={json.dumps(_absolute(args.checkpoint))}")  # path is the shell's
     try:
         return load_preset(args.preset, sets)
     except PresetError as exc:

@@ -100,6 +100,7 @@ class ModelConfig:
     activation: str = "relu"
     bias: bool = True
     factory: str = ""
+    checkpoint: str = ""  # a state_dict (.pt / .pth / .safetensors) loaded into the model before training
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ def validate(p: Preset, *, source: str = "") -> None:
     _range("seed", p.seed, 0 <= p.seed <= MAX_SEED, f"an integer from 0 to {MAX_SEED} (2**32 - 1)", s)
     _validate_data(p, s)
     _validate_model(p.model, s)
+    _validate_checkpoint(p.model.checkpoint, p.source_dir, s)
     _validate_train(p.train, p.data, s)
     _validate_analysis(p.analysis, s)
 
@@ -299,6 +301,22 @@ def _validate_model(m: ModelConfig, s: str) -> None:
         raise PresetError("model.factory", m.factory, "'module:function' when model.kind = 'python', the module a "
                           "dotted name of Python identifiers (no leading dot: it is looked up in the preset's folder, "
                           "then among installed packages) and the function an identifier", source=s)
+
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
+
+
+def _validate_checkpoint(given: str, source_dir: str, s: str) -> None:
+    """model.checkpoint: empty (none), or an existing .pt / .pth / .safetensors file (relative to the
+    preset's folder, then the working directory). What is in it is checked by the engine."""
+    if not given:
+        return
+    if Path(given).suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise PresetError("model.checkpoint", given, "a file ending in .pt, .pth (torch.save of a state_dict) or "
+                          ".safetensors", source=s)
+    path = resolve_path(given, source_dir)
+    if not _is_file(path):
+        raise PresetError("model.checkpoint", given, f"an existing file (looked for {path})", source=s)
 
 
 def _validate_train(t: TrainConfig, d: DataConfig, s: str) -> None:

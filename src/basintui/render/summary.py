@@ -28,6 +28,8 @@ def run_table(r: Report) -> Table:
         t.add_row("data", r.data.description)
         t.add_row("sizes", f"N = {r.model.n_params} parameters, k = {r.data.n_train} inputs, "
                            f"d = {r.data.out_dim} outputs")
+        if r.model.checkpoint:
+            t.add_row("checkpoint", f"{r.model.checkpoint} (sha256 {(r.model.checkpoint_sha256 or '?')[:12]}…)")
     else:
         t.add_row("data", "not prepared: the run stopped before the data and the model were built")
     t.add_row("training", f"{tr.status}: {tr.steps} steps, final loss {_fmt(tr.final_loss)} "

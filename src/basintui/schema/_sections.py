@@ -47,6 +47,7 @@ class ModelSettings(Section, kw_only=True):
     activation: Activation
     bias: bool
     factory: str
+    checkpoint: str = ""
 
 
 class TrainSettings(Section, kw_only=True):
@@ -109,6 +110,9 @@ class ModelSection(Section, kw_only=True):
     sequential: bool
     why_not_sequential: str | None = None
     factory_file: str | None = None
+    checkpoint: str | None = None  # model.checkpoint as given; None when the model was not loaded from a file
+    checkpoint_path: str | None = None  # the file it resolved to
+    checkpoint_sha256: str | None = None  # SHA-256 of the file's bytes, as loaded
 
 
 class DataSection(Section, kw_only=True):

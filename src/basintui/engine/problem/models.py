@@ -11,6 +11,7 @@ import copy
 import importlib
 import importlib.util
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,10 +157,13 @@ def make_model(cfg: ModelConfig, in_dim: int, out_dim: int, source_dir: str,
 
 
 def check_output(model: nn.Module, x_one: torch.Tensor, out_dim: int, what: str = "the model",
-                 key: str = "model.factory") -> None:
+                 key: str = "model.factory") -> str:
     """One forward pass on a single input, before anything is trained: the output must be one floating
-    tensor of shape (1, out_dim) with finite values. A 1-D output, a wrong width, something that is not a
-    tensor, or a tuple / dict (not accepted yet) is refused in words instead of failing after training."""
+    tensor of shape (1, out_dim) with finite values. A tuple / list (its first tensor is used) or a dict
+    (its 'output' entry is used) is accepted and described in the returned words ("" for a tensor): the
+    caller wraps the model with `output_of` so that everything downstream sees that tensor. A 1-D output,
+    a wrong width, something that is not a tensor, or a dict without 'output' is refused in words instead
+    of failing after training."""
     shape_in = tuple(x_one.shape)
     try:
         with torch.enable_grad():
@@ -169,14 +173,31 @@ def check_output(model: nn.Module, x_one: torch.Tensor, out_dim: int, what: str 
         raise InputError(key, f"{what} fails on one input of shape {shape_in} (batch of 1, in_dim = "
                          f"{shape_in[-1]}): {type(exc).__name__}: {first}") from None
     want = f"one tensor of shape (batch, out_dim) = (1, {out_dim})"
+    out, how = _the_tensor(out, what, key, want)
+    _check_tensor(out, out_dim, what, key, want)
+    return how
+
+
+def _the_tensor(out: Any, what: str, key: str, want: str) -> tuple[Any, str]:
+    """The tensor basintui analyses out of what the model returned, and words for how it was taken."""
     if isinstance(out, (tuple, list)):
-        raise InputError(key, f"{what} returns a {type(out).__name__} of {len(out)} items on one input; basintui "
-                         f"needs {want}. Tuple and list outputs are not accepted (yet): return the output tensor "
-                         "alone, e.g. from a wrapper module")
-    if isinstance(out, dict):
-        keys = ", ".join(repr(k) for k in list(out)[:5])
-        raise InputError(key, f"{what} returns a dict ({keys}) on one input; basintui needs {want}. Dict outputs "
-                         "are not accepted (yet): return the output tensor alone, e.g. from a wrapper module")
+        kind = type(out).__name__
+        at = next((i for i, item in enumerate(out) if isinstance(item, torch.Tensor)), None)
+        if at is None:
+            raise InputError(key, f"{what} returns a {kind} of {len(out)} items on one input and none of them is a "
+                             f"tensor; basintui needs {want}")
+        which = "its first item" if at == 0 else f"item {at}, its first tensor"
+        return out[at], f"{what} returns a {kind} of {len(out)} items; basintui uses {which}"
+    if isinstance(out, Mapping):
+        keys = ", ".join(repr(k) for k in list(out)[:8])
+        if OUTPUT_KEY not in out:
+            raise InputError(key, f"{what} returns a dict ({keys}) on one input; basintui uses a dict's "
+                             f"{OUTPUT_KEY!r} entry, which it lacks: return {want}, or put it under {OUTPUT_KEY!r}")
+        return out[OUTPUT_KEY], f"{what} returns a dict ({keys}); basintui uses its {OUTPUT_KEY!r} entry"
+    return out, ""
+
+
+def _check_tensor(out: Any, out_dim: int, what: str, key: str, want: str) -> None:
     if not isinstance(out, torch.Tensor):
         raise InputError(key, f"{what} returns {type(out).__name__} on one input; basintui needs {want}")
     if out.ndim != 2:
@@ -197,6 +218,38 @@ def check_output(model: nn.Module, x_one: torch.Tensor, out_dim: int, what: str 
     if not bool(torch.isfinite(out).all()):
         raise InputError(key, f"{what} returns non-finite values ({out.flatten()[:4].tolist()}) on the first "
                          "training input at its initial parameters")
+
+
+OUTPUT_KEY = "output"  # the entry of a dict output that basintui analyses
+
+
+def one_output(out: Any) -> torch.Tensor:
+    """The rule check_output states, applied on every call: a tensor as is, a tuple / list's first tensor,
+    a dict's 'output' entry."""
+    if isinstance(out, (tuple, list)):
+        out = next((item for item in out if isinstance(item, torch.Tensor)), None)
+    elif isinstance(out, Mapping):
+        out = out.get(OUTPUT_KEY)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError("the model's output has no tensor where check_output found one")
+    return out
+
+
+def output_of(model: nn.Module) -> nn.Module:
+    """`model` itself, its forward returning `one_output(...)` of what it returned: its class becomes a
+    subclass of its own with that forward and the same name, so parameter and module names (the
+    checkpoint's keys, the layer report's rows), hooks and isinstance stay the user's own. Idempotent."""
+    cls = type(model)
+    if getattr(cls, "_basintui_one_output", False):
+        return model
+
+    def forward(self, *args, **kwargs):
+        return one_output(super(wrapped, self).forward(*args, **kwargs))
+
+    wrapped = type(cls.__name__, (cls,), {"forward": forward, "_basintui_one_output": True,
+                                         "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    model.__class__ = wrapped
+    return model
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ class ModelInfo:
     sequential: bool
     why_not_sequential: str
     factory_file: str | None = None  # model.kind = python: the file the factory was imported from
+    checkpoint: str | None = None  # model.checkpoint as the preset gave it (None: no checkpoint)
+    checkpoint_path: str | None = None  # the file it resolved to
+    checkpoint_sha256: str | None = None  # SHA-256 of the bytes that were loaded
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,8 @@ class ReportSchemaError(ValueError):
 def _model_dict(m: ModelInfo) -> dict[str, Any]:
     return {"n_params": m.n_params, "kind": m.kind, "description": m.description, "blocks": m.blocks,
             "params": m.params, "sequential": m.sequential, "why_not_sequential": m.why_not_sequential or None,
-            "factory_file": m.factory_file}
+            "factory_file": m.factory_file, "checkpoint": m.checkpoint, "checkpoint_path": m.checkpoint_path,
+            "checkpoint_sha256": m.checkpoint_sha256}
 
 
 def _data_dict(d: DataInfo) -> dict[str, Any]:

@@ -39,7 +39,9 @@ from ..problem.models import (
     flat_params,
     layout_of,
     make_model,
+    output_of,
 )
+from ..problem.checkpoint import load_checkpoint
 from ..problem.train import TrainResult, mean_loss, train
 from ..routes import jacobian
 from .. import memory as resources
@@ -253,8 +255,15 @@ def _build(r: _Run, x_train: torch.Tensor, d: int, factory: dict[str, str]) -> n
     torch.manual_seed(r.preset.seed)
     built = make_model(m_cfg, int(x_train.shape[1]), d, r.preset.source_dir, info=factory).to(r.device, r.dtype)
     what = "the model" if m_cfg.kind == "mlp" else f"the model from {m_cfg.factory}"
+    if m_cfg.checkpoint:  # before the checks, so that they judge the loaded network
+        ckpt = load_checkpoint(built, m_cfg.checkpoint, r.preset.source_dir, what)
+        factory.update(checkpoint=ckpt.given, checkpoint_path=ckpt.path, checkpoint_sha256=ckpt.sha256)
+        r.note(f"loaded {ckpt.describe()}, into {what}")
     check_batch_independent(built, x_train[:1])  # on one input: Dropout / BatchNorm in train mode, in words
-    check_output(built, x_train[:1], d, what, key="model" if m_cfg.kind == "mlp" else "model.factory")
+    how = check_output(built, x_train[:1], d, what, key="model" if m_cfg.kind == "mlp" else "model.factory")
+    if how:  # a tuple / list or dict output: every later call sees the tensor check_output checked
+        output_of(built)
+        r.note(how)
     return built
 
 
@@ -285,6 +294,9 @@ def _infos(r: _Run, prob: _Problem) -> tuple[ModelInfo, DataInfo]:
         sequential=layout.sequential,
         why_not_sequential=layout.why_not_sequential,
         factory_file=prob.factory.get("factory_file"),
+        checkpoint=prob.factory.get("checkpoint"),
+        checkpoint_path=prob.factory.get("checkpoint_path"),
+        checkpoint_sha256=prob.factory.get("checkpoint_sha256"),
     )
     data_info = DataInfo(n_train=len(inputs.x), out_dim=prob.d, in_dim=int(inputs.x.shape[1]),
                          description=inputs.description, targets=preset.data.targets,
@@ -394,7 +406,7 @@ def _targets(preset: Preset, inputs: data_mod.Inputs, model: nn.Module, d: int, 
         return data_mod.outputs_to_targets(out, loss, soft=True)
     # teacher: a random net of the same shape, drawn from its own seed
     torch.manual_seed(preset.seed + 1_000_003)
-    teacher = make_model(preset.model, inputs.x.shape[1], d, preset.source_dir).to(x.device, x.dtype)
+    teacher = output_of(make_model(preset.model, inputs.x.shape[1], d, preset.source_dir).to(x.device, x.dtype))
     with torch.no_grad():
         out = teacher(x).double().cpu().numpy()
     return data_mod.outputs_to_targets(out, loss, soft=False)
