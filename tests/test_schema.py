@@ -38,6 +38,9 @@ SMALL = {
     "collapse": ["train.steps=30", "data.n=24"],
     "digits": ["train.steps=20", "data.n=40", "model.hidden=[8]"],
     "underparam": ["train.steps=50"],
+    "modadd": ["train.steps=5", "data.p=5", "model.hidden=[4, 8]"],
+    "digits-cnn": ["train.steps=5", "data.n=12", "model.hidden=[2, 2]"],
+    "resmlp": ["train.steps=5", "data.n=16", "model.hidden=[6, 6]"],
 }
 FAST = ("xor-relu", "critique", "deep-linear")  # under 10 s each (measured 1-9 s); the others are slow
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DATA_KINDS = ("gaussian", "xor", "moons", "circles", "parity", "sine", "digits", "file")
+DATA_KINDS = ("gaussian", "xor", "moons", "circles", "parity", "sine", "digits", "file", "modular")
+LAYOUTS = ("flat", "image")  # data.layout: digits as flat vectors (64) or as images (1, 8, 8)
 TARGET_KINDS = ("teacher", "random", "self", "labels")
-MODEL_KINDS = ("mlp", "python")
+MODEL_KINDS = ("mlp", "python", "cnn", "transformer", "resmlp")
+ZOO_KINDS = ("cnn", "transformer", "resmlp")  # built-in architectures beyond the MLP (engine/problem/zoo.py)
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu", "linear")
 LOSSES = ("mse", "bce", "ce")
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
@@ -28,7 +30,12 @@ CE_OUTPUTS = ("logits", "probabilities")
 SPECTRUM_ROUTES = ("auto", "explicit", "factored", "streamed", "matfree")
 
 # Kinds whose input dimension is fixed by the data set itself.
-NATURAL_DIM = {"xor": 2, "moons": 2, "circles": 2, "digits": 64}
+NATURAL_DIM = {"xor": 2, "moons": 2, "circles": 2, "digits": 64, "modular": 2}
+IMAGE_KINDS = ("digits",)  # kinds that data.layout = "image" keeps 2-D
+IMAGE_SHAPE = (1, 8, 8)  # digits as images: (channels, height, width)
+TOKEN_POSITIONS = 2  # modular data: the sequence (a, b)
+DEFAULT_P = 23  # data.p when left out (modular)
+MAX_P = 1000  # p² pairs ≤ MAX_N
 DEFAULT_N = 64  # data.n when left out (file: every row)
 DEFAULT_DIM = {"gaussian": 8, "parity": 6, "sine": 1}  # data.dim when left out (the other kinds: NATURAL_DIM)
 
@@ -42,7 +49,7 @@ MAX_SHOWN = 200  # characters of a user's value an error message echoes
 MAX_N = 1_000_000  # training inputs k = data.n + data.duplicates
 MAX_LAYERS = 1000  # entries of model.hidden
 MAX_SEED = 2**32 - 1  # torch.manual_seed and numpy take it (the engine adds small offsets to it)
-LABELLED_KINDS = ("xor", "moons", "circles", "parity", "sine", "digits", "file")
+LABELLED_KINDS = ("xor", "moons", "circles", "parity", "sine", "digits", "file", "modular")
 
 
 def show(value: Any, limit: int = MAX_SHOWN) -> str:
@@ -91,6 +98,9 @@ class DataConfig:
     targets: str = "teacher"
     duplicates: int = 0
     path: str = ""
+    layout: str = "flat"  # digits: "flat" (k, 64) or "image" (k, 1, 8, 8)
+    p: int | None = None  # modular: the modulus (None: DEFAULT_P)
+    train_fraction: float | None = None  # modular: the share of the p² pairs trained on (None: all)
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,8 @@ class ModelConfig:
     bias: bool = True
     factory: str = ""
     checkpoint: str = ""  # a state_dict (.pt / .pth / .safetensors) loaded into the model before training
+    heads: int | None = None  # transformer: attention heads (None: 1)
+    layernorm: bool = True  # transformer, resmlp: LayerNorms (false: none; the other kinds have none)
 
 
 @dataclass(frozen=True)
@@ -245,6 +257,7 @@ def validate(p: Preset, *, source: str = "") -> None:
     _validate_data(p, s)
     _validate_model(p.model, s)
     _validate_checkpoint(p.model.checkpoint, p.source_dir, s)
+    _validate_zoo(p, s)
     _validate_train(p.train, p.data, s)
     _validate_analysis(p.analysis, s)
 
@@ -288,6 +301,39 @@ def _validate_data(p: Preset, s: str) -> None:
         raise PresetError(
             "data.targets", d.targets, f"teacher, random or self: data.kind = {d.kind!r} has no labels", source=s
         )
+    _validate_layout(d, s)
+    _validate_modular(d, s)
+
+
+def _validate_layout(d: DataConfig, s: str) -> None:
+    _enum("data.layout", d.layout, LAYOUTS, s)
+    if d.layout == "image" and d.kind not in IMAGE_KINDS:
+        raise PresetError("data.layout", d.layout, f"'flat' for data.kind = {d.kind!r}; 'image' is for "
+                          + ", ".join(IMAGE_KINDS), source=s)
+
+
+def modular_pairs(p: int, fraction: float) -> int:
+    """How many of the p² pairs (a, b) the modular data trains on: round(fraction · p²)."""
+    return int(round(fraction * p * p))
+
+
+def _validate_modular(d: DataConfig, s: str) -> None:
+    if d.kind != "modular":
+        for key, value in (("p", d.p), ("train_fraction", d.train_fraction)):
+            if value is not None:
+                raise PresetError(f"data.{key}", value, "only with data.kind = 'modular' (leave it out)", source=s)
+        return
+    if d.n is not None:
+        raise PresetError("data.n", d.n, "left out for data.kind = 'modular': the inputs are round(train_fraction "
+                          "× p²) of the p² pairs (a, b); set data.p and data.train_fraction instead", source=s)
+    _range("data.p", d.p, d.p is None or 2 <= d.p <= MAX_P, f"an integer from 2 to {MAX_P}", s)
+    f = d.train_fraction
+    _range("data.train_fraction", f, f is None or 0 < f <= 1, "a number in (0, 1]: the share of the p² pairs "
+           "trained on", s)
+    p = d.p if d.p is not None else DEFAULT_P
+    if modular_pairs(p, 1.0 if f is None else f) < 1:
+        raise PresetError("data.train_fraction", f, f"at least 1/p² = {1 / p**2:.3g} (p = {p}): "
+                          f"round({f} × {p}²) is no pair at all", source=s)
 
 
 def _validate_model(m: ModelConfig, s: str) -> None:
@@ -301,6 +347,65 @@ def _validate_model(m: ModelConfig, s: str) -> None:
         raise PresetError("model.factory", m.factory, "'module:function' when model.kind = 'python', the module a "
                           "dotted name of Python identifiers (no leading dot: it is looked up in the preset's folder, "
                           "then among installed packages) and the function an identifier", source=s)
+
+
+def zoo_heads(m: ModelConfig) -> int:
+    return 1 if m.heads is None else m.heads
+
+
+def zoo_layernorm(m: ModelConfig) -> bool:
+    return m.layernorm
+
+
+def _validate_zoo(p: Preset, s: str) -> None:
+    """What the built-in architectures need from the model keys and from the data."""
+    m, d, kind = p.model, p.data, p.model.kind
+    if m.heads is not None and kind != "transformer":
+        raise PresetError("model.heads", m.heads, "only with model.kind = 'transformer' (leave it out)", source=s)
+    if not m.layernorm and kind not in ("transformer", "resmlp"):
+        raise PresetError("model.layernorm", m.layernorm, f"true for model.kind = {kind!r} (leave it out): only "
+                          "transformer and resmlp have LayerNorms to turn off", source=s)
+    if d.layout == "image" and kind not in ("cnn", "python"):
+        raise PresetError("data.layout", d.layout, f"'flat' for model.kind = {kind!r}, which takes flat vectors; "
+                          "image inputs (k, 1, 8, 8) need model.kind = 'cnn' or 'python'", source=s)
+    if kind == "cnn":
+        _validate_cnn(m, d, s)
+    elif kind == "transformer":
+        _validate_transformer(p, s)
+    elif kind == "resmlp" and (not m.hidden or len(set(m.hidden)) != 1):
+        raise PresetError("model.hidden", list(m.hidden), "one width per residual block, all equal (the residual "
+                          "adds a block's input to its output), e.g. [64, 64]", source=s)
+
+
+def _validate_cnn(m: ModelConfig, d: DataConfig, s: str) -> None:
+    if d.layout != "image":
+        raise PresetError("model.kind", m.kind, f"a model that takes flat vectors (mlp, resmlp) for data.kind = "
+                          f"{d.kind!r} with data.layout = {d.layout!r}; cnn needs images: data.kind = 'digits' with "
+                          "data.layout = 'image'", source=s)
+    if not m.hidden:
+        raise PresetError("model.hidden", list(m.hidden), "the channels of each conv layer for cnn, e.g. [4, 8]",
+                          source=s)
+
+
+def _validate_transformer(p: Preset, s: str) -> None:
+    m, d = p.model, p.data
+    if d.kind != "modular":
+        raise PresetError("model.kind", m.kind, f"mlp, resmlp or python for data.kind = {d.kind!r}; transformer "
+                          "needs token inputs: data.kind = 'modular'", source=s)
+    if d.targets != "labels" or p.train.loss not in ("ce", "mse"):
+        raise PresetError("data.targets" if d.targets != "labels" else "train.loss",
+                          d.targets if d.targets != "labels" else p.train.loss,
+                          "data.targets = 'labels' with train.loss = 'ce' or 'mse' for model.kind = 'transformer' "
+                          "(its p outputs are the classes (a + b) mod p, unembedded from its p tokens)", source=s)
+    if len(m.hidden) != 2:
+        raise PresetError("model.hidden", list(m.hidden), "[width, mlp_width] for transformer, e.g. [32, 128]",
+                          source=s)
+    if p.train.loss == "mse" and (d.p or DEFAULT_P) == 2:
+        raise PresetError("train.loss", "mse", "ce for p = 2 with model.kind = 'transformer' (mse on two classes "
+                          "has one output, and the transformer needs one logit per token)", source=s)
+    heads = zoo_heads(m)
+    if not (1 <= heads <= m.hidden[0] and m.hidden[0] % heads == 0):
+        raise PresetError("model.heads", m.heads, f"a divisor of the width model.hidden[0] = {m.hidden[0]}", source=s)
 
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")

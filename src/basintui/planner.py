@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import DEFAULT_DIM, DEFAULT_N, NATURAL_DIM, Preset
+from .config import (DEFAULT_DIM, DEFAULT_N, DEFAULT_P, IMAGE_SHAPE, NATURAL_DIM, TOKEN_POSITIONS, ZOO_KINDS, ModelConfig,
+                     Preset, modular_pairs, zoo_layernorm)
 from .limits import (
     DENSE_HESSIAN_MAX_PARAMS,
     SAFETY,
@@ -59,7 +60,13 @@ def train_count(preset: Preset) -> int | None:
     d = preset.data
     if d.kind == "file":
         return None
+    if d.kind == "modular":
+        return modular_pairs(_modulus(preset), 1.0 if d.train_fraction is None else d.train_fraction) + d.duplicates
     return (d.n if d.n is not None else DEFAULT_N) + d.duplicates
+
+
+def _modulus(preset: Preset) -> int:
+    return preset.data.p if preset.data.p is not None else DEFAULT_P
 
 
 def input_dim(preset: Preset) -> int | None:
@@ -75,7 +82,7 @@ def output_dim(preset: Preset) -> int | None:
     d = preset.data
     if d.targets != "labels":
         return d.out_dim
-    classes = LABEL_CLASSES.get(d.kind)
+    classes = _modulus(preset) if d.kind == "modular" else LABEL_CLASSES.get(d.kind)
     if classes:
         return classes if (preset.train.loss == "ce" or (preset.train.loss == "mse" and classes > 2)) else 1
     return 1 if d.kind == "sine" else None
@@ -97,13 +104,41 @@ def sizes_from_preset(preset: Preset) -> Sizes | Unknown:
     if m.kind == "mlp" and in_dim is not None and d is not None:
         shape = mlp_shape(in_dim, m.hidden, d, m.bias, m.activation)
         n_params = shape.n_params
+    elif m.kind in ZOO_KINDS and in_dim is not None and d is not None:
+        n_params, per_input = zoo_params(m, in_dim, d)
     if why or n_params is None or k is None or d is None:
         return Unknown("; ".join(why) or "the sizes come from the run", n_params, k, d)
     elem = 8 if preset.dtype == "float64" else 4
+    if m.kind in ZOO_KINDS:  # not a chain of Linear layers: no factored route
+        return Sizes(n_params, k, d, forward_bytes=forward_pass_bytes(k, per_input, elem),
+                     state_bytes=model_state_bytes(n_params, elem, preset.train.optimizer,
+                                                   teacher=preset.data.targets == "teacher"))
     return Sizes(n_params, k, d, linear_ok=True, width_sum=shape.width_sum,
                  forward_bytes=forward_pass_bytes(k, shape.per_input, elem),
                  state_bytes=model_state_bytes(n_params, elem, preset.train.optimizer,
                                                teacher=preset.data.targets == "teacher"))
+
+
+def zoo_params(m: ModelConfig, in_dim: int, d: int) -> tuple[int, int]:
+    """N and the numbers the leaf modules output per input for the built-in cnn, transformer and resmlp
+    (engine/problem/zoo.py builds them; tests/test_zoo.py checks N against the built model). `in_dim` is
+    the resmlp's input width; the cnn takes IMAGE_SHAPE, the transformer d = p tokens."""
+    b, ln = int(m.bias), 2 * zoo_layernorm(m)  # a LayerNorm has a weight and a bias per feature
+    if m.kind == "cnn":
+        c, h, w = IMAGE_SHAPE
+        n = 0
+        for ch in m.hidden:
+            n, c = n + c * ch * 9 + b * ch, ch
+        return n + c * h * w * d + b * d, 2 * sum(m.hidden) * h * w + d
+    if m.kind == "transformer":
+        (w, inner), t = m.hidden, TOKEN_POSITIONS
+        n = d * w + t * w + 3 * ln * w + 4 * (w * w + b * w) + (w * inner + b * inner + inner * w + b * w) + w * d + b * d
+        return n, t * (2 * w + 3 * w + 4 * w + 2 * inner + w + 2 * t) + d
+    if m.kind == "resmlp":
+        w, depth = m.hidden[0], len(m.hidden)
+        n = in_dim * w + b * w + depth * (ln * w + w * w + b * w) + ln * w + w * d + b * d
+        return n, w + depth * 3 * w + w + d
+    raise ValueError(f"not a built-in architecture: {m.kind}")  # pragma: no cover - the callers check
 
 
 def plan(preset: Preset, sizes: Sizes | Unknown, available_bytes: int, gflops: float | None = None) -> Plan:

@@ -12,6 +12,7 @@ from ._words import (
     DeviceName,
     DType,
     HessianSetting,
+    Layout,
     LossName,
     ModelKind,
     On,
@@ -39,6 +40,9 @@ class DataSettings(Section, kw_only=True):
     targets: TargetKind
     duplicates: int
     path: str
+    layout: Layout = "flat"
+    p: int | None = None
+    train_fraction: float | None = None
 
 
 class ModelSettings(Section, kw_only=True):
@@ -48,6 +52,8 @@ class ModelSettings(Section, kw_only=True):
     bias: bool
     factory: str
     checkpoint: str = ""
+    heads: int | None = None
+    layernorm: bool = True
 
 
 class TrainSettings(Section, kw_only=True):

@@ -17,9 +17,10 @@ LocalMode = Literal["immersion", "full", "sampled"]
 ErrorKind = Literal["input", "runtime"]
 
 # the preset's words (basintui.config keeps the same tuples; tests/test_schema.py checks they agree)
-DataKind = Literal["gaussian", "xor", "moons", "circles", "parity", "sine", "digits", "file"]
+DataKind = Literal["gaussian", "xor", "moons", "circles", "parity", "sine", "digits", "file", "modular"]
+Layout = Literal["flat", "image"]
 TargetKind = Literal["teacher", "random", "self", "labels"]
-ModelKind = Literal["mlp", "python"]
+ModelKind = Literal["mlp", "python", "cnn", "transformer", "resmlp"]
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "linear"]
 Optimizer = Literal["adam", "sgd", "lbfgs"]
 DeviceName = Literal["auto", "cpu", "cuda"]
@@ -31,6 +32,6 @@ RouteSetting = Literal["auto", "explicit", "factored", "streamed", "matfree"]
 
 __all__ = [
     "Activation", "CeOutput", "Claim3Verdict", "CollisionKind", "DType", "DataKind", "DeviceName",
-    "ErrorKind", "GovernedBy", "GroupKind", "HessianSetting", "LocalMode", "LossHessianKind", "LossName",
+    "ErrorKind", "GovernedBy", "GroupKind", "HessianSetting", "LocalMode", "LossHessianKind", "LossName", "Layout",
     "ModelKind", "On", "Optimizer", "Regime", "RouteSetting", "TargetKind", "TrainingStatus",
 ]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config import DEFAULT_DIM, DEFAULT_N, MAX_N, NATURAL_DIM, DataConfig, resolve_path
+from ...config import (DEFAULT_DIM, DEFAULT_N, DEFAULT_P, IMAGE_SHAPE, MAX_N, NATURAL_DIM, DataConfig, modular_pairs,
+                       resolve_path)
 from ...limits import SAFETY, fmt_bytes, host_available_bytes
 from ..errors import InputError
 
@@ -22,7 +23,7 @@ CSV_BYTES_PER_BYTE = 8  # genfromtxt peaks near 5.7 bytes of memory per byte of 
 
 @dataclass(frozen=True)
 class Inputs:
-    x: np.ndarray  # (k, dim) float64
+    x: np.ndarray  # (k, dim) float64; (k, 1, 8, 8) for digits as images; (k, 2) int64 tokens for modular
     labels: np.ndarray | None  # (k,) int classes, or (k, t) float regression values, or None
     n_classes: int  # 0 when labels are real-valued or absent
     duplicate_of: dict[int, int] = field(default_factory=dict)  # appended index -> original index
@@ -34,6 +35,8 @@ def input_shape(cfg: DataConfig) -> tuple[int, int] | None:
     (None for a file: its size is known once read). The session prices them before making them."""
     if cfg.kind == "file":
         return None
+    if cfg.kind == "modular":
+        return modular_count(cfg) + cfg.duplicates, NATURAL_DIM["modular"]
     n = cfg.n if cfg.n is not None else DEFAULT_N
     dim = NATURAL_DIM.get(cfg.kind) or (cfg.dim if cfg.dim is not None else DEFAULT_DIM.get(cfg.kind, 2))
     return n + cfg.duplicates, dim
@@ -88,8 +91,30 @@ def _digits(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: i
     if n > len(digits.target):
         raise InputError("data.n", f"digits has {len(digits.target)} images, asked for {n}")
     idx = np.sort(rng.choice(len(digits.target), size=n, replace=False))
-    return (digits.data[idx].astype(np.float64) / 16.0, digits.target[idx].astype(np.int64), 10,
-            f"scikit-learn digits: {n} of {len(digits.target)} 8x8 images (pixels / 16), 10 classes")
+    x = digits.data[idx].astype(np.float64) / 16.0
+    image = cfg.layout == "image"
+    if image:
+        x = x.reshape(n, *IMAGE_SHAPE)
+    return (x, digits.target[idx].astype(np.int64), 10, f"scikit-learn digits: {n} of {len(digits.target)} 8x8 "
+            f"images (pixels / 16{', kept 2-D: (1, 8, 8) each' if image else ''}), 10 classes")
+
+
+def modular_count(cfg: DataConfig) -> int:
+    """k before duplicates: round(train_fraction · p²)."""
+    p = cfg.p if cfg.p is not None else DEFAULT_P
+    return modular_pairs(p, 1.0 if cfg.train_fraction is None else cfg.train_fraction)
+
+
+def _modular(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
+    """round(f·p²) of the p² pairs (a, b), drawn without replacement with the seed and kept in (a, b) order;
+    x the tokens (int64), the label (a + b) mod p."""
+    p = cfg.p if cfg.p is not None else DEFAULT_P
+    k = modular_count(cfg)
+    idx = np.sort(rng.choice(p * p, size=k, replace=False))
+    x = np.stack([idx // p, idx % p], axis=1).astype(np.int64)
+    share = "all" if k == p * p else f"{k} ({k / (p * p):.1%})"
+    return x, ((x[:, 0] + x[:, 1]) % p).astype(np.int64), p, (f"modular addition: {share} of the {p * p} pairs "
+                                                               f"(a, b) in [0, {p})², label (a + b) mod {p}")
 
 
 def _file(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int, source_dir: str) -> Made:
@@ -105,7 +130,7 @@ def _file(cfg: DataConfig, n: int, dim: int, rng: np.random.Generator, seed: int
 
 
 _MAKERS = {"gaussian": _gaussian, "xor": _xor, "moons": _sklearn_2d, "circles": _sklearn_2d, "parity": _parity,
-           "sine": _sine, "digits": _digits, "file": _file}
+           "sine": _sine, "digits": _digits, "file": _file, "modular": _modular}
 
 
 def make_inputs(cfg: DataConfig, seed: int, source_dir: str = "") -> Inputs:
@@ -119,7 +144,7 @@ def make_inputs(cfg: DataConfig, seed: int, source_dir: str = "") -> Inputs:
     if maker is None:  # pragma: no cover - config validation rejects it
         raise InputError("data.kind", f"unknown kind {kind!r}")
     x, labels, n_classes, desc = maker(cfg, n, dim, rng, seed, source_dir)
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.int64 if kind == "modular" else np.float64)
     duplicate_of: dict[int, int] = {}
     if len(x) + cfg.duplicates > MAX_N:
         raise InputError("data.duplicates", f"{cfg.duplicates} duplicates of {len(x)} inputs make "

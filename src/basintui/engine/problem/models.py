@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...config import ModelConfig, factory_ok
+from ...config import ZOO_KINDS, ModelConfig, factory_ok
 from ..errors import InputError
+from . import zoo
 
 ACTIVATION_MODULES = {
     "relu": nn.ReLU,
@@ -141,6 +142,8 @@ def make_model(cfg: ModelConfig, in_dim: int, out_dim: int, source_dir: str,
     receives `factory_file`: the file the factory was imported from."""
     if cfg.kind == "mlp":
         return build_mlp(in_dim, cfg.hidden, out_dim, cfg.activation, cfg.bias)
+    if cfg.kind in ZOO_KINDS:  # the built-in cnn, transformer and resmlp (engine/problem/zoo.py)
+        return zoo.build(cfg, in_dim, out_dim)
     fn, file = resolve_factory(cfg.factory, source_dir)
     if info is not None:
         info["factory_file"] = file
