@@ -50,8 +50,22 @@ MODEL_PY = textwrap.dedent("""
         def forward(self, x):
             return (1, "two")
 
+    class Tied(nn.Module):
+        def __init__(self, in_dim, out_dim):
+            super().__init__()
+            self.a = nn.Linear(in_dim, in_dim, bias=False)
+            self.b = nn.Linear(in_dim, in_dim, bias=False)
+            self.b.weight = self.a.weight  # one parameter, two names in the state_dict
+            self.out = nn.Linear(in_dim, out_dim)
+
+        def forward(self, x):
+            return self.out(self.b(torch.tanh(self.a(x))))
+
     def net(in_dim, out_dim):
         return Net(in_dim, out_dim)
+
+    def tied(in_dim, out_dim):
+        return Tied(in_dim, out_dim)
 
     def pair(in_dim, out_dim):
         return Pair(in_dim, out_dim)
@@ -267,6 +281,39 @@ def test_non_finite_values_are_refused(tmp_path, no_training):
     sd["head.weight"][0, 0] = float("nan")
     torch.save(sd, folder / "nan.pt")
     assert "non-finite values in (1): head.weight" in _refused(_preset(folder, "nan.pt"))
+
+
+def test_an_integer_tensor_for_a_floating_parameter_is_refused(tmp_path, no_training):
+    folder = _user_folder(tmp_path)
+    sd = dict(_net().state_dict())
+    sd["head.bias"] = torch.ones(1, dtype=torch.int64)
+    torch.save(sd, folder / "ints.pt")
+    assert "dtype mismatches (1): head.bias (torch.int64 in the file, torch.float64 in the model)" in \
+        _refused(_preset(folder, "ints.pt"))
+
+
+def _tied(folder: Path) -> nn.Module:
+    ns: dict = {}
+    exec(MODEL_PY, ns)  # noqa: S102 - the test's own source
+    torch.manual_seed(5)
+    m = ns["Tied"](3, 1).double()
+    torch.save(m.state_dict(), folder / "tied.pt")
+    return m
+
+
+def test_tied_weights_that_differ_in_the_file_are_refused(tmp_path, no_training):
+    folder = _user_folder(tmp_path)
+    sd = dict(_tied(folder).state_dict())
+    sd["b.weight"] = sd["b.weight"] + 1.0
+    torch.save(sd, folder / "untied.pt")
+    assert "tied entries (one tensor in the model) with different values in the file (1): a.weight = b.weight" in \
+        _refused(_preset(folder, "untied.pt", factory="model:tied"))
+
+
+def test_tied_weights_that_agree_load(tmp_path):
+    folder = _user_folder(tmp_path)
+    m = _tied(folder)
+    assert np.array_equal(run(_preset(folder, "tied.pt", factory="model:tied")).theta, _flat(m))
 
 
 @pytest.mark.parametrize("name,allowed", [("nowhere.pt", "an existing file"), ("w.ckpt", "ending in .pt, .pth")])
