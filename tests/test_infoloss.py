@@ -230,21 +230,23 @@ def test_collapse_preset_names_the_inputs_that_collided_in_block_one():
 # ----------------------------------------------------------------------------- other models
 
 
-def test_non_sequential_model_says_why_and_the_run_goes_on():
+def test_non_sequential_model_gets_a_row_per_module_and_the_run_goes_on():
+    """TwoPath = b(relu(a(x))) + skip(x): one row per module that owns parameters, named by named_modules(), in
+    parameter order; every path has another around it, so no row claims a loss for the network."""
     p = make_preset(data={"kind": "gaussian", "n": 12, "dim": 3},
                     model={"kind": "python", "factory": "infoloss_models:two_path"},
                     train={"steps": 0}, analysis={"hessian": "off"}, source_dir=FIXTURES)
     rep = run(p)
     r = rep.to_dict()
     assert r["error"] is None and r["G"]["rank"] > 0
-    assert len(r["layers"]) == 1 and r["layers_info"]["whole_model"] is True  # one row: the whole model
-    assert r["layers"][0]["n_params"] == r["model"]["n_params"]
-    assert r["layers"][0]["cumulative_rank"] == r["G"]["rank"]
-    assert r["layers_info"]["available"] is False
-    assert "nn.Sequential" in r["layers_info"]["why_not"] and "TwoPath" in r["layers_info"]["why_not"]
-    assert any("nn.Sequential" in n for n in r["notes"])
+    L = r["layers"]
+    assert [b["module"] for b in L] == ["a", "b", "skip"] and r["layers_info"]["whole_model"] is False
+    assert r["layers_info"]["available"] is True and r["layers_info"]["cut"] == "modules"
+    assert [b["n_params"] for b in L] == [3 * 8 + 8, 8 + 1, 3 + 1]
+    assert L[-1]["cumulative_rank"] == r["G"]["rank"]
+    assert all(b["skip_around"] and not b["dependence_guaranteed"] for b in L)
     assert r["dependent_inputs"]["null_dim"] == 12 - r["G"]["rank"]
-    assert "needs an nn.Sequential" in _render(rep.to_schema())
+    assert "skip connection" in _render(rep.to_schema())
 
 
 def test_batchnorm_in_train_mode_is_refused_with_exit_2():

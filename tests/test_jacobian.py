@@ -79,7 +79,7 @@ def test_functorch_route_on_a_non_sequential_model_matches_the_loop():
     torch.manual_seed(0)
     model = Skip().double()
     layout = layout_of(model)
-    assert not layout.sequential and len(layout.blocks) == 1
+    assert layout.kind == "modules" and [b.module for b in layout.blocks] == ["a", "b"]  # one block per module
     x = torch.randn(5, 3, dtype=torch.float64)
     G_fun, method = compute_G(model, layout, x)
     assert method == "functorch"

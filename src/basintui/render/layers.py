@@ -42,7 +42,7 @@ def _rank_cell(b: LayerRow, d: int) -> str:
 
 COLUMNS: dict[str, tuple[str, str, Cell]] = {  # column id -> (header, justify, cell of a row and d)
     "position": ("#", "right", lambda b, d: str(b.position)),
-    "name": ("block", "left", lambda b, d: Text(b.name)),
+    "name": ("block", "left", lambda b, d: Text(b.name + (" ↷" if b.skip_around else ""))),
     "classes": ("distinct\noutputs", "right", lambda b, d: str(b.classes)),
     "largest": ("largest\nmerge", "right", lambda b, d: str(b.largest_class)),
     "bits": ("bits\nlost\nso far", "right", lambda b, d: _bits(b.bits_lost)),
@@ -57,7 +57,7 @@ COLUMNS: dict[str, tuple[str, str, Cell]] = {  # column id -> (header, justify, 
     "class_rank": ("their\nrank", "right",
                    lambda b, d: "—" if b.merged_class_rank is None else str(b.merged_class_rank)),
     "dependent": ("depen-\ndence\nforced", "left", lambda b, d: Text("yes", style="bold red")
-                  if b.dependence_guaranteed else Text("no")),
+                  if b.dependence_guaranteed else Text("no, skip ↷" if b.skip_around else "no")),
     "block_rank": ("rank\nof G_ℓ", "right", lambda b, d: str(b.block_rank)),
     "cum_rank": ("rank of\nG_1..ℓ", "right", lambda b, d: str(b.cumulative_rank)),
 }
@@ -123,6 +123,11 @@ def findings(r: Report) -> Text | None:
     if info is not None and info.raw_classes is not None:
         lines.insert(0, f"raw inputs: {info.raw_classes} distinct of {r.data.n_train} "
                         f"(H(P_0) = {info.raw_entropy_bits:.3f} bits)")
+    if info is not None and info.order_rule:
+        lines.insert(0, f"blocks: the modules that own parameters; {info.order_rule}")
+    if any(b.skip_around for b in r.layers):
+        lines.append("↷ skip around: the input also reaches the output around this block, so what it merges is "
+                     "no information loss for the network and forces no dependence")
     return Text("\n".join(lines), style="italic")
 
 

@@ -44,6 +44,13 @@ class LayerRow(Section, kw_only=True):
     atol_rule: str
     activation_rank_tolerance: float
     finding: str
+    # any nn.Module (engine/problem/blocks.py): the module's name in named_modules(), its place in the forward
+    # pass, how often it was called, and whether the input reaches the output around it (a skip connection:
+    # then merging at its output is no loss for the network and forces no dependence)
+    module: str = ""
+    call_order: int = 0
+    calls: int = 1
+    skip_around: bool = False
 
 
 class DependentGroup(Section, kw_only=True):
@@ -83,12 +90,19 @@ class LayersInfo(Section, kw_only=True):
     raw_classes: int
     raw_entropy_bits: float
     raw_atol: float
+    # how the blocks were cut: "sequential", "modules" (one per parameter-owning module) or "whole"; the order
+    # of the rows (parameter order, the rows of G) against the forward pass's
+    cut: str = ""
+    order_rule: str = ""
+    call_order_differs: bool = False
 
 
 RANKING_RULE = ("blocks that merge inputs first, by the bits lost in the block itself (descending); then the "
                 "rank drop of [A, 1] beyond what the block's width forces (descending: a block of width w leaves "
                 "rank ≤ w + 1, so a drop down to that is forced by the architecture, not information loss); then "
-                "block-G rank deficiency min(n_ℓ, kd) − rank(G_ℓ) (descending); ties keep network order")
+                "block-G rank deficiency min(n_ℓ, kd) − rank(G_ℓ) (descending); ties keep network order; a block the "
+                "input also reaches the output around (skip_around) comes after every other, since merging at "
+                "its output is no loss for the network")
 
 
 def width_forced_drop(rank_before: int, width: int) -> int:
@@ -107,13 +121,16 @@ def rank_drop_parts(row) -> tuple[int, int]:
 
 def loses_information(row) -> bool:
     """Does the block lose information: it merges inputs, or its rank drops beyond what its width forces."""
+    if getattr(row, "skip_around", False):
+        return False  # the input reaches the output around the block: nothing it merges is lost
     return row.bits_lost_here > 0 or rank_drop_parts(row)[1] > 0
 
 
 def ranking_key(row) -> tuple:
     """The sort key of RANKING_RULE (smaller sorts first); `row` as in rank_drop_parts, with `bits_lost_here`,
     `block_rank_deficiency` and `index`."""
-    return (-round(row.bits_lost_here, 9), -rank_drop_parts(row)[1], -row.block_rank_deficiency, row.index)
+    return (bool(getattr(row, "skip_around", False)), -round(row.bits_lost_here, 9), -rank_drop_parts(row)[1],
+            -row.block_rank_deficiency, row.index)
 
 
 def rank_positions(rows) -> list[int]:

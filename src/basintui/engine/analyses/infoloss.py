@@ -28,7 +28,7 @@ Tolerances:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,14 +36,22 @@ import torch
 from torch import nn
 
 from ...schema._layers import RANKING_RULE, rank_drop_parts, rank_positions
+from .. import progress
 from ..cancel import CancelToken
 from ..numerics.spectrum import default_tolerance, svdvals
 from ..numerics.tolerances import EPS
-from ..problem.models import Layout
+from ..problem.blocks import CONV, Trace, TracedBlock, trace
+from ..problem.models import Layout, whole_model
 from .dependent import dependent_inputs
-from .partitions import ACT_RTOL, Partition, activation_atol, close_pairs, join, partition_of
+from .partitions import (
+    ACT_RTOL,
+    Partition,
+    activation_atol,
+    close_pairs,
+    join,
+    partition_of,
+)
 from .rfactor import qr_r, rank_at
-
 
 # --------------------------------------------------------------------------- activations
 
@@ -52,6 +60,7 @@ class BlockActivations:
     pre: np.ndarray  # (k, w) output of the block's last parameterised module (= post if none after it)
     post: np.ndarray  # (k, w) block output A_ℓ
     has_activation: bool  # parameter-free modules follow the parameterised one
+    dead_channels: int | None = None  # a conv block: channels zero at every position on every input
 
 
 def _has_params(m: nn.Module) -> bool:
@@ -63,7 +72,7 @@ def capture_activations(model: nn.Module, layout: Layout, x: torch.Tensor) -> li
     model is one block, the whole model, whose activation is its output."""
     if not layout.sequential:
         with torch.no_grad():
-            out = model(x.to(torch.float64))
+            out = model(_as_input(x))
         post = out.reshape(out.shape[0], -1).to(torch.float64).cpu().numpy()
         return [BlockActivations(post, post, False)]
     mods = list(model._modules.values())  # with repeats, as Sequential.forward calls them
@@ -75,12 +84,12 @@ def capture_activations(model: nn.Module, layout: Layout, x: torch.Tensor) -> li
     calls: dict[int, list[torch.Tensor]] = {}
 
     def hook(mod, inp, out):
-        calls.setdefault(id(mod), []).append(out.detach())
+        calls.setdefault(id(mod), []).append(out.detach().clone())  # a copy: an in-place activation follows
 
     handles = [m.register_forward_hook(hook) for m in {id(m): m for m in mods}.values()]
     try:
         with torch.no_grad():
-            model(x.to(torch.float64))
+            model(_as_input(x))
     finally:
         for h in handles:
             h.remove()
@@ -96,10 +105,21 @@ def capture_activations(model: nn.Module, layout: Layout, x: torch.Tensor) -> li
         last = idx[-1]
         post = output_of(last)
         if param_idx and param_idx[-1] != last:
-            out.append(BlockActivations(output_of(param_idx[-1]), post, True))
+            act = BlockActivations(output_of(param_idx[-1]), post, True)
         else:
-            out.append(BlockActivations(post, post, False))
+            act = BlockActivations(post, post, False)
+        if param_idx and isinstance(mods[param_idx[-1]], CONV):
+            maps = [calls[id(mods[i])][wanted[i]] for i in idx if calls[id(mods[i])][wanted[i]].ndim >= 3]
+            act.dead_channels = dead_channels(maps[-1]) if maps else None
+        out.append(act)
     return out
+
+
+def dead_channels(t: torch.Tensor) -> int:
+    """Channels (axis 1) of a feature map that are zero (≤ ACT_RTOL · max|t|) at every position on every input."""
+    a = t.detach().to(torch.float64).abs()
+    zero = a <= ACT_RTOL * float(a.max()) if a.numel() else a.bool()
+    return int(zero.movedim(1, -1).reshape(-1, zero.shape[1]).all(dim=0).sum())
 
 
 def matrix_rank_with_ones(A: np.ndarray) -> tuple[int, float]:
@@ -155,6 +175,10 @@ class BlockReport:
     atol_rule: str = ""
     activation_rank_tolerance: float = 0.0
     finding: str = ""
+    module: str = ""  # the module's name in named_modules() (any nn.Module; the Sequential index otherwise)
+    call_order: int = 0  # its place in the forward pass (any nn.Module)
+    calls: int = 1
+    skip_around: bool = False  # the input reaches the output around the module: its merging is no loss
     # rank_drop split (schema.rank_drop_parts): forced by the width (rank [A, 1] ≤ width + 1), and the excess
     forced_rank_drop: int = field(init=False, default=0)
     excess_rank_drop: int = field(init=False, default=0)
@@ -229,14 +253,30 @@ class LayerAnalysis:
     partitions: list[Partition]  # P_0 (raw inputs), P_1, …, P_L
     R: torch.Tensor  # triangular factor of G (G = QR)
     tol: float
+    cut: str = "sequential"  # how the model was cut: sequential | modules | whole
+    why_not: str = ""  # why a model that is not a flat Sequential got one whole-model block
+    call_order_differs: bool = False
+
+
+def _as_input(x: torch.Tensor) -> torch.Tensor:
+    """Floating inputs in float64; integer inputs (token ids) as they are."""
+    return x.to(torch.float64) if x.is_floating_point() else x
 
 
 def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.Tensor, tol: float,
                    out_dim: int, cancel: CancelToken | None = None, g_rank: int | None = None) -> LayerAnalysis:
     """Per-block information loss of an nn.Sequential on inputs x, with G (N × kd, float64) and an
-    absolute rank tolerance `tol` tied to σ₁(G). Blocks in network order, `position` filled in."""
+    absolute rank tolerance `tol` tied to σ₁(G). Blocks in network order, `position` filled in. Any other
+    model: one block per parameter-owning module (analyse_modules), or one whole-model block, saying why."""
     cancel = cancel or CancelToken()
-    x = x.to(torch.float64)
+    x = _as_input(x)
+    why_not = ""
+    if layout.kind == "modules":
+        tr = trace(model, layout, x)
+        if not tr.why_not:
+            return analyse_modules(tr, x, G, tol, out_dim, cancel, g_rank)
+        why_not = tr.why_not
+        layout = whole_model(list(layout.params), layout.n_params, model, why_not)
     k, d = x.shape[0], out_dim
     kd = G.shape[1]
     if kd != k * d:
@@ -253,7 +293,6 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
     R = G[:0]
     blocks: list[BlockReport] = []
     prev_ranks: list[int] = []
-    from .. import progress
     meter = progress.of(cancel)
     meter.expect(len(layout.blocks) + 1, "steps")  # a step per block, then the merged classes and what follows
     for i, (b, act) in enumerate(zip(layout.blocks, acts)):
@@ -264,6 +303,9 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
         block_rank, cum_rank, R = _g_rows(G, b, R, tol, prev_cum, g_rank)
         cancel.check()
         rep = _block_report(b, act.post, Q, P, atol, H0, prev_H, prev_rank, d, kd, block_rank, cum_rank)
+        rep.module, rep.call_order = b.module, b.index
+        if act.dead_channels is not None:
+            rep.dead_units = act.dead_channels
         blocks.append(rep)
         partitions.append(P)
         prev_ranks.append(prev_rank)
@@ -280,7 +322,8 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
             rep.merged_class = members.tolist()
         rep.finding = _finding(rep, before, d, is_output=rep is blocks[-1])
     rank_blocks(blocks)
-    return LayerAnalysis(blocks, partitions, R, tol)
+    return LayerAnalysis(blocks, partitions, R, tol, "whole" if why_not or not layout.per_block else "sequential",
+                         why_not)
 
 
 def _block_partitions(act: BlockActivations, k: int, prev_P: Partition,
@@ -346,6 +389,117 @@ def _block_report(b, post: np.ndarray, Q: Partition, P: Partition, atol: float, 
     )
 
 
+# --------------------------------------------------------------------------- any nn.Module, module by module
+
+def _rows(t: torch.Tensor | None, k: int) -> np.ndarray:
+    """(k, features) float64 of a per-example tensor; a tensor without the batch (input-independent, e.g. a
+    position embedding) is the same row for every input."""
+    if t is None:
+        return np.zeros((k, 0))
+    a = t.detach().to(torch.float64).cpu()
+    if a.ndim >= 1 and a.shape[0] == k:
+        return a.reshape(k, -1).numpy()
+    return np.broadcast_to(a.reshape(1, -1).numpy(), (k, a.numel()))
+
+
+def _input_rows(tb: TracedBlock, k: int) -> np.ndarray:
+    """The block's own inputs (the first call's tensor arguments with the batch first), side by side."""
+    parts = [_rows(a, k) for a in tb.inputs if a.ndim >= 1 and a.shape[0] == k]
+    return np.concatenate(parts, axis=1) if parts else np.zeros((k, 0))
+
+
+def _dead_units(tb: TracedBlock, atol: float) -> int:
+    """Units zero on every input and at every position: channels (axis 1) of a conv block's output, the last
+    axis of any other block's."""
+    if isinstance(tb.module, CONV) and tb.post.ndim >= 3:
+        return dead_channels(tb.post)
+    a = tb.post.detach().to(torch.float64).abs() <= atol
+    return int(a.reshape(-1, a.shape[-1]).all(dim=0).sum()) if a.ndim >= 2 else 0
+
+
+def _module_row(tb: TracedBlock, k: int, d: int, kd: int, H0: float, G: torch.Tensor, R: torch.Tensor,
+                tol: float, prev_cum: int, g_rank: int | None, cancel: CancelToken):
+    """One parameter-owning module's row: the partition of its output, coarser than its input's (the module
+    is a function of its inputs), the ranks of its rows of G, the dependence bound if its output is a cut."""
+    X_in = _input_rows(tb, k)
+    P_in = partition_of(X_in, activation_atol(X_in), cancel=cancel)
+    in_rank, _ = matrix_rank_with_ones(X_in)
+    post = _rows(tb.post, k)
+    act = BlockActivations(_rows(tb.pre, k), post, bool(tb.after))
+    Q, P, atol = _block_partitions(act, k, P_in, cancel)
+    block_rank, cum_rank, R = _g_rows(G, tb.block, R, tol, prev_cum, g_rank)
+    rep = _block_report(tb.block, post, Q, P, atol, H0, P_in.entropy(), in_rank, d, kd, block_rank, cum_rank)
+    rep.dead_units = _dead_units(tb, atol)
+    rep.params_upstream = tb.upstream
+    rep.dependence_bound = d + tb.upstream
+    rep.dependence_guaranteed = bool(tb.cut and rep.largest_class * d > rep.dependence_bound)
+    rep.module, rep.call_order, rep.calls = tb.block.module, tb.call_order, tb.calls
+    rep.skip_around = bool(tb.input_dependent and not tb.cut)
+    return rep, P, in_rank, R
+
+
+def _module_words(rep: BlockReport, tb: TracedBlock, d: int, in_rank: int) -> str:
+    """The row in words: as a Sequential block's, then what a skip connection or the forward order changes."""
+    if not tb.input_dependent:
+        words = "its output does not depend on the input (the same for every training input)"
+    elif rep.skip_around:
+        words = _finding(replace(rep, dependence_guaranteed=False, merged_class_rank=None), in_rank, d)
+        words = (words.replace("loses no information here", "merges nothing").replace(" (a bottleneck)", "")
+                 + "; the input also reaches the output around this module (a skip connection), so its partition "
+                   "is a fact about its output only: merging here is no information loss for the network and "
+                   "forces no dependence of the merged inputs' gradients")
+    else:
+        words = _finding(rep, in_rank, d)
+    after = f" (with {', '.join(tb.after)} after it)" if tb.after else ""
+    head = f"module {tb.block.module or '(the model itself)'}{after}, called {_ordinal(tb.call_order)}"
+    return "; ".join([head, words, *tb.notes])
+
+
+def _ordinal(n: int) -> str:
+    return {1: "first", 2: "second", 3: "third"}.get(n, f"{n}th")
+
+
+def analyse_modules(tr: Trace, x: torch.Tensor, G: torch.Tensor, tol: float, d: int,
+                    cancel: CancelToken, g_rank: int | None = None) -> LayerAnalysis:
+    """Per-module information loss of any nn.Module (blocks traced by problem/blocks.py), rows in parameter
+    order so the cumulative ranks run over G's rows in order and the last one is rank(G). Each row's
+    partition is on the module's output as called; bits lost here are against the module's own inputs."""
+    k, kd = x.shape[0], G.shape[1]
+    if kd != k * d:
+        raise ValueError(f"G has {kd} columns, expected k·d = {k}·{d}")
+    X = x.reshape(k, -1).cpu().numpy()
+    P0 = partition_of(X, activation_atol(X), cancel=cancel)
+    H0 = P0.entropy()
+    G = G.to(torch.float64)
+    R = G[:0]
+    meter = progress.of(cancel)
+    meter.expect(len(tr.blocks) + 1, "steps")
+    blocks, partitions, in_ranks = [], [P0], []
+    for i, tb in enumerate(tr.blocks):
+        cancel.check()
+        meter.update(i, upto=i + 1)
+        prev_cum = blocks[-1].cumulative_rank if blocks else 0
+        rep, P, in_rank, R = _module_row(tb, k, d, kd, H0, G, R, tol, prev_cum, g_rank, cancel)
+        blocks.append(rep)
+        partitions.append(P)
+        in_ranks.append(in_rank)
+    meter.update(len(blocks), upto=len(blocks) + 1)
+    if R.shape[0] < min(G.shape) or tr.blocks[-1].block.stop != G.shape[0]:
+        R = qr_r(G)
+    for rep, tb, P, in_rank in zip(blocks, tr.blocks, partitions[1:], in_ranks):
+        cancel.check()
+        if rep.largest_class > 1:
+            members = P.largest_class()
+            cols = (members[:, None] * d + np.arange(d)[None, :]).reshape(-1)
+            rep.merged_class_rank = rank_at(R[:, torch.as_tensor(cols, device=R.device)], tol)
+            rep.merged_class = members.tolist()
+        rep.finding = _module_words(rep, tb, d, in_rank)
+    rank_blocks(blocks)
+    # dependent inputs are named by where they collided only at modules that are cuts of the network
+    named = [P if tb.cut and tb.input_dependent else P0 for tb, P in zip(tr.blocks, partitions[1:])]
+    return LayerAnalysis(blocks, [P0, *named], R, tol, "modules", "", tr.order_differs)
+
+
 # --------------------------------------------------------------------------- session stage
 
 def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
@@ -354,34 +508,50 @@ def analyse(ctx, report) -> list[dict[str, Any]] | list[BlockReport]:
     tol = spec.tolerance if spec is not None else g_tolerance(G)
     g_rank = spec.rank if spec is not None and spec.rank_exact else None  # a lower bound is not G's rank
     d = ctx.out_dim
-    meta: dict[str, Any] = {
-        "available": bool(layout.sequential),
-        "why_not": None if layout.sequential else
-        (f"per-block analysis needs an nn.Sequential: {layout.why_not_sequential}; the table has one row, the "
-         "whole model, whose activation is its output"),
-        "whole_model": not layout.sequential,
+    la = analyse_blocks(ctx.model, layout, ctx.x, G, tol, d, ctx.cancel, g_rank=g_rank)
+    meta = _layers_meta(la, layout, tol, d)
+    R = la.R if la.blocks and sum(b.n_params for b in la.blocks) == G.shape[0] else None
+    names = [b.name for b in la.blocks]
+    P0 = la.partitions[0]
+    meta.update(raw_classes=P0.n_classes, raw_entropy_bits=P0.entropy(),
+                raw_atol=activation_atol(ctx.x.reshape(ctx.x.shape[0], -1).cpu().numpy()))
+    if meta["why_not"]:
+        report.notes.append(meta["why_not"] + "; the rest of the run goes on")
+    ctx.cancel.check()
+    report.dependent_inputs = dependent_inputs(G, tol, d, la.partitions, names, R=R, cancel=ctx.cancel,
+                                               g_rank=g_rank)
+    report.layers_info = meta
+    return la.blocks
+
+
+def _layers_meta(la: LayerAnalysis, layout: Layout, tol: float, d: int) -> dict[str, Any]:
+    """layers_info: how the blocks were cut, in which order, and the rules of every number."""
+    whole = la.cut == "whole"
+    if not whole:
+        why_not = None
+    elif layout.kind == "modules":
+        why_not = (f"the model cannot be cut into its modules: {la.why_not}; the table has one row, the whole "
+                   "model, whose activation is its output")
+    else:
+        why_not = (f"per-block analysis needs an nn.Sequential or modules that own parameters: "
+                   f"{layout.why_not_sequential}; the table has one row, the whole model, whose activation is "
+                   "its output")
+    modules = la.cut == "modules"
+    order = ("rows in parameter order (the rows of G), so the cumulative rank runs over G's rows in order and the "
+             "last one is rank(G); each row's partition is on its module's output as the forward pass called it"
+             + ("; the forward pass calls them in another order (call_order)" if la.call_order_differs else ""))
+    return {
+        "available": not whole, "why_not": why_not, "whole_model": whole,
         "g_tolerance": tol,
         "activation_tolerance": f"‖A[i] − A[j]‖∞ ≤ {ACT_RTOL:g} · max|A_ℓ| (stated per block as atol)",
         "ranking_rule": RANKING_RULE,
         "bits_rule": "H(P) = −Σ (|c|/k) log2(|c|/k); bits_lost = H(P_0) − H(P_ℓ) against the raw inputs' "
-                     "own partition P_0; bits_lost_here = H(P_ℓ−1) − H(P_ℓ)",
+                     "own partition P_0; bits_lost_here = H(P_ℓ−1) − H(P_ℓ)"
+                     + ("; for a module, P_ℓ−1 is the partition by its own inputs" if modules else ""),
         "dependence_rule": f"a merged class of m inputs has m·d columns of rank ≤ d + P_ℓ (d = {d}); "
-                           "guaranteed dependence when m·d > d + P_ℓ",
+                           "guaranteed dependence when m·d > d + P_ℓ"
+                           + ("; for a module, P_ℓ counts the parameters its output depends on (autograd graph), "
+                              "and the bound holds only where every path from the input to the output passes "
+                              "through that output (no skip_around)" if modules else ""),
+        "cut": la.cut, "order_rule": order if modules else "", "call_order_differs": la.call_order_differs,
     }
-    partitions = None
-    names = None
-    R = None
-    result: list[BlockReport] = []
-    la = analyse_blocks(ctx.model, layout, ctx.x, G, tol, d, ctx.cancel, g_rank=g_rank)
-    result, partitions = la.blocks, la.partitions
-    R = la.R if layout.blocks[-1].stop == G.shape[0] else None
-    names = [b.name for b in la.blocks]
-    P0 = la.partitions[0]
-    meta.update(raw_classes=P0.n_classes, raw_entropy_bits=P0.entropy(),
-                raw_atol=activation_atol(ctx.x.cpu().numpy()))
-    if not layout.sequential:
-        report.notes.append(meta["why_not"] + "; the rest of the run goes on")
-    ctx.cancel.check()
-    report.dependent_inputs = dependent_inputs(G, tol, d, partitions, names, R=R, cancel=ctx.cancel, g_rank=g_rank)
-    report.layers_info = meta
-    return result

@@ -1,8 +1,9 @@
 """Models: the MLP builder, user factories, and the bookkeeping of parameters and blocks.
 
 Parameters are flattened in `named_parameters()` order, so every block owns a contiguous slice
-of θ (and of the rows of G). A block of an `nn.Sequential` is one module with parameters together
-with the parameter-free modules after it; any other model is one block.
+of θ (and of the rows of G). A block of a flat `nn.Sequential` is one module with parameters together
+with the parameter-free modules after it; any other model has one block per module that owns
+parameters directly (engine/problem/blocks.py), or, when it cannot be cut, one whole-model block.
 """
 
 from __future__ import annotations
@@ -265,13 +266,15 @@ class ParamInfo:
 
 @dataclass(frozen=True)
 class Block:
-    """One analysis block: modules [first, last] of a Sequential (or the whole model)."""
+    """One analysis block: modules [first, last] of a Sequential, one parameter-owning module of any other
+    model (engine/problem/blocks.py), or the whole model."""
 
-    index: int  # 1-based position in the network
-    name: str  # e.g. "1: Linear(8→16) + ReLU"
-    modules: tuple[int, ...]  # indices into the Sequential ((), for a whole-model block)
+    index: int  # 1-based position in parameter order (the rows of G)
+    name: str  # e.g. "1: Linear(8→16) + ReLU" or "2: blocks.0.ln · LayerNorm(16)"
+    modules: tuple[int, ...]  # indices into the Sequential ((), for a module or whole-model block)
     start: int  # first row of θ / G owned by the block
     stop: int  # one past the last row
+    module: str = ""  # the owning module's name in named_modules() ("" for the whole model)
 
     @property
     def n_params(self) -> int:
@@ -282,12 +285,17 @@ class Block:
 class Layout:
     params: tuple[ParamInfo, ...]
     blocks: tuple[Block, ...]
-    sequential: bool  # per-block analysis is available only for an nn.Sequential
+    sequential: bool  # an nn.Sequential of parameterised modules + parameter-free ones after them
     why_not_sequential: str = ""
+    kind: str = ""  # "sequential", "modules" (one block per parameter-owning module), "whole" (one block)
 
     @property
     def n_params(self) -> int:
         return sum(p.size for p in self.params)
+
+    @property
+    def per_block(self) -> bool:
+        return self.kind in ("sequential", "modules") or (not self.kind and self.sequential)
 
 
 def sequence(model: nn.Sequential) -> list[nn.Module]:
@@ -299,23 +307,58 @@ def sequence(model: nn.Sequential) -> list[nn.Module]:
 def _describe(m: nn.Module) -> str:
     if isinstance(m, nn.Linear):
         return f"Linear({m.in_features}→{m.out_features}{'' if m.bias is not None else ', no bias'})"
+    if isinstance(m, nn.modules.conv._ConvNd):
+        ks = "×".join(str(s) for s in m.kernel_size)
+        return f"{type(m).__name__}({m.in_channels}→{m.out_channels}, {ks})"
+    if isinstance(m, nn.Embedding):
+        return f"Embedding({m.num_embeddings}×{m.embedding_dim})"
+    if isinstance(m, nn.LayerNorm):
+        return f"LayerNorm({'×'.join(str(s) for s in m.normalized_shape)})"
     return type(m).__name__
 
 
-def layout_of(model: nn.Module) -> Layout:
-    params = []
-    offset = 0
-    owner: dict[str, str] = {}
+def _trainable(model: nn.Module) -> tuple[list[ParamInfo], int]:
+    params, offset = [], 0
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         params.append(ParamInfo(name, tuple(p.shape), offset, p.numel()))
         offset += p.numel()
-        owner[name] = name.split(".", 1)[0]
-    if not isinstance(model, nn.Sequential):
-        block = Block(1, f"1: {type(model).__name__} (whole model)", (), 0, offset)
-        return Layout(tuple(params), (block,), False,
-                      f"{type(model).__name__} is not an nn.Sequential, so its blocks cannot be told apart")
+    return params, offset
+
+
+def _flat_sequential(model: nn.Module) -> bool:
+    """A plain nn.Sequential whose children own their parameters directly (no nested containers with
+    parameters): the chain of blocks is then the whole computation, each block's output the next's input."""
+    if type(model).forward is not nn.Sequential.forward or not isinstance(model, nn.Sequential):
+        return False
+    return all(not any(p.requires_grad for c in m.children() for p in c.parameters()) for m in sequence(model))
+
+
+def whole_model(params: list[ParamInfo], n: int, model: nn.Module, why: str) -> Layout:
+    block = Block(1, f"1: {type(model).__name__} (whole model)", (), 0, n)
+    return Layout(tuple(params), (block,), False, why, kind="whole")
+
+
+def _module_layout(model: nn.Module, params: list[ParamInfo], n: int) -> Layout:
+    """One block per module that owns trainable parameters directly, in parameter order (each module's
+    own parameters are contiguous in named_parameters()); the forward order is read by blocks.trace."""
+    from .blocks import module_blocks  # here: blocks.py imports this module
+
+    blocks, why = module_blocks(model, params)
+    if len(blocks) == 1 and blocks[0].module == "":
+        why = f"{type(model).__name__} owns all its parameters itself: no sub-module to cut it into"
+    if not blocks or why:
+        return whole_model(params, n, model, why)
+    return Layout(tuple(params), tuple(blocks), False, f"{type(model).__name__} is not an nn.Sequential",
+                  kind="modules")
+
+
+def layout_of(model: nn.Module) -> Layout:
+    params, offset = _trainable(model)
+    if not _flat_sequential(model):
+        return _module_layout(model, params, offset)
+    owner = {p.name: p.name.split(".", 1)[0] for p in params}
     children = sequence(model)
     groups: list[list[int]] = []
     for i, m in enumerate(children):
@@ -331,13 +374,12 @@ def layout_of(model: nn.Module) -> Layout:
         start = rows[0].offset if rows else (blocks[-1].stop if blocks else 0)
         stop = rows[-1].offset + rows[-1].size if rows else start
         label = " + ".join(_describe(children[i]) for i in grp)
-        blocks.append(Block(bi, f"{bi}: {label}", tuple(grp), start, stop))
+        blocks.append(Block(bi, f"{bi}: {label}", tuple(grp), start, stop, str(grp[0])))
     # Parameters must be contiguous per block for the row slices to mean anything.
     ordered = all(blocks[i].stop <= blocks[i + 1].start for i in range(len(blocks) - 1))
     if not ordered:  # pragma: no cover - Sequential registers children in order
-        block = Block(1, "1: model (whole)", (), 0, offset)
-        return Layout(tuple(params), (block,), False, "parameters are not ordered by block")
-    return Layout(tuple(params), tuple(blocks), True)
+        return whole_model(params, offset, model, "parameters are not ordered by block")
+    return Layout(tuple(params), tuple(blocks), True, kind="sequential")
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:

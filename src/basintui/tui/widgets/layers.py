@@ -27,12 +27,12 @@ def _bits(v: float) -> str:
     return f"{v:.3f}"
 
 
-def _guaranteed(v: bool) -> Text:
-    return Text("guaranteed", style="bold red") if v else Text("no", style="dim")
+def _guaranteed(v: bool, skip: bool = False) -> Text:
+    return Text("guaranteed", style="bold red") if v else Text("no, skip ↷" if skip else "no", style="dim")
 
 
 def _name(b: LayerRow) -> Text:
-    return Text(b.name)  # a Text, so a name like `net[i]` shows literally (a str cell is read as markup)
+    return Text(b.name + (" ↷" if b.skip_around else ""))  # a Text, so a name like `net[i]` shows literally (a str cell is read as markup)
 
 
 def _excess(b: LayerRow) -> str:
@@ -48,7 +48,7 @@ COLUMNS: tuple[tuple[str, Callable[[LayerRow], str | Text]], ...] = (
     ("rank drop", lambda b: num(b.rank_drop)),
     ("beyond width", _excess),
     ("dead", lambda b: num(b.dead_units)),
-    ("dependence", lambda b: _guaranteed(b.dependence_guaranteed)),
+    ("dependence", lambda b: _guaranteed(b.dependence_guaranteed, b.skip_around)),
 )
 
 
@@ -78,7 +78,21 @@ def detail_rows(b: LayerRow) -> list[tuple[str, str | Text]]:
         ("their measured rank", num(b.merged_class_rank)), ("dependence", _guaranteed(b.dependence_guaranteed)),
         ("rank of G_ℓ", num(b.block_rank)), ("G_ℓ short of min(n_ℓ, kd) by", num(b.block_rank_deficiency)),
         ("rank of G_1..ℓ", num(b.cumulative_rank)), ("activations equal when", Text(b.atol_rule)),
+        *_module_rows(b),
     ]
+
+
+def _module_rows(b: LayerRow) -> list[tuple[str, str | Text]]:
+    """Where a block of any nn.Module differs from a Sequential's: its place in the forward pass, a skip around it."""
+    rows: list[tuple[str, str | Text]] = []
+    if b.call_order and b.call_order != b.index:
+        rows.append(("called in the forward pass", f"{num(b.call_order)} (rows follow the parameters)"))
+    if b.calls > 1:
+        rows.append(("calls", f"{num(b.calls)} (the first is analysed)"))
+    if b.skip_around:
+        rows.append(("skip around it", Text("yes: the input also reaches the output around it; what it merges "
+                                            "is no loss for the network and forces no dependence")))
+    return rows
 
 
 def collided_at(group: DependentGroup, layer: LayerRow) -> bool:
@@ -106,6 +120,11 @@ def _head(layers: list[LayerRow], n_dep: int) -> Text:
     else:
         what = (": no block loses information (no inputs merged, no rank drop beyond what a block's width "
                 "forces), so they are ordered by how far rank(G_ℓ) falls short. ")
+    if any(b.call_order and b.call_order != b.index for b in layers):
+        what += ("Blocks are numbered in parameter order (the rows of G: the last cumulative rank is rank(G)); the "
+                 "forward pass calls them in another order. ")
+    if any(b.skip_around for b in layers):
+        what += "↷ = a skip connection goes around the block: what it merges is no loss for the network. "
     return Text.assemble((f"{len(layers)} blocks in ranking order", "bold"), what,
                          f"{n_dep} group{'s' if n_dep != 1 else ''} of dependent inputs from the null space of GᵀG. "
                          "Move the cursor to see a block's details.")
