@@ -342,6 +342,7 @@ def test_tuple_and_dict_outputs_use_the_stated_tensor(tmp_path, factory, said):
     assert r["error"] is None and any(said in n for n in r["notes"]), r["notes"]
     assert r["G"]["rank"] == _reference_rank(m, _inputs(folder))  # G of the tensor it says it uses
     assert [p["name"] for p in r["model"]["params"]] == [k for k, _ in m.named_parameters()]
+    assert [row["module"] for row in r["layers"]] == ["encoder", "head"]  # the wrapper adds no prefix
     assert np.array_equal(report.theta, _flat(m))
 
 
@@ -380,7 +381,9 @@ def test_a_five_line_preset_loads_the_researchers_factory_and_state_dict(tmp_pat
     r = report.to_dict()
     assert r["error"] is None and np.array_equal(report.theta, _flat(m))
     assert r["G"]["rank"] == _reference_rank(m, _inputs(folder))
-    assert r["hessian"] is not None and r["layers"] is not None
+    assert r["hessian"] is not None
+    assert [row["module"] for row in r["layers"]] == ["encoder", "head"]  # the user's own module names
+    assert r["layers"][-1]["cumulative_rank"] == r["G"]["rank"]
 
 
 @pytest.mark.slow  # a whole run in a second process; the test above is its in-process twin
