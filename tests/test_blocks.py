@@ -303,3 +303,21 @@ def test_the_layers_stage_states_the_cut_the_order_and_the_fallback_reason():
     assert "parameter order" in info["order_rule"] and "another order" in info["order_rule"]
     assert "skip_around" in info["dependence_rule"]
     assert rep.dependent_inputs.null_dim == 60 - rows[-1].cumulative_rank
+
+
+class CastTokens(nn.Module):
+    """Float inputs cast to token ids inside forward: the input reaches `emb` where autograd records no path."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(4, 2)
+        self.fc = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.fc(self.emb(x[:, 0].long()))
+
+
+def test_an_input_path_autograd_cannot_see_falls_back_with_the_reason():
+    x = torch.tensor([[0.0], [1.0], [2.0], [3.0]], dtype=torch.float64)
+    la = analyse(CastTokens(), x, 1)[0]
+    assert la.cut == "whole" and "'emb'" in la.why_not and "autograd does not record" in la.why_not

@@ -9,7 +9,11 @@ its output (the first tensor of a tuple / dict output), and the output of parame
 that are called right after it on exactly that output (e.g. an nn.ReLU): the block output A_ℓ. The
 autograd graph of that pass then says, exactly for differentiable paths, whether A_ℓ is a cut of the
 network (every path from the input to the output passes through it; no skip around it) and which
-parameters it depends on (the parameters upstream in DESIGN §1's dependence bound).
+parameters it depends on (the parameters upstream in DESIGN §1's dependence bound). Floating inputs are
+followed from x itself; integer inputs (token ids) from the modules called on x or a view of it. A block
+whose output varies with the input although no recorded path brings the input there makes the model
+uncuttable (the input travels where autograd cannot see it). Limitation: an input-dependent quantity that
+enters the output only through a non-differentiable op (a mask x > 0 used as a constant) is not a path.
 
 A module that owns parameters but is never called (its parameters are used functionally by a caller, as
 nn.MultiheadAttention does with out_proj) joins the nearest called ancestor when their rows are adjacent;
@@ -187,13 +191,14 @@ def _absorb(blocks: list[Block], called: set[str]) -> tuple[list[Block], str]:
 
 def _walk(start, stop, sources: set[int]) -> tuple[bool, set[int]]:
     """Depth-first over the autograd graph from `start`, never through the node `stop`: (a source node was
-    reached, ids of the leaf tensors reached)."""
-    hit, leaves, seen, stack = False, set(), set(), [start] if start is not None else []
+    reached, ids of the leaf tensors reached). Node wrappers are kept alive while walking, so no id is reused;
+    `sources` are ids of nodes the caller keeps alive."""
+    hit, leaves, seen, stack = False, set(), {}, [start] if start is not None else []
     while stack:
         node = stack.pop()
         if node is None or node is stop or id(node) in seen:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node
         if id(node) in sources:
             hit = True
         var = getattr(node, "variable", None)
@@ -240,6 +245,12 @@ def trace(model: nn.Module, layout: Layout, x: torch.Tensor) -> Trace:
     if bad:
         return Trace([], out, f"the output of {bad[0].block.module!r} has shape {tuple(bad[0].post.shape)}, "
                               f"whose first dimension is not the batch of {k} inputs")
+    hidden = [t for t in traced if t.per_example and not t.input_dependent and k > 1
+              and bool((t.post != t.post[:1]).any())]
+    if hidden:  # it varies with the input, yet no recorded path brings the input there
+        return Trace([], out, f"the input reaches {hidden[0].block.module!r} by a path autograd does not record "
+                              "(an integer cast or indices built from the input, outside a module call), so a skip "
+                              "around a block could not be ruled out")
     rank = {o: i for i, o in enumerate(sorted(t.call_order for t in traced), start=1)}
     for t in traced:
         t.call_order = rank[t.call_order]  # among the blocks: 1 = the first called
@@ -272,26 +283,28 @@ def _traced(b: Block, rec: _Recorder, calls, mods, k: int) -> TracedBlock:
     return tb
 
 
-def _sources(traced: list[TracedBlock], xin: torch.Tensor, x: torch.Tensor) -> tuple[dict[int, set[int]], set[int]]:
+def _sources(traced: list[TracedBlock], xin: torch.Tensor, x: torch.Tensor
+             ) -> tuple[dict[int, set[int]], set[int], list]:
     """Per block, the autograd nodes where information about the input enters (other than through the block
     itself): x's own node for floating inputs; for integer inputs the outputs of the modules called on (views
-    of) x. And the blocks that read x directly."""
+    of) x. And the blocks that read x directly, and the nodes themselves (keep them alive while ids are used)."""
     if xin.requires_grad:
-        x_node = (xin * 1.0).grad_fn.next_functions[0][0]
-        return {i: {id(x_node)} for i in range(len(traced))}, set()
+        probe = xin * 1.0  # holds x's gradient accumulator: the node every differentiable use of x leads to
+        x_node = probe.grad_fn.next_functions[0][0]
+        return {i: {id(x_node)} for i in range(len(traced))}, set(), [probe, x_node]
     reads = {i for i, t in enumerate(traced)
              if any(not a.is_floating_point() and _shares_storage(a, x) for a in t.live_inputs)}
     out: dict[int, set[int]] = {}
     for i, t in enumerate(traced):
         out[i] = {id(n) for r in reads for n in (traced[r].node_pre, traced[r].node)
                   if n is not None and not (r == i and n is t.node)}
-    return out, reads
+    return out, reads, []
 
 
 def _graph_facts(model: nn.Module, traced: list[TracedBlock], out: torch.Tensor, xin: torch.Tensor,
                  x: torch.Tensor) -> None:
     """For each block: does it depend on the input, which parameters it depends on, is its output a cut."""
-    sources, reads = _sources(traced, xin, x)
+    sources, reads, _alive = _sources(traced, xin, x)
     sizes = {id(p): p.numel() for p in model.parameters() if p.requires_grad}
     for i, t in enumerate(traced):
         reached, leaves = _walk(t.node, None, sources[i])
