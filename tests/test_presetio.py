@@ -199,6 +199,22 @@ def test_a_relative_data_path_is_rebased_for_another_folder(tmp_path):
     assert back.to_dict() == moved.to_dict()
 
 
+def test_a_relative_checkpoint_is_rebased_for_another_folder(tmp_path):
+    import torch
+
+    from basintui.engine.problem.models import build_mlp
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir(), dst.mkdir()
+    torch.save(build_mlp(8, (4,), 1, "relu", True).state_dict(), src / "w.pt")
+    (src / "p.toml").write_text('[model]\nhidden = [4]\ncheckpoint = "w.pt"\n[data]\ndim = 8\n')
+    preset = load_preset(str(src / "p.toml"))
+    assert for_folder(preset, src) == (preset, [])
+    moved, notes = for_folder(preset, dst)
+    assert moved.model.checkpoint == str((src / "w.pt").resolve()) and notes[0].startswith("model.checkpoint 'w.pt'")
+    assert load_preset(str(write(dst, moved))).to_dict() == moved.to_dict()
+
+
 def test_a_factory_beside_the_preset_is_noted(tmp_path):
     moved, notes = for_folder(load_preset("critique"), tmp_path)
     assert moved.model.factory == "critique:cross"

@@ -121,20 +121,29 @@ def _same(a: Path, b: Path) -> bool:
         return a == b
 
 
+def _rebased(preset: Preset, section: str, key: str, folder: str | os.PathLike, notes: list[str]) -> Preset:
+    """A relative file key (data.path, model.checkpoint) that would resolve to another file from `folder`,
+    written as the absolute path it resolves to now (with a note)."""
+    path = getattr(getattr(preset, section), key)
+    if not path or path.startswith("~") or Path(path).is_absolute():
+        return preset
+    old, new = resolve_path(path, preset.source_dir), resolve_path(path, os.fspath(folder))
+    if _same(old, new):
+        return preset
+    absolute = str(old.resolve())
+    notes.append(f"{section}.{key} {path!r} is written as {absolute!r}, where it is found now")
+    return replace(preset, **{section: {key: absolute}})
+
+
 def for_folder(preset: Preset, folder: str | os.PathLike) -> tuple[Preset, list[str]]:
     """The preset as it must be written into `folder` to run the same, and notes on what could not be
-    carried over. A relative data.path that would resolve to another file from `folder` is written as
+    carried over. A relative data.path or model.checkpoint that would resolve to another file from `folder` is written as
     the absolute path it resolves to now; a model.factory module found in the preset's own folder is
     imported from the new file's folder, which a note says (copy the module beside the file)."""
     notes: list[str] = []
     old_dir, new_dir = Path(preset.source_dir or "."), Path(folder)
-    path = preset.data.path
-    if path and not path.startswith("~") and not Path(path).is_absolute():
-        old, new = resolve_path(path, preset.source_dir), resolve_path(path, os.fspath(folder))
-        if not _same(old, new):
-            absolute = str(old.resolve())
-            preset = replace(preset, data={"path": absolute})
-            notes.append(f"data.path {path!r} is written as {absolute!r}, where it is found now")
+    for section, key in (("data", "path"), ("model", "checkpoint")):
+        preset = _rebased(preset, section, key, folder, notes)
     if preset.model.kind == "python" and not _same(old_dir, new_dir):
         module = preset.model.factory.partition(":")[0].replace(".", os.sep)
         for candidate in (old_dir / f"{module}.py", old_dir / module / "__init__.py"):

@@ -75,7 +75,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "analysis.ce_output": CE_OUTPUTS,
     "analysis.route": SPECTRUM_ROUTES,
 }
-TEXT_KEYS = ("name", "description", "data.path", "model.factory")  # taken verbatim, not as TOML
+TEXT_KEYS = ("name", "description", "data.path", "model.factory", "model.checkpoint")  # taken verbatim, not as TOML
 HINTS = {
     "data.n": "empty: 64 (or every row of a file)",
     "data.dim": "empty: the kind's own dimension",
