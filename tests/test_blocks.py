@@ -306,7 +306,7 @@ def test_the_layers_stage_states_the_cut_the_order_and_the_fallback_reason():
 
 
 class CastTokens(nn.Module):
-    """Float inputs cast to token ids inside forward: the input reaches `emb` where autograd records no path."""
+    """Float inputs cast to token ids inside forward: the ids carry the input into `emb` (no autograd path)."""
 
     def __init__(self):
         super().__init__()
@@ -317,7 +317,26 @@ class CastTokens(nn.Module):
         return self.fc(self.emb(x[:, 0].long()))
 
 
-def test_an_input_path_autograd_cannot_see_falls_back_with_the_reason():
+def test_token_ids_cast_inside_forward_are_followed():
     x = torch.tensor([[0.0], [1.0], [2.0], [3.0]], dtype=torch.float64)
     la = analyse(CastTokens(), x, 1)[0]
-    assert la.cut == "whole" and "'emb'" in la.why_not and "autograd does not record" in la.why_not
+    assert la.cut == "modules" and not any(b.skip_around for b in la.blocks)
+    assert la.blocks[0].params_upstream == 8 and la.blocks[0].classes == 4
+
+
+class HiddenPath(nn.Module):
+    """`fc` sees a detached copy of the input: a path autograd does not record, not integer ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(1, 2)
+        self.fc = nn.Linear(1, 1)
+
+    def forward(self, x):
+        return self.fc(x.detach()) * self.a(x).sum(dim=1, keepdim=True)
+
+
+def test_an_input_path_autograd_cannot_see_falls_back_with_the_reason():
+    x = torch.tensor([[0.5], [1.0], [2.0], [3.0]], dtype=torch.float64)
+    la = analyse(HiddenPath(), x, 1)[0]
+    assert la.cut == "whole" and "'fc'" in la.why_not and "autograd does not record" in la.why_not

@@ -10,7 +10,8 @@ that are called right after it on exactly that output (e.g. an nn.ReLU): the blo
 autograd graph of that pass then says, exactly for differentiable paths, whether A_ℓ is a cut of the
 network (every path from the input to the output passes through it; no skip around it) and which
 parameters it depends on (the parameters upstream in DESIGN §1's dependence bound). Floating inputs are
-followed from x itself; integer inputs (token ids) from the modules called on x or a view of it. A block
+followed from x itself; integer tensors that carry the input (x or a view of it, or per-example ids that
+differ across the batch, e.g. tokens cast inside forward) from the modules called on them. A block
 whose output varies with the input although no recorded path brings the input there makes the model
 uncuttable (the input travels where autograd cannot see it). Limitation: an input-dependent quantity that
 enters the output only through a non-differentiable op (a mask x > 0 used as a constant) is not a path.
@@ -283,22 +284,34 @@ def _traced(b: Block, rec: _Recorder, calls, mods, k: int) -> TracedBlock:
     return tb
 
 
+def _reads_input(a: torch.Tensor, x: torch.Tensor) -> bool:
+    """An integer tensor that carries the input: (a view of) x itself, or per-example ids that differ across the
+    batch (only the input differs across it), e.g. token ids cast from floating inputs inside forward."""
+    if a.is_floating_point() or a.is_complex():
+        return False
+    if _shares_storage(a, x):
+        return True
+    return a.ndim >= 1 and a.shape[0] == x.shape[0] > 1 and bool((a != a[:1]).any())
+
+
 def _sources(traced: list[TracedBlock], xin: torch.Tensor, x: torch.Tensor
              ) -> tuple[dict[int, set[int]], set[int], list]:
     """Per block, the autograd nodes where information about the input enters (other than through the block
-    itself): x's own node for floating inputs; for integer inputs the outputs of the modules called on (views
-    of) x. And the blocks that read x directly, and the nodes themselves (keep them alive while ids are used)."""
+    itself): x's own node for floating inputs, and the outputs of the modules called on integer tensors that
+    carry the input. And those blocks, and the nodes themselves (kept alive while their ids are used)."""
+    alive: list = []
+    common: set[int] = set()
     if xin.requires_grad:
         probe = xin * 1.0  # holds x's gradient accumulator: the node every differentiable use of x leads to
         x_node = probe.grad_fn.next_functions[0][0]
-        return {i: {id(x_node)} for i in range(len(traced))}, set(), [probe, x_node]
-    reads = {i for i, t in enumerate(traced)
-             if any(not a.is_floating_point() and _shares_storage(a, x) for a in t.live_inputs)}
+        alive += [probe, x_node]
+        common.add(id(x_node))
+    reads = {i for i, t in enumerate(traced) if any(_reads_input(a, x) for a in t.live_inputs)}
     out: dict[int, set[int]] = {}
     for i, t in enumerate(traced):
-        out[i] = {id(n) for r in reads for n in (traced[r].node_pre, traced[r].node)
-                  if n is not None and not (r == i and n is t.node)}
-    return out, reads, []
+        out[i] = common | {id(n) for r in reads for n in (traced[r].node_pre, traced[r].node)
+                           if n is not None and not (r == i and n is t.node)}
+    return out, reads, alive
 
 
 def _graph_facts(model: nn.Module, traced: list[TracedBlock], out: torch.Tensor, xin: torch.Tensor,
