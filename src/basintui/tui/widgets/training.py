@@ -15,8 +15,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import ProgressBar, Static
 
-from ...schema.events import Note, RankProbe, Stage, StageProgress, TrainProgress
 from ...render.eta import clock, progress_text
+from ...schema.events import Note, RankProbe, Stage, StageProgress, TrainProgress
 from .loglines import note_line, stage_line
 from .plots import TrainingPlots
 from .plotting import num
@@ -83,8 +83,8 @@ class TrainingPane(Vertical):
     TrainingPane #stage-progress { height: 1; padding: 0 1; }
     TrainingPane ProgressBar { padding: 0 1; height: 1; width: 1fr; }
     TrainingPane ProgressBar Bar { width: 1fr; }
-    TrainingPane #train-plots { height: 1fr; min-height: 8; }
-    TrainingPane #stage-log { height: 9; border-top: solid $panel; padding: 0 1; }
+    TrainingPane #train-plots { height: 2fr; min-height: 8; }
+    TrainingPane #stage-log { height: 1fr; min-height: 4; max-height: 12; border-top: solid $panel; padding: 0 1; }
     """
 
     def __init__(self, **kw: Any) -> None:
