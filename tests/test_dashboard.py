@@ -92,7 +92,7 @@ def test_each_pane_opens_full_size_on_its_key_and_esc_comes_back():
         async with app.run_test(size=(160, 50)) as pilot:
             await run_to_end(pilot)
             tabs = app.query_one(TabbedContent)
-            for key, tab in (("3", "spectrum"), ("4", "layers"), ("5", "hessian"), ("6", "levelset"), ("2", "training")):
+            for key, tab in (("3", "spectrum"), ("5", "hessian")):  # every key: the snapshot tests
                 await pilot.press(key)
                 await until(pilot, lambda tab=tab: tabs.active == tab, 5, tab)
                 await pilot.press("escape")
