@@ -348,11 +348,12 @@ class BasinApp(App[int]):
 
     # ---- setup
     def on_setup_changed(self, message: SetupChanged) -> None:
-        if message.preset is not None:
+        """Before any run the title and the strip follow Setup; after one they keep naming the run shown
+        and its status (a late SetupChanged from composing Setup must not wipe the run's status)."""
+        if message.preset is not None and self.status == "ready":
             self.sub_title = f"preset {message.preset.name}"
-            if self.status == "ready":
-                self.preset = message.preset
-                self._strip()
+            self.preset = message.preset
+            self._strip()
 
     # ---- the strip and the clock
     def _strip(self) -> None:
