@@ -275,3 +275,43 @@ def test_bad_input_names_the_key_and_what_is_allowed(data, model, key, words):
         make_preset(data=data, model=model, train={"loss": "ce" if data.get("targets") == "labels" else "mse"})
     assert info.value.key == key
     assert words in str(info.value)
+
+
+# --------------------------------------------------------------------------- a factory on images
+
+IMAGE_FACTORY = '''
+from pathlib import Path
+
+from torch import nn
+
+def with_shape(in_dim, out_dim, in_shape):
+    Path(__file__).with_name("seen.txt").write_text(repr((in_dim, tuple(in_shape))))
+    c, h, w = in_shape
+    return nn.Sequential(nn.Conv2d(c, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * (h - 2) * (w - 2), out_dim))
+
+def flat_only(in_dim, out_dim):
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_dim, out_dim))
+'''
+
+
+@pytest.mark.parametrize("fn", ["with_shape", "flat_only"])
+def test_a_factory_on_images_gets_the_pixel_count_and_the_shape(tmp_path, fn):
+    """data.layout = "image" with a factory: in_dim is one image's pixel count (8·8 = 64, not its channel
+    count 1), a factory that takes in_shape gets (1, 8, 8), and the report's data.in_dim says 64."""
+    from basintui.engine.session.run import run
+
+    (tmp_path / "imgnet.py").write_text(IMAGE_FACTORY)
+    preset = make_preset(data={"kind": "digits", "n": 6, "targets": "labels", "layout": "image"},
+                         model={"kind": "python", "factory": f"imgnet:{fn}"},
+                         train={"loss": "ce", "steps": 0},
+                         analysis={"hessian": "off", "layers": False, "rank_every": -1},
+                         source_dir=str(tmp_path))
+    report = run(preset)
+    assert report.error is None, report.error
+    assert report.data.in_dim == 64
+    if fn == "with_shape":
+        assert (tmp_path / "seen.txt").read_text() == "(64, (1, 8, 8))"
+        assert report.model.n_params == (2 * 9 + 2) + (2 * 36 * 10 + 10)
+    else:
+        assert report.model.n_params == 64 * 10 + 10
+    assert report.G.rank <= min(report.model.n_params, 6 * 10)

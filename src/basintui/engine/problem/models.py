@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
+import inspect
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -138,9 +140,11 @@ def resolve_factory(spec: str, source_dir: str) -> tuple[Any, str]:
 
 
 def make_model(cfg: ModelConfig, in_dim: int, out_dim: int, source_dir: str,
-               info: dict[str, str] | None = None) -> nn.Module:
-    """The MLP, or the user's factory called as function(in_dim=…, out_dim=…). `info`, when given,
-    receives `factory_file`: the file the factory was imported from."""
+               info: dict[str, str] | None = None, in_shape: tuple[int, ...] | None = None) -> nn.Module:
+    """The MLP, or the user's factory called as function(in_dim=…, out_dim=…). `in_dim` is the number of
+    input features (an image's pixels times channels); a factory that takes an `in_shape` argument (or
+    **kwargs) also gets one input's shape, e.g. (1, 8, 8). `info`, when given, receives `factory_file`:
+    the file the factory was imported from."""
     if cfg.kind == "mlp":
         return build_mlp(in_dim, cfg.hidden, out_dim, cfg.activation, cfg.bias)
     if cfg.kind in ZOO_KINDS:  # the built-in cnn, transformer and resmlp (engine/problem/zoo.py)
@@ -148,16 +152,30 @@ def make_model(cfg: ModelConfig, in_dim: int, out_dim: int, source_dir: str,
     fn, file = resolve_factory(cfg.factory, source_dir)
     if info is not None:
         info["factory_file"] = file
+    kwargs: dict[str, Any] = {"in_dim": in_dim, "out_dim": out_dim}
+    if in_shape is not None and _accepts(fn, "in_shape"):
+        kwargs["in_shape"] = tuple(in_shape)
     try:
-        model = fn(in_dim=in_dim, out_dim=out_dim)
+        model = fn(**kwargs)
     except (Exception, SystemExit) as exc:
-        raise InputError("model.factory", f"{cfg.factory}(in_dim={in_dim}, out_dim={out_dim}) raised "
+        called = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        raise InputError("model.factory", f"{cfg.factory}({called}) raised "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
     if not isinstance(model, nn.Module):
         raise InputError("model.factory", f"{cfg.factory} returned {type(model).__name__}, not a torch.nn.Module")
     if sum(p.numel() for p in model.parameters() if p.requires_grad) == 0:
         raise InputError("model.factory", f"{cfg.factory} returned a model with no trainable parameters")
     return model
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether `fn` takes a keyword argument `name` (by name, or through **kwargs)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) or p.kind == p.VAR_KEYWORD
+               for p in params)
 
 
 def check_output(model: nn.Module, x_one: torch.Tensor, out_dim: int, what: str = "the model",
@@ -175,7 +193,7 @@ def check_output(model: nn.Module, x_one: torch.Tensor, out_dim: int, what: str 
     except (Exception, SystemExit) as exc:
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         raise InputError(key, f"{what} fails on one input of shape {shape_in} (batch of 1, in_dim = "
-                         f"{shape_in[-1]}): {type(exc).__name__}: {first}") from None
+                         f"{math.prod(shape_in[1:])}): {type(exc).__name__}: {first}") from None
     want = f"one tensor of shape (batch, out_dim) = (1, {out_dim})"
     out, how = _the_tensor(out, what, key, want)
     _check_tensor(out, out_dim, what, key, want)

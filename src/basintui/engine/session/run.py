@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,10 +28,13 @@ from ...config import Preset
 from ...limits import fmt_bytes, forward_pass_bytes, mlp_shape, model_state_bytes
 from ...schema.events import Finished, Note, Partial, PlanReady, RankProbe, Stage
 from ...schema.plan import Plan
+from .. import memory as resources
+from .. import progress
 from ..cancel import CancelToken
 from ..errors import Cancelled, EngineError, InputError
 from ..numerics import spectrum
 from ..problem import data as data_mod
+from ..problem.checkpoint import load_checkpoint
 from ..problem.models import (
     Layout,
     activation_numel,
@@ -41,11 +45,8 @@ from ..problem.models import (
     make_model,
     output_of,
 )
-from ..problem.checkpoint import load_checkpoint
 from ..problem.train import TrainResult, mean_loss, train
 from ..routes import jacobian
-from .. import memory as resources
-from .. import progress
 from .report import DataInfo, ModelInfo, Report, TrainingInfo
 
 Emit = Callable[[object], None]
@@ -253,7 +254,9 @@ def _build(r: _Run, x_train: torch.Tensor, d: int, factory: dict[str, str]) -> n
     """The model, its init drawn from the preset's seed (in the run's fork of the RNG), checked on one input."""
     m_cfg = r.preset.model
     torch.manual_seed(r.preset.seed)
-    built = make_model(m_cfg, int(x_train.shape[1]), d, r.preset.source_dir, info=factory).to(r.device, r.dtype)
+    shape = tuple(int(n) for n in x_train.shape[1:])
+    built = make_model(m_cfg, math.prod(shape), d, r.preset.source_dir, info=factory,
+                       in_shape=shape).to(r.device, r.dtype)
     what = "the model" if m_cfg.kind == "mlp" else f"the model from {m_cfg.factory}"
     if m_cfg.checkpoint:  # before the checks, so that they judge the loaded network
         ckpt = load_checkpoint(built, m_cfg.checkpoint, r.preset.source_dir, what)
@@ -298,7 +301,7 @@ def _infos(r: _Run, prob: _Problem) -> tuple[ModelInfo, DataInfo]:
         checkpoint_path=prob.factory.get("checkpoint_path"),
         checkpoint_sha256=prob.factory.get("checkpoint_sha256"),
     )
-    data_info = DataInfo(n_train=len(inputs.x), out_dim=prob.d, in_dim=int(inputs.x.shape[1]),
+    data_info = DataInfo(n_train=len(inputs.x), out_dim=prob.d, in_dim=math.prod(int(n) for n in inputs.x.shape[1:]),
                          description=inputs.description, targets=preset.data.targets,
                          duplicate_of=inputs.duplicate_of)
     return model_info, data_info
