@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .cli_reports import add_parsers as add_report_parsers
+from .cli_sweep import add_parser as add_sweep_parser
 
 if TYPE_CHECKING:
     from . import schema
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
-COMMANDS = ("run", "presets", "serve", "open", "compare")
+COMMANDS = ("run", "presets", "serve", "open", "compare", "sweep")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="let the served app run presets with model.kind = \"python\" (these import and run "
                         "the preset's own Python code on this machine); refused by default")
     add_report_parsers(sub)
+    add_sweep_parser(sub)
     return p
 
 
@@ -478,7 +480,7 @@ def _main(argv: list[str] | None = None) -> int:
         return cmd_presets()
     if args.command == "run":
         return cmd_run(args)
-    if args.command in ("open", "compare"):
+    if args.command in ("open", "compare", "sweep"):
         return args.handler(args)
     if args.command == "serve":
         from .tui.serve import serve
