@@ -135,6 +135,23 @@ class AnalysisConfig:
     ce_output: str = "logits"  # what G differentiates for ce: the logits or the probabilities
     route: str = "auto"  # how G's spectrum is computed (limits.ROUTES); auto = the cheapest that fits
     top_k: int = 32  # singular values the matrix-free route finds
+    symmetry: bool = True  # split G's kernel into symmetry, dead-unit and data-dependent directions
+    soft: bool = True  # N_eff(z) and log det(GGᵀ + εI) beside the hard rank
+    probe: int | str = 0  # rank(G) on other inputs too: 0 = off, a count (drawn), or a file (.npz/.npy/.csv)
+    llc: bool = False  # the local learning coefficient λ̂ by SGLD (settings in [llc])
+    slices: bool = False  # a 2-D loss slice through θ along a data-dependent flat direction and the top one
+
+
+@dataclass(frozen=True)
+class LlcConfig:
+    """[llc]: the SGLD estimate of the local learning coefficient (analysis.llc = true)."""
+
+    chains: int = 4
+    draws: int = 400
+    burnin: int = 200
+    step: float = 0.0  # SGLD step ε; 0 = automatic (1 % Euler bias on the stiffest direction)
+    gamma: float = 1.0  # localisation strength γ
+    beta: float = 0.0  # inverse temperature; 0 = 1 / log n
 
 
 @dataclass(frozen=True)
@@ -148,13 +165,14 @@ class Preset:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    llc: LlcConfig = field(default_factory=LlcConfig)
     source_dir: str = ""  # folder of the preset file: user factories and data paths resolve here
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved preset, as TOML-able plain data (what the report stores as `config`)."""
         out = dataclasses.asdict(self)
         out.pop("source_dir")
-        for section in ("data", "model", "train", "analysis"):
+        for section in SECTIONS:
             sec = out[section]
             for k, v in list(sec.items()):
                 if isinstance(v, tuple):
@@ -167,6 +185,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "train": TrainConfig,
     "analysis": AnalysisConfig,
+    "llc": LlcConfig,
 }
 TOP_LEVEL = ("name", "description", "seed", "device", "dtype")
 
@@ -199,6 +218,10 @@ def _check_type(key: str, value: Any, expected: str, source: str) -> Any:
         if not math.isfinite(out):
             raise PresetError(key, value, "a finite number (not nan or inf)", source=source)
         return out
+    if base == "int | str":
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise PresetError(key, value, "an integer or a string (a file)", source=source)
+        return value
     if base == "str":
         if not isinstance(value, str):
             raise PresetError(key, value, "a string", source=source)
@@ -260,6 +283,8 @@ def validate(p: Preset, *, source: str = "") -> None:
     _validate_zoo(p, s)
     _validate_train(p.train, p.data, s)
     _validate_analysis(p.analysis, s)
+    _validate_probe(p.analysis.probe, p.source_dir, s)
+    _validate_llc(p.llc, s)
 
 
 def _validate_data(p: Preset, s: str) -> None:
@@ -443,6 +468,35 @@ def _validate_analysis(a: AnalysisConfig, s: str) -> None:
            "an integer from -1 to 10000000 (0 = auto, -1 = never)", s)
     _enum("analysis.route", a.route, SPECTRUM_ROUTES, s)
     _range("analysis.top_k", a.top_k, 1 <= a.top_k <= 10_000, "an integer from 1 to 10000", s)
+
+
+PROBE_SUFFIXES = (".npz", ".npy", ".csv")
+MAX_CHAINS = 256
+MAX_SGLD_STEPS = 1_000_000
+
+
+def _validate_probe(probe: int | str, source_dir: str, s: str) -> None:
+    """analysis.probe: 0 (off), a count of inputs to draw (1 to MAX_N), or an existing .npz/.npy/.csv file."""
+    if isinstance(probe, int):
+        _range("analysis.probe", probe, 0 <= probe <= MAX_N,
+               f"0 (off), a count of probe inputs from 1 to {MAX_N}, or a file (.npz, .npy, .csv)", s)
+        return
+    if Path(probe).suffix.lower() not in PROBE_SUFFIXES:
+        raise PresetError("analysis.probe", probe, "0 (off), a count of probe inputs, or a file ending in .npz "
+                          "(an array x), .npy or .csv (a label in the last column)", source=s)
+    path = resolve_path(probe, source_dir)
+    if not _is_file(path):
+        raise PresetError("analysis.probe", probe, f"an existing file (looked for {path}), or a count", source=s)
+
+
+def _validate_llc(c: LlcConfig, s: str) -> None:
+    _range("llc.chains", c.chains, 2 <= c.chains <= MAX_CHAINS, f"an integer from 2 to {MAX_CHAINS} (the spread "
+           "across chains is the estimate's error bar)", s)
+    _range("llc.draws", c.draws, 1 <= c.draws <= MAX_SGLD_STEPS, f"an integer from 1 to {MAX_SGLD_STEPS}", s)
+    _range("llc.burnin", c.burnin, 0 <= c.burnin <= MAX_SGLD_STEPS, f"an integer from 0 to {MAX_SGLD_STEPS}", s)
+    _range("llc.step", c.step, 0 <= c.step <= 1, "a number in [0, 1] (0 = automatic)", s)
+    _range("llc.gamma", c.gamma, 0 <= c.gamma <= 1e9, "a number from 0 to 1e9 (the localisation strength)", s)
+    _range("llc.beta", c.beta, 0 <= c.beta <= 1e6, "a number from 0 to 1e6 (0 = 1 / log n)", s)
 
 
 def factory_ok(spec: str) -> bool:

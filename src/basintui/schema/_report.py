@@ -6,6 +6,13 @@ from typing import Literal
 
 import msgspec
 
+from ._beyond import (
+    LlcSection,
+    ProbeSection,
+    SliceSection,
+    SoftSection,
+    SymmetrySection,
+)
 from ._hessian import HessianSection
 from ._layers import DependentInputs, LayerRow, LayersInfo
 from ._levelset import LevelSet
@@ -52,6 +59,11 @@ class Report(Section, kw_only=True):
     layers_info: LayersInfo | None = None
     skipped: dict[str, str] | None = None  # stage -> why it was skipped (G does not fit in memory)
     plan: Plan | None = None  # what the run decided to compute (None in basintui.report/1 files)
+    symmetry: SymmetrySection | None = None  # beyond the rank (issue 18): None when off or not computed
+    soft: SoftSection | None = None
+    probe: ProbeSection | None = None
+    llc: LlcSection | None = None
+    slice: SliceSection | None = None
 
     @property
     def status(self) -> str:

@@ -74,6 +74,22 @@ class AnalysisSettings(Section, kw_only=True):
     ce_output: CeOutput
     route: RouteSetting
     top_k: int
+    symmetry: bool = False  # the keys below: False / 0 in reports written before them
+    soft: bool = False
+    probe: int | str = 0
+    llc: bool = False
+    slices: bool = False
+
+
+class LlcSettings(Section, kw_only=True):
+    """[llc]: the SGLD settings of the local learning coefficient (step, beta: 0 = automatic)."""
+
+    chains: int = 4
+    draws: int = 400
+    burnin: int = 200
+    step: float = 0.0
+    gamma: float = 1.0
+    beta: float = 0.0
 
 
 class PresetRecord(Section, kw_only=True):
@@ -88,6 +104,7 @@ class PresetRecord(Section, kw_only=True):
     model: ModelSettings
     train: TrainSettings
     analysis: AnalysisSettings
+    llc: LlcSettings = msgspec.field(default_factory=LlcSettings)
 
 
 # --------------------------------------------------------------------------- model, data, training
@@ -197,7 +214,8 @@ class SpectrumSection(Section, kw_only=True):
 
 
 __all__ = [
-    "AnalysisSettings", "BlockInfo", "DataSection", "DataSettings", "Gap", "ModelSection", "ModelSettings",
+    "AnalysisSettings", "BlockInfo", "DataSection", "DataSettings", "Gap", "LlcSettings", "ModelSection",
+    "ModelSettings",
     "ParamInfo", "PresetRecord", "RankHistoryEntry", "RankRule", "Section", "SpectrumSection",
     "TrainSettings", "TrainingSection",
 ]

@@ -88,6 +88,12 @@ class Report:
     plan: Plan | None = None  # the planner's decision for this run (report.plan)
     layers_info: dict[str, Any] | schema.LayersInfo | None = None  # how the layers table was made
     skipped: dict[str, str] | None = None  # stage -> why it was skipped (G does not fit in memory)
+    symmetry: Any = None  # beyond the rank (issue 18): sections with to_dict() or plain data, None when off
+    soft: Any = None
+    probe: Any = None
+    llc: Any = None
+    slice: Any = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # NPZ-only arrays (llc_traces, slice_*)
 
     @property
     def status(self) -> str:
@@ -130,8 +136,12 @@ class Report:
             "layers_info": _maybe(self.layers_info),
             "skipped": None if self.skipped is None else dict(self.skipped),
             "plan": _maybe(self.plan),
+            **{key: _maybe(getattr(self, key)) for key in BEYOND},
         }
         return _clean(out)
+
+
+BEYOND = ("symmetry", "soft", "probe", "llc", "slice")  # the sections beyond the rank (issue 18)
 
 
 class ReportSchemaError(ValueError):
@@ -335,6 +345,7 @@ def write_npz(report: AnyReport, path: str | os.PathLike) -> Path:
     hess = report.hessian
     if hess is not None and getattr(hess, "eigenvalues", None) is not None:
         arrays["hessian_eigenvalues"] = np.asarray(hess.eigenvalues, dtype=np.float64)
+    arrays.update({k: np.asarray(v, dtype=np.float64) for k, v in report.arrays.items()})
     return write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 

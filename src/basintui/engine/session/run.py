@@ -72,6 +72,7 @@ class Context:
     inputs: data_mod.Inputs | None = None
     factors: Any = None  # gram.LinearFactors when the factored route computed the spectrum
     g_source: Callable[[], torch.Tensor] | None = None  # builds G on first use (factored route)
+    extras: dict[str, Any] = field(default_factory=dict)  # what one stage hands a later one (symmetry tangents)
     _G: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -494,8 +495,9 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Plan
     report.G = spec
     ctx.emit(Partial("spectrum", report.to_schema()))
     for name, fn in analysis_stages(ctx.preset, plan.hessian_mode, plan.hessian_why or ""):
-        setattr(report, name, None)
-        if not plan.g_fits:
+        attr = REPORT_FIELD.get(name, name)
+        setattr(report, attr, None)
+        if not plan.g_fits and name not in WITHOUT_G:
             why = (f"skipped, because it needs G ({fmt_bytes(plan.g_bytes)}), which does not fit in the memory "
                    f"available ({fmt_bytes(plan.available_bytes)}); the spectrum of G is kept")
             report.skipped = {**(report.skipped or {}), name: why}
@@ -504,7 +506,7 @@ def _analyse(ctx: Context, report: Report, timings: dict[str, float], plan: Plan
             continue
         value = _stage(name, ctx, timings, lambda fn=fn: fn(ctx, report))
         if value is not None:
-            setattr(report, name, value)
+            setattr(report, attr, value)
         ctx.emit(Partial(name, report.to_schema()))
 
 
@@ -519,6 +521,10 @@ def _lazy_G(ctx: Context, kd: int, build: Callable[[], torch.Tensor]) -> Callabl
             return build()
 
     return materialize
+
+
+REPORT_FIELD = {"slices": "slice"}  # a stage whose report section has another name
+WITHOUT_G = ("soft", "llc")  # stages that run when G does not fit (the spectrum and the loss are enough)
 
 
 def analysis_stages(preset: Preset, hessian_mode: str, hessian_why: str = ""
@@ -537,7 +543,19 @@ def analysis_stages(preset: Preset, hessian_mode: str, hessian_why: str = ""
         from ..analyses import levelset
 
         stages.append(("levelset", levelset.analyse))
-    return stages
+    return stages + beyond_stages(preset)
+
+
+def beyond_stages(preset: Preset) -> list[tuple[str, Callable[[Context, Report], Any]]]:
+    """The stages beyond the rank (issue 18), each on its analysis key, in the order they can use each other:
+    the symmetry tangents feed the slice; the Hessian (before) feeds soft and llc."""
+    from . import beyond
+
+    a = preset.analysis
+    on = (("symmetry", a.symmetry, beyond.symmetry_stage), ("soft", a.soft, beyond.soft_stage),
+          ("probe", bool(a.probe), beyond.probe_stage), ("llc", a.llc, beyond.llc_stage),
+          ("slices", a.slices, beyond.slices_stage))
+    return [(name, fn) for name, enabled, fn in on if enabled]
 
 
 def _hessian_stage(ctx: Context, report: Report, *, mode: str, why: str) -> Any:
