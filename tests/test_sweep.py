@@ -12,10 +12,16 @@ from basintui import cli
 from basintui.schema.sweep import RunRow, decode_summary
 from basintui.sweep import summary as summ
 from basintui.sweep.driver import drive
-from basintui.sweep.grid import GridError, check_points, parse_grid, parse_seeds, point_sets, toml_value
+from basintui.sweep.grid import (
+    GridError,
+    check_points,
+    parse_grid,
+    parse_seeds,
+    point_sets,
+    toml_value,
+)
 from basintui.sweep.journal import Journal, pair
 from basintui.sweep.task import Task
-
 
 # --------------------------------------------------------------------------- grid and seeds
 
