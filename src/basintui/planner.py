@@ -163,6 +163,8 @@ def plan(preset: Preset, sizes: Sizes | Unknown, available_bytes: int, gflops: f
     if hessian_why and route.g_fits:
         notes.append(hessian_why)
     stage_s = stage_seconds(preset, sizes, route.flops, mode, gflops) if gflops else {}
+    if beyond_words(stage_s):
+        notes.append(beyond_words(stage_s) + f" (estimated at the {gflops:.0f} GFLOP/s measured now)")
     return Plan(n_params=n, n_train=sizes.n_train, out_dim=sizes.out_dim, kd=kd, linear_ok=sizes.linear_ok,
                 route=route.route, route_why=route.why, route_key=route.key, g_fits=route.g_fits,
                 hessian_mode=mode, hessian_why=hessian_why, g_bytes=g, peak_bytes=route.peak_bytes,
@@ -215,7 +217,48 @@ def stage_seconds(preset: Preset, sizes: Sizes, route_flops: float, hessian_mode
         out["hessian"] = sum(hessian_phases(n, k, kd, preset.train.loss, hessian_mode).values()) / rate
     if a.layers:
         out["layers"] = 2 * svd  # the blocks' ranks and G's R factor
+    out.update(beyond_seconds(preset, sizes, rate))
     return out
+
+
+SLICE_POINTS = 21 * 21  # the loss slice's grid (engine/session/beyond.SLICE_SIZE²)
+POWER_ITERS = 30  # the LLC's power iteration for its automatic step (engine/analyses/llc.POWER_ITERS)
+LLC_STEP_OVERHEAD_S = 0.01  # one chain's SGLD step beyond its arithmetic (measured ~0.03 s on default, loaded 2-core box)
+SLICE_POINT_OVERHEAD_S = 1e-3  # one grid point of the slice beyond its arithmetic (measured ~1 ms on default)
+
+
+def beyond_seconds(preset: Preset, sizes: Sizes, rate: float) -> dict[str, float]:
+    """The stages beyond the rank (issue 18), each from its dominant arithmetic at `rate` flop/s: symmetry
+    (Gᵀ times an orthonormal basis of the tangents and dead coordinates, and that basis), soft (a sum over
+    the eigenvalues per grid point), probe (G on the probe inputs and the singular values of [G G_probe]),
+    llc (chains × steps full-batch gradients, and the power iteration) and slices (N × N left singular
+    vectors of G, and 441 loss evaluations)."""
+    n, k, kd, a = sizes.n_params, sizes.n_train, sizes.kd, preset.analysis
+    grad = 6.0 * n * k / (rate * AUTOGRAD_SHARE)  # one full-batch forward and backward pass
+    out: dict[str, float] = {}
+    if a.symmetry:
+        m = min(n, max(sizes.width_sum, 1))
+        out["symmetry"] = (4.0 * n * kd * m + 8.0 * n * m * m) / (rate * DECOMPOSITION_SHARE)
+    if a.soft:
+        out["soft"] = 100.0 * min(n, kd) / rate
+    if a.probe:
+        kp = (a.probe if isinstance(a.probe, int) else k) * sizes.out_dim
+        small, large = min(n, kd + kp), max(n, kd + kp)
+        out["probe"] = 6.0 * n * kp / (rate * AUTOGRAD_SHARE) + 4.0 * large * small**2 / (rate * DECOMPOSITION_SHARE)
+    if a.llc:
+        c = preset.llc
+        out["llc"] = (c.chains * (c.burnin + c.draws) + 2 * POWER_ITERS) * grad + \
+            c.chains * (c.burnin + c.draws) * LLC_STEP_OVERHEAD_S
+    if a.slices:
+        out["slices"] = 4.0 * n * n * kd / (rate * DECOMPOSITION_SHARE) + SLICE_POINTS * (grad / 3 + SLICE_POINT_OVERHEAD_S)
+    return out
+
+
+def beyond_words(stage_s: dict[str, float]) -> str:
+    """'beyond the rank: symmetry ~0.1 s, llc ~12 s' for the stages of issue 18 that are on ('' when none)."""
+    parts = [f"{name} ~{stage_s[name]:.2g} s" for name in ("symmetry", "soft", "probe", "llc", "slices")
+             if name in stage_s]
+    return ("beyond the rank: " + ", ".join(parts)) if parts else ""
 
 
 def plan_preset(preset: Preset, available_bytes: int | None = None) -> Plan:
@@ -244,7 +287,8 @@ def stages_needing_G(preset: Preset) -> list[str]:
     """The preset keys of the stages after the spectrum that are on (each needs G itself)."""
     a = preset.analysis
     return [name for name, on in (("analysis.hessian", a.hessian != "off"), ("analysis.layers", a.layers),
-                                  ("analysis.levelset", a.levelset)) if on]
+                                  ("analysis.levelset", a.levelset), ("analysis.symmetry", a.symmetry),
+                                  ("analysis.probe", bool(a.probe)), ("analysis.slices", a.slices)) if on]
 
 
 def time_words(flops: float, gflops: float | None) -> str:

@@ -132,11 +132,12 @@ def timings_line(r: Report) -> Text:
 
 def section_views() -> list:
     """Views of the report sections after G, in the order they are printed."""
+    from .beyond import views
     from .hessian import hessian_view
     from .layers import layers_view
     from .levelset import levelset_view
 
-    return [hessian_view, layers_view, levelset_view]
+    return [hessian_view, layers_view, levelset_view, *views()]
 
 
 def summary(r: Report) -> Group:
