@@ -137,8 +137,21 @@ class Checked:
     offending: list[Offending] = field(default_factory=list)
 
 
+def load_run_preset(preset: str, sets: list[str], text: str | None = None, source_dir: str = ""):
+    """The preset one run uses: `load_preset(PRESET, sets)` exactly as `basintui run`, or, for a preset that
+    lives only in memory (the app's Setup), its TOML `text` read relative to `source_dir` with the same
+    overrides applied. PresetError when refused."""
+    if text is None:
+        return load_preset(preset, list(sets))
+    from ..config import apply_overrides, from_dict, parse_toml_text
+
+    raw = apply_overrides(parse_toml_text(text, preset), list(sets))
+    raw.setdefault("name", preset)
+    return from_dict(raw, source=preset, source_dir=source_dir)
+
+
 def check_points(preset: str, sets: list[str], grid: Grid, seed: int, workers: int,
-                 available_bytes: int | None = None) -> Checked:
+                 available_bytes: int | None = None, text: str | None = None, source_dir: str = "") -> Checked:
     """Load every point's preset exactly as `basintui run PRESET --set …` would, and plan it with the memory a
     worker gets (the host's available memory shared by `workers` runs at once): a point whose preset is
     refused, or for which no route to G's spectrum fits, is offending."""
@@ -150,7 +163,7 @@ def check_points(preset: str, sets: list[str], grid: Grid, seed: int, workers: i
     out = Checked()
     for point in grid.points():
         try:
-            p = load_preset(preset, list(sets) + point_sets(point, seed))
+            p = load_run_preset(preset, list(sets) + point_sets(point, seed), text, source_dir)
         except PresetError as exc:
             out.offending.append(Offending(point, str(exc)))
             continue

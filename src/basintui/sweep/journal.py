@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Self
 
 import msgspec
 
@@ -34,7 +35,7 @@ class Journal:
 
     def open(self) -> Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for the sweep, closed by close()
         if self._fh.tell() > 0 and not self._ends_with_newline():
             self._fh.write(b"\n")  # a line cut short by a kill: the next row starts on its own line
             self._sync()
@@ -59,7 +60,7 @@ class Journal:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, *exc) -> None:

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from multiprocessing.connection import wait as wait_any
-from typing import Any
+from typing import Any, Self
 
 from .task import Task
 
@@ -92,7 +92,7 @@ class Pool:
         self.ctx = mp.get_context("spawn")
         self.workers: list[_Worker] = []
 
-    def __enter__(self) -> Pool:
+    def __enter__(self) -> Self:
         self.workers = [_Worker(self.ctx) for _ in range(self.n)]
         return self
 

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ class Task:
     seed: int
     timeout: float | None = None
     report_path: str | None = None  # --keep-reports: where this run's report JSON goes
-    meta: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None  # a preset held in memory (the app's Setup): its TOML, read relative to source_dir
+    source_dir: str = ""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -43,15 +44,17 @@ def _worker_name() -> str:
 def run_task(task: Task, cancel=None) -> dict[str, Any]:
     """Run one task to its row fields. `cancel` (a CancelToken) lets the caller stop it."""
     from ..cli import _partial_as_cancelled, _run_engine
-    from ..config import PresetError, load_preset
+    from ..config import PresetError
     from ..engine.cancel import CancelToken
     from ..engine.errors import InputError
+    from .grid import load_run_preset
     from .verdicts import row_fields
 
     t0 = time.perf_counter()
     base = {"worker": _worker_name()}
     try:
-        preset = load_preset(task.preset, list(task.sets) + point_sets(task.point, task.seed))
+        preset = load_run_preset(task.preset, list(task.sets) + point_sets(task.point, task.seed), task.text,
+                                 task.source_dir)
     except PresetError as exc:
         return {**base, "outcome": "fail", "error": str(exc), "seconds": time.perf_counter() - t0}
     token = cancel or CancelToken()
