@@ -25,8 +25,9 @@ Step size: `step=None` (the default) takes ε = AUTO_STEP / c_max, c_max = nβ·
 power iteration on Hessian-vector products, so the stiffest direction is biased by εc/4 = 1 %.
 
 Parallel chains: the chains are one stacked (chains, N) float64 tensor advanced together; each step is
-ONE vmapped (torch.func.vmap over chains) forward + backward pass, so the work of all chains goes into the
-same batched kernels, which torch spreads over its intra-op thread pool (the local pool). A process pool
+ONE vmapped (torch.func.vmap over chains) forward pass and ONE backward pass of the chains' summed loss
+(the chains are independent, so that gives each chain its own gradient), so the work of all chains goes
+into the same batched kernels, which torch spreads over its intra-op thread pool (the local pool). A process pool
 would copy the model into each process and run C small passes instead of one batched one; on a few cores
 the batched pass is the faster of the two. A model whose operators have no vmap rule, or one so small that
 vmap's per-call overhead outweighs the batching (measured on the first step when `parallel="auto"`), runs
@@ -59,7 +60,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.func import grad, grad_and_value, jvp, vmap
+from torch.func import vmap
 
 LossFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -70,6 +71,7 @@ HIGH_REL = 0.1  # a chain estimate above (1 + HIGH_REL) · N/2 + SE_MULT · its 
 SE_MULT = 4.0  # standard errors before a trend, a high chain or a low chain is called
 RHAT_WARN = 1.1  # Gelman-Rubin R̂ above this: the chains disagree
 GAMMA_WARN = 0.1  # γ at least this fraction of nβ·λ_max(H): the localisation dominates
+CHOOSE_REPS = 5  # timed passes of each way (the median counts) before choosing vmap or a loop
 BATCHES = 10  # batch means for a chain's own standard error
 
 
@@ -150,14 +152,21 @@ def model_loss(model, layout, x: torch.Tensor, y: torch.Tensor, loss_kind: str) 
 
 
 def top_curvature(loss: LossFn, theta: torch.Tensor, iters: int = POWER_ITERS, seed: int = 0) -> float:
-    """λ_max of ∇²Lₙ(θ) (largest in magnitude) by power iteration on Hessian-vector products."""
-    g = grad(lambda t: loss(t, None))
+    """λ_max of ∇²Lₙ(θ) (largest in magnitude) by power iteration on Hessian-vector products (double backward)."""
+    t = theta.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(loss(t, None), t, create_graph=True)
+    if not g.requires_grad:  # L is at most linear in θ: H = 0
+        return 0.0
     gen = torch.Generator(device="cpu").manual_seed(seed + 7)
     v = torch.randn(theta.numel(), generator=gen, dtype=torch.float64).to(theta.device)
     v = v / torch.linalg.norm(v)
     lam = 0.0
     for _ in range(iters):
-        hv = jvp(g, (theta,), (v,))[1]
+        with torch.enable_grad():
+            (hv,) = torch.autograd.grad(g, t, grad_outputs=v, retain_graph=True, allow_unused=True)
+        if hv is None:
+            return 0.0
         lam = float(torch.dot(v, hv))
         nrm = float(torch.linalg.norm(hv))
         if not math.isfinite(nrm) or nrm == 0.0:
@@ -212,43 +221,53 @@ class _Sampler:
         self.loss, self.theta, self.n, self.s, self.nbeta, self.step = loss, theta, n, s, nbeta, step
         self.gen = torch.Generator(device="cpu").manual_seed(s.seed)
         self.batch = None if s.batch_size is None or s.batch_size >= n else s.batch_size
-        self.gv = grad_and_value(lambda t, idx: loss(t, idx))
         self.mode = mode
         self.parallel: str | None = None if mode == "auto" or mode == "vmap" else "loop"
 
-    def _vmapped(self, W: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _vmapped(self, W: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         if idx is None:
-            return vmap(lambda w: self.gv(w, None))(W)
-        return vmap(self.gv)(W, idx)
+            return vmap(lambda w: self.loss(w, None))(W)
+        return vmap(self.loss)(W, idx)
 
-    def _looped(self, W: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        outs = [self.gv(W[c], None if idx is None else idx[c]) for c in range(W.shape[0])]
-        return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+    def _looped(self, W: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        return torch.stack([self.loss(W[c], None if idx is None else idx[c]) for c in range(W.shape[0])])
 
     def _choose(self, W: torch.Tensor, idx: torch.Tensor | None) -> None:
-        """vmap unless the model has no batching rule, or (mode "auto") one pass per chain is measured faster:
-        for a tiny model vmap's per-call overhead outweighs the batching (measured: 16 ms against 4.7 ms
-        for 8 chains of a 5-parameter linear model)."""
+        """vmap unless the model has no batching rule, or (mode "auto") one forward per chain is measured
+        faster (a tiny model, where vmap's per-call overhead outweighs the batching)."""
         try:
-            self._vmapped(W, idx)
+            with torch.no_grad():
+                self._vmapped(W, idx)
         except (RuntimeError, NotImplementedError):  # an operator without a batching rule
             self.parallel = "loop"
             return
         if self.mode == "vmap" or W.shape[0] == 1:
             self.parallel = "vmap" if W.shape[0] > 1 else "loop"
             return
-        secs = {}
-        for name, fn in (("vmap", self._vmapped), ("loop", self._looped)):
-            fn(W, idx)
-            t = time.perf_counter()
-            fn(W, idx)
-            secs[name] = time.perf_counter() - t
-        self.parallel = min(secs, key=secs.get)
+        ways = {"vmap": self._vmapped, "loop": self._looped}
+        secs: dict[str, list[float]] = {"vmap": [], "loop": []}
+        for rep in range(CHOOSE_REPS + 1):  # interleaved, so a burst of load elsewhere hits both; the first is warm-up
+            for name, fn in ways.items():
+                t = time.perf_counter()
+                self._parallel_grads(fn, W, idx)
+                if rep:
+                    secs[name].append(time.perf_counter() - t)
+        self.parallel = min(secs, key=lambda k: float(np.median(secs[k])))
+
+    @staticmethod
+    def _parallel_grads(values, W: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every chain's loss in one (vmapped) forward, and every chain's gradient in ONE backward pass of
+        their sum (the chains are independent, so d(Σ_c L_c)/dW_c = ∇L_c)."""
+        Wr = W.detach().requires_grad_(True)
+        with torch.enable_grad():
+            Ls = values(Wr, idx)
+            (g,) = torch.autograd.grad(Ls.sum(), Wr)
+        return g, Ls.detach()
 
     def _grads(self, W: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.parallel is None:
             self._choose(W, idx)
-        return self._vmapped(W, idx) if self.parallel == "vmap" else self._looped(W, idx)
+        return self._parallel_grads(self._vmapped if self.parallel == "vmap" else self._looped, W, idx)
 
     def _indices(self, chains: int) -> torch.Tensor | None:
         if self.batch is None:
