@@ -181,6 +181,8 @@ def dependent_section(dep: DependentInputs) -> Group:
     if dep.explained_dim != dep.null_dim:
         parts.append(Text(f"groups account for {dep.explained_dim} of {dep.null_dim} null directions",
                           style="dim"))
+    if dep.unlisted:
+        parts.append(Text(dep.unlisted, style="dim"))
     return Group(*parts)
 
 

@@ -74,6 +74,7 @@ class DependentInputs(Section, kw_only=True):
     how: str
     groups_not_listed: int
     forced_by_count: int
+    unlisted: str | None = None  # why the remaining combination relations were not written out (too large)
 
 
 class LayersInfo(Section, kw_only=True):

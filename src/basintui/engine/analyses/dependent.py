@@ -17,11 +17,15 @@ from scipy.sparse.csgraph import connected_components
 
 from ..cancel import CancelToken
 from .partitions import Partition, close_pairs, join
-from .rfactor import qr_r, rank_at
+from .rfactor import column_factor, rank_at
 
 COEF_ZERO = 1e-8  # a null-space coefficient below this (relative to the group's largest) carries no weight
 MAX_GROUPS = 200  # dependent groups listed; the count of the rest is reported
 MAX_COEFS = 20_000  # coefficient numbers per group in the JSON form
+# The echelon form of what is left is written out only when it is small enough to read and to compute: a
+# pivoted QR of rows × n (LAPACK's geqp3, half of it matrix-vector work) and an (n − r) × n dense result.
+RREF_MAX_FLOPS = 5e10  # rows · n · min(rows, n): about 20 s of geqp3 on 2 cores (digits-cnn: 1.6e10)
+RREF_MAX_ENTRIES = 20_000_000  # (n − r) · n numbers: 160 MB
 
 
 @dataclass
@@ -62,11 +66,13 @@ class DependentInputs:
     how: str
     groups_not_listed: int = 0
     forced_by_count: int = 0  # max(0, kd − N): null directions any network would have
+    unlisted: str | None = None  # why the combination relations were not written out (too large to read)
 
     def to_dict(self) -> dict[str, Any]:
         return {"groups": [g.to_dict() for g in self.groups], "null_dim": self.null_dim,
                 "explained_dim": self.explained_dim, "tolerance": self.tolerance, "how": self.how,
-                "groups_not_listed": self.groups_not_listed, "forced_by_count": self.forced_by_count}
+                "groups_not_listed": self.groups_not_listed, "forced_by_count": self.forced_by_count,
+                "unlisted": self.unlisted}
 
 
 def _collision_blocks(indices: list[int], partitions: list[Partition] | None, names: list[str] | None
@@ -132,7 +138,7 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
     d = out_dim
     k = kd // d if d else 0
     if R is None:
-        R = qr_r(G)
+        R = column_factor(G)
     Rn = R.cpu().numpy()
     rank = rank_at(R, tol) if g_rank is None else g_rank
     null_dim = kd - rank
@@ -146,9 +152,11 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
     identical, reps = _identical_groups(V, np.flatnonzero(norms > tol), tol, d, partitions, block_names, cancel)
     groups += identical
     cancel.check()
-    rest = _combination_groups(Rn, np.asarray(sorted(reps), dtype=np.int64), rank, d, partitions, block_names)
-    rest = _within_input(rest, d)
-    groups += sorted(rest, key=lambda g: (g.kind == "within_input", len(g.indices), g.indices))
+    reps_arr = np.asarray(sorted(reps), dtype=np.int64)
+    unlisted = _too_large(Rn.shape[0], len(reps_arr) * d, rank, null_dim - sum(g.dimension for g in groups))
+    if unlisted is None:
+        rest = _within_input(_combination_groups(Rn, reps_arr, rank, d, partitions, block_names), d)
+        groups += sorted(rest, key=lambda g: (g.kind == "within_input", len(g.indices), g.indices))
     explained = sum(g.dimension for g in groups)
     listed = groups[:MAX_GROUPS]
     forced = max(0, kd - N)
@@ -156,7 +164,20 @@ def dependent_inputs(G: torch.Tensor, tol: float, out_dim: int, partitions: list
         how += (f"; N = {N} < kd = {kd}: at least {forced} of the {null_dim} directions are forced by counting "
                 "alone (more outputs than parameters), whatever the network does")
     return DependentInputs(listed, null_dim, explained, tol, how, groups_not_listed=len(groups) - len(listed),
-                           forced_by_count=forced)
+                           forced_by_count=forced, unlisted=unlisted)
+
+
+def _too_large(rows: int, n: int, rank: int, left: int) -> str | None:
+    """Why the echelon form of the `left` remaining null directions over n columns is not written out, or
+    None when it is small enough (RREF_MAX_FLOPS, RREF_MAX_ENTRIES)."""
+    r = max(0, min(rank, n, rows))
+    flops, entries = float(rows) * n * min(rows, n), float(n - r) * n
+    if left <= 0 or (flops <= RREF_MAX_FLOPS and entries <= RREF_MAX_ENTRIES):
+        return None
+    return (f"the other {left} null directions (linear relations among the gradients of different inputs) are "
+            f"not written out: their echelon form over {n:,} columns would be {entries:,.0f} numbers from a pivoted "
+            f"QR of {flops:.1e} flops, and at this size each relation involves nearly every input; their number "
+            "is exact (kd − rank(G) less the groups above)")
 
 
 def _how(tol: float, d: int) -> str:

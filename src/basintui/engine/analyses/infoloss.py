@@ -51,7 +51,7 @@ from .partitions import (
     join,
     partition_of,
 )
-from .rfactor import qr_r, rank_at
+from .rfactor import LeadingRows, rank_at
 
 # --------------------------------------------------------------------------- activations
 
@@ -290,7 +290,7 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
     prev_P, prev_H = P0, H0
     partitions = [P0]
     G = G.to(torch.float64)
-    R = G[:0]
+    rows = _leading_rows(G, layout.blocks, g_rank)
     blocks: list[BlockReport] = []
     prev_ranks: list[int] = []
     meter = progress.of(cancel)
@@ -300,7 +300,7 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
         meter.update(i, upto=i + 1)
         Q, P, atol = _block_partitions(act, k, prev_P, cancel)
         prev_cum = blocks[-1].cumulative_rank if blocks else 0
-        block_rank, cum_rank, R = _g_rows(G, b, R, tol, prev_cum, g_rank)
+        block_rank, cum_rank = _g_rows(G, b, rows, tol, prev_cum, g_rank)
         cancel.check()
         rep = _block_report(b, act.post, Q, P, atol, H0, prev_H, prev_rank, d, kd, block_rank, cum_rank)
         rep.module, rep.call_order = b.module, b.index
@@ -311,8 +311,7 @@ def analyse_blocks(model: nn.Module, layout: Layout, x: torch.Tensor, G: torch.T
         prev_ranks.append(prev_rank)
         prev_P, prev_H, prev_rank = P, P.entropy(), rep.activation_rank
     meter.update(len(blocks), upto=len(blocks) + 1)
-    if R.shape[0] < min(G.shape) or layout.blocks[-1].stop != G.shape[0]:
-        R = qr_r(G)  # blocks do not cover every row of G: factor G itself
+    R = rows.column_factor()
     for rep, P, before in zip(blocks, partitions[1:], prev_ranks):
         cancel.check()
         if rep.largest_class > 1:  # rank of the merged class's m·d columns over all of G's rows
@@ -338,23 +337,23 @@ def _block_partitions(act: BlockActivations, k: int, prev_P: Partition,
     return Q, P, atol
 
 
-def _g_rows(G: torch.Tensor, b, R: torch.Tensor, tol: float, prev_cum: int,
-            g_rank: int | None) -> tuple[int, int, torch.Tensor]:
-    """Ranks of G's rows: the block's own and blocks 1..ℓ (via R of the stacked rows), and the new R."""
-    kd = G.shape[1]
-    G_b = G[b.start: b.stop]
-    block_rank = rank_at(G_b, tol)
-    first_rows = R.shape[0] == 0
-    R = qr_r(torch.cat([R, G_b], dim=0)) if b.stop > b.start else R
-    if R.shape[0] > kd:
-        R = R[:kd]
-    if first_rows or b.stop == b.start:  # same rows as the block itself / as before
-        cum_rank = block_rank if first_rows else prev_cum
+def _g_rows(G: torch.Tensor, b, rows: LeadingRows, tol: float, prev_cum: int, g_rank: int | None) -> tuple[int, int]:
+    """Ranks of G's rows: the block's own, and blocks 1..ℓ (G's leading rows, from `rows`)."""
+    block_rank = rank_at(G[b.start: b.stop], tol)
+    if b.start == 0 or b.stop == b.start:  # same rows as the block itself / as before
+        cum_rank = block_rank if b.start == 0 else prev_cum
     elif b.stop == G.shape[0] and g_rank is not None:
         cum_rank = g_rank  # every row of G: rank(G) at the same tolerance, as the spectrum found it
     else:
-        cum_rank = rank_at(R, tol)
-    return block_rank, cum_rank, R
+        cum_rank = rows.rank(b.stop, tol)
+    return block_rank, cum_rank
+
+
+def _leading_rows(G: torch.Tensor, blocks, g_rank: int | None) -> LeadingRows:
+    """The cumulative-rank factor for these blocks (the boundaries it will be asked for, up front)."""
+    bounds = [b.stop for b in blocks if b.start > 0 and b.stop > b.start
+              and not (b.stop == G.shape[0] and g_rank is not None)]
+    return LeadingRows(G, bounds)
 
 
 def _block_report(b, post: np.ndarray, Q: Partition, P: Partition, atol: float, H0: float, prev_H: float,
@@ -417,7 +416,7 @@ def _dead_units(tb: TracedBlock, atol: float) -> int:
     return int(a.reshape(-1, a.shape[-1]).all(dim=0).sum()) if a.ndim >= 2 else 0
 
 
-def _module_row(tb: TracedBlock, k: int, d: int, kd: int, H0: float, G: torch.Tensor, R: torch.Tensor,
+def _module_row(tb: TracedBlock, k: int, d: int, kd: int, H0: float, G: torch.Tensor, rows: LeadingRows,
                 tol: float, prev_cum: int, g_rank: int | None, cancel: CancelToken):
     """One parameter-owning module's row: the partition of its output, coarser than its input's (the module
     is a function of its inputs), the ranks of its rows of G, the dependence bound if its output is a cut."""
@@ -427,7 +426,7 @@ def _module_row(tb: TracedBlock, k: int, d: int, kd: int, H0: float, G: torch.Te
     post = _rows(tb.post, k)
     act = BlockActivations(_rows(tb.pre, k), post, bool(tb.after))
     Q, P, atol = _block_partitions(act, k, P_in, cancel)
-    block_rank, cum_rank, R = _g_rows(G, tb.block, R, tol, prev_cum, g_rank)
+    block_rank, cum_rank = _g_rows(G, tb.block, rows, tol, prev_cum, g_rank)
     rep = _block_report(tb.block, post, Q, P, atol, H0, P_in.entropy(), in_rank, d, kd, block_rank, cum_rank)
     rep.dead_units = _dead_units(tb, atol)
     rep.params_upstream = tb.upstream
@@ -435,7 +434,7 @@ def _module_row(tb: TracedBlock, k: int, d: int, kd: int, H0: float, G: torch.Te
     rep.dependence_guaranteed = bool(tb.cut and rep.largest_class * d > rep.dependence_bound)
     rep.module, rep.call_order, rep.calls = tb.block.module, tb.call_order, tb.calls
     rep.skip_around = bool(tb.input_dependent and not tb.cut)
-    return rep, P, in_rank, R
+    return rep, P, in_rank
 
 
 def _module_words(rep: BlockReport, tb: TracedBlock, d: int, in_rank: int) -> str:
@@ -471,7 +470,7 @@ def analyse_modules(tr: Trace, x: torch.Tensor, G: torch.Tensor, tol: float, d: 
     P0 = partition_of(X, activation_atol(X), cancel=cancel)
     H0 = P0.entropy()
     G = G.to(torch.float64)
-    R = G[:0]
+    rows = _leading_rows(G, [tb.block for tb in tr.blocks], g_rank)
     meter = progress.of(cancel)
     meter.expect(len(tr.blocks) + 1, "steps")
     blocks, partitions, in_ranks = [], [P0], []
@@ -479,13 +478,12 @@ def analyse_modules(tr: Trace, x: torch.Tensor, G: torch.Tensor, tol: float, d: 
         cancel.check()
         meter.update(i, upto=i + 1)
         prev_cum = blocks[-1].cumulative_rank if blocks else 0
-        rep, P, in_rank, R = _module_row(tb, k, d, kd, H0, G, R, tol, prev_cum, g_rank, cancel)
+        rep, P, in_rank = _module_row(tb, k, d, kd, H0, G, rows, tol, prev_cum, g_rank, cancel)
         blocks.append(rep)
         partitions.append(P)
         in_ranks.append(in_rank)
     meter.update(len(blocks), upto=len(blocks) + 1)
-    if R.shape[0] < min(G.shape) or tr.blocks[-1].block.stop != G.shape[0]:
-        R = qr_r(G)
+    R = rows.column_factor()
     for rep, tb, P, in_rank in zip(blocks, tr.blocks, partitions[1:], in_ranks):
         cancel.check()
         if rep.largest_class > 1:
