@@ -59,3 +59,10 @@ def test_ggn_and_hessian_curves_and_negative_eigenvalues_left_out():
     assert d["of"] == "GGN" and d["rank"] == 2
     assert d["n_eff_H"]["left_out"] == 2 and d["n_eff_H"]["rank"] == 2
     assert "2 negative eigenvalues" in out.meaning[1]
+
+
+def test_g_equal_to_zero_has_rank_zero_and_n_eff_zero_everywhere():
+    out = soft.analyse_values(np.zeros(3), 0.0, 5)
+    assert out.primary.rank == 0 and out.primary.cliff
+    assert all(p[1] == 0.0 for p in out.primary.points)
+    assert all(np.isfinite(v) for _, v in out.logdet)

@@ -124,3 +124,122 @@ def slice_view(r: Report) -> Group | Text | None:
 def views() -> list:
     """The views of the sections beyond the rank, in the order they are printed."""
     return [symmetry_view, soft_view, probe_view, llc_view, slice_view]
+
+
+# --------------------------------------------------------------------------- text plots for the pane
+
+
+def line_plot(series: list[tuple[list[float], list[float], str, str]], width: int = 60, height: int = 10,
+              vline: float | None = None, x_label: str = "", y_top: float | None = None) -> Text:
+    """Curves as characters: each series (xs, ys, mark, style) drawn column by column (interpolated in x),
+    y from 0 to `y_top` (the largest y unless given), a dotted vertical line at x = `vline`, the x range
+    and `x_label` under it."""
+    xs_all = [x for xs, _, _, _ in series for x in xs]
+    if not xs_all or width < 8 or height < 2:
+        return Text("(nothing to plot)", style="dim")
+    x0, x1 = min(xs_all), max(xs_all)
+    top = y_top if y_top is not None else max((max(ys) for _, ys, _, _ in series if ys), default=1.0)
+    top = top if top > 0 else 1.0
+    grid = [[(" ", "")] * width for _ in range(height)]
+    col = (lambda x: round((x - x0) / (x1 - x0) * (width - 1))) if x1 > x0 else (lambda x: 0)
+    if vline is not None and x0 <= vline <= x1:
+        for row in grid:
+            row[col(vline)] = ("┆", "yellow")
+    for xs, ys, mark, style in series:
+        order = sorted(range(len(xs)), key=lambda i: xs[i])
+        sx, sy = [xs[i] for i in order], [ys[i] for i in order]
+        for c in range(width):
+            x = x0 + (x1 - x0) * c / max(width - 1, 1)
+            if x < sx[0] or x > sx[-1]:
+                continue
+            y = _interp(x, sx, sy)
+            r = height - 1 - min(height - 1, max(0, round(y / top * (height - 1))))
+            grid[r][c] = (mark, style)
+    out = Text()
+    for i, row in enumerate(grid):
+        label = f"{top:>7.3g} " if i == 0 else ("      0 " if i == height - 1 else "        ")
+        out.append(label, style="dim")
+        for ch, style in row:
+            out.append(ch, style=style)
+        out.append("\n")
+    out.append(f"        {x0:<.3g}".ljust(width // 2 + 8) + f"{x1:>.3g}".rjust(width - width // 2), style="dim")
+    if x_label:
+        out.append("\n        " + x_label, style="dim")
+    return out
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    for i in range(1, len(xs)):
+        if x <= xs[i]:
+            span = xs[i] - xs[i - 1]
+            t = 0.0 if span == 0 else (x - xs[i - 1]) / span
+            return ys[i - 1] + t * (ys[i] - ys[i - 1])
+    return ys[-1]
+
+
+def n_eff_plot(s: SoftSection, width: int = 60, height: int = 10) -> Text:
+    """N_eff(z) of the GGN (or GGᵀ) and of H against log10 z, the rank's threshold marked."""
+    series = [([math.log10(p.z) for p in s.n_eff], [p.value for p in s.n_eff], "•", "cyan")]
+    if s.n_eff_H is not None:
+        h = s.n_eff_H.points
+        series.append(([math.log10(p.z) for p in h], [p.value for p in h], "·", "magenta"))
+    plot = line_plot(series, width, height, vline=math.log10(s.threshold) if s.threshold > 0 else None,
+                     x_label=f"log10 z  (┆ the rank's threshold; • N_eff of {s.of}"
+                             + ("; · N_eff of H)" if s.n_eff_H is not None else ")"))
+    return plot
+
+
+def logdet_plot(s: SoftSection, width: int = 60, height: int = 8) -> Text:
+    """log det(GGᵀ + εI) against log10 ε (shifted so its minimum is 0), the threshold τ² marked."""
+    xs = [math.log10(p.eps) for p in s.logdet]
+    ys = [p.value for p in s.logdet]
+    lo = min(ys) if ys else 0.0
+    return line_plot([(xs, [y - lo for y in ys], "•", "green")], width, height,
+                     vline=math.log10(s.eps_threshold) if s.eps_threshold > 0 else None,
+                     x_label=f"log10 ε  (log det − {lo:.4g}; ┆ τ²)")
+
+
+def trace_plot(s: LlcSection, width: int = 60, height: int = 8) -> Text:
+    """Each chain's loss trace (thinned) against the draw, the loss at θ as the floor."""
+    d = s.diagnostics
+    marks = "•·+x*o"
+    styles = ("cyan", "magenta", "green", "yellow", "blue", "red")
+    series = [([i * d.trace_stride for i in range(len(tr))], [v - d.init_loss for v in tr], marks[c % 6], styles[c % 6])
+              for c, tr in enumerate(d.traces) if tr]
+    finite = [v for _, ys, _, _ in series for v in ys if math.isfinite(v)]
+    if not finite:
+        return Text("(no finite draws)", style="dim")
+    return line_plot(series, width, height, y_top=max(finite) if max(finite) > 0 else 1.0,
+                     x_label="draw  (loss − Lₙ(θ), one mark per chain)")
+
+
+SHADES = " .:-=+*#%@"  # low → high
+
+
+def shade_map(loss: list[list[float]], a: list[float], b: list[float]) -> Text:
+    """The slice as characters, rows along u (a), columns along v (b), darker = higher loss on a log scale of
+    loss − min (so a flat valley shows); θ marked ◆; the loss range under it."""
+    vals = [v for row in loss for v in row if math.isfinite(v)]
+    if not vals:
+        return Text("(the slice has no finite values)", style="dim")
+    lo, hi = min(vals), max(vals)
+    floor = max((hi - lo) * 1e-12, 1e-300)
+    span = math.log10(max(hi - lo, floor) / floor) or 1.0
+    c = len(loss) // 2
+    out = Text()
+    for i, row in enumerate(loss):
+        out.append(f"{a[i]:>+8.2g} ", style="dim")
+        for j, v in enumerate(row):
+            if i == c and j == len(row) // 2:
+                out.append("◆◆", style="bold red")
+                continue
+            if not math.isfinite(v):
+                out.append("??", style="dim")
+                continue
+            k = round(math.log10(max(v - lo, floor) / floor) / span * (len(SHADES) - 1))
+            out.append(SHADES[k] * 2, style="cyan")
+        out.append("\n")
+    out.append(f"{'':9}{b[0]:<+.2g}".ljust(9 + len(b)) + f"{b[-1]:>+.2g}".rjust(len(b)), style="dim")
+    out.append(f"\nrows: along u (a); columns: along v (b); loss {lo:.3g} (' ') … {hi:.3g} ('@'), log scale "
+               "of loss − min; ◆ θ", style="dim")
+    return out

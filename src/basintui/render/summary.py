@@ -11,7 +11,7 @@ from rich.text import Text
 from .fmt import fmt
 
 if TYPE_CHECKING:
-    from ..schema import Report, SpectrumSection
+    from ..schema import Report, SpectrumSection, SymmetrySection
 
 _fmt = fmt
 REGIME_WORDS = {"over": "over-parameterised (N > kd)", "under": "under-parameterised (N < kd)",
@@ -93,10 +93,10 @@ def _sigma_row(g: SpectrumSection) -> str | None:
 
 
 def g_table(r: Report) -> RenderableType | None:
-    return None if r.G is None else spectrum_section(r.G)
+    return None if r.G is None else spectrum_section(r.G, r.symmetry)
 
 
-def spectrum_section(g: SpectrumSection) -> Group:
+def spectrum_section(g: SpectrumSection, split: SymmetrySection | None = None) -> Group:
     """The G section: rank, shape, tolerance and rule, rank at other rtols, near-threshold values, gap, σ
     range, effective rank, regime, kernel and generic dimensions, submersion, method, what it means."""
     t = Table(title="Spectrum of G", show_header=False, title_justify="left", box=None, pad_edge=False)
@@ -118,6 +118,9 @@ def spectrum_section(g: SpectrumSection) -> Group:
     t.add_row("regime", REGIME_WORDS[g.regime])
     t.add_row("kernel dim", f"N − r {'=' if g.rank_exact is not False else '≤'} {g.kernel_dim} "
                             "(upper bound on the behaviour level set's dimension)")
+    if split is not None:
+        t.add_row("kernel split", f"{split.dim} symmetry + {split.dead_dim} dead-unit + {split.data_dependent_dim} "
+                                  "data-dependent (below)")
     t.add_row("generic dim", "—" if g.generic_dim is None else f"N − kd = {g.generic_dim}")
     t.add_row("submersion", _submersion_text(g))
     t.add_row("method", g.method)

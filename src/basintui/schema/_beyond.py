@@ -139,7 +139,8 @@ class LlcSection(Section, kw_only=True):
 
 
 class SliceSection(Section, kw_only=True):
-    """`slice`: a loss slice L(θ + a·u + b·v); the grid is in the NPZ (slice_loss, slice_u, slice_v)."""
+    """`slice`: a loss slice L(θ + a·u + b·v) on a small grid (also in the NPZ as slice_loss, slice_u, slice_v;
+    the unit directions u and v, N numbers each, only in the NPZ as slice_direction_u, slice_direction_v)."""
 
     u_kind: str  # what u is (e.g. data-dependent null direction of Gᵀ)
     v_kind: str
@@ -152,6 +153,9 @@ class SliceSection(Section, kw_only=True):
     rise_v: float  # max of L(θ ± extent·v) − L(θ)
     note: str
     cancelled: bool
+    a: list[float] = msgspec.field(default_factory=list)  # offsets along u (rows of loss)
+    b: list[float] = msgspec.field(default_factory=list)  # offsets along v (columns of loss)
+    loss: list[list[float]] = msgspec.field(default_factory=list)  # loss[i][j] = L(θ + a[i]·u + b[j]·v)
     meaning: list[str] = msgspec.field(default_factory=list)
 
 

@@ -1,4 +1,5 @@
-"""The basintui app: Setup, Training, Spectrum of G, Information loss by layer, Hessian and Level set.
+"""The basintui app: Setup, Training, Spectrum of G, Information loss by layer, Hessian, Level set and
+Beyond the rank.
 
 Every number on screen comes from the run's typed report (`basintui.schema.Report`), which arrives
 in the engine's events through the bridge (bridge.py, the one module that imports the engine): one
@@ -47,6 +48,7 @@ from .screens.error import ErrorScreen
 from .screens.export import ExportScreen
 from .screens.help import HelpScreen
 from .screens.path import PathScreen
+from .widgets.beyond import BeyondPane, has_any
 from .widgets.dashboard import Dashboard
 from .widgets.hessian import HessianPane
 from .widgets.layers import LayersPane
@@ -88,6 +90,7 @@ TABS = (
     ("layers", "Information loss by layer"),
     ("hessian", "Hessian"),
     ("levelset", "Level set"),
+    ("beyond", "Beyond the rank"),
 )
 
 KEYS: tuple[KeySpec, ...] = (
@@ -154,6 +157,8 @@ class BasinApp(App[int]):
                 yield HessianPane(id="hessian-pane", classes="pane")
             with TabPane("Level set", id="levelset"):
                 yield LevelSetPane(id="levelset-pane", classes="pane")
+            with TabPane("Beyond the rank", id="beyond"):
+                yield BeyondPane(id="beyond-pane", classes="pane")
         yield Footer(compact=True, show_command_palette=False)  # ctrl+p is on the help screen
 
     def pane(self, cls: type[W]) -> W:
@@ -190,7 +195,7 @@ class BasinApp(App[int]):
 
     FOCUS_IN = {"dashboard": "#dash-log", "setup": "#preset-list", "training": "#stage-log",
                 "spectrum": "#spec-facts", "layers": "#layers-table", "hessian": "#hess-facts",
-                "levelset": "#ls-body"}
+                "levelset": "#ls-body", "beyond": "#beyond-body"}
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """A tab clicked with the mouse: keep the focus on the visible pane, never in a hidden field."""
@@ -281,6 +286,7 @@ class BasinApp(App[int]):
         self.pane(LayersPane).clear("Running: the layers appear when the analysis has finished.")
         self.pane(HessianPane).clear("Running: the Hessian appears when the analysis has finished.")
         self.pane(LevelSetPane).clear("Running: the level-set check appears when the analysis has finished.")
+        self.pane(BeyondPane).clear("Running: the sections beyond the rank appear as their stages finish.")
         self._strip()
 
     def action_cancel(self) -> None:
@@ -449,6 +455,8 @@ class BasinApp(App[int]):
                               (report.hessian, HessianPane), (report.levelset, LevelSetPane)):
             if section is not None:
                 self.pane(pane).show(report)
+        if has_any(report):
+            self.pane(BeyondPane).show(report)
         self.pane(Dashboard).show(report)
         self._strip()
         if stage == "spectrum" and report.G is not None:
@@ -461,7 +469,7 @@ class BasinApp(App[int]):
     def _show_report(self, report: Report) -> None:
         self.report = report
         self.pane(TrainingPane).finished(report)
-        for pane in (SpectrumPane, LayersPane, HessianPane, LevelSetPane):
+        for pane in (SpectrumPane, LayersPane, HessianPane, LevelSetPane, BeyondPane):
             self.pane(pane).show(report)
         self.pane(Dashboard).show(report, final=True)
 
@@ -525,7 +533,9 @@ def planned_stages(preset: Preset) -> tuple[str, ...]:
     """The stages a run of `preset` goes through, in order (a stage turned off is left out)."""
     a = preset.analysis
     return tuple(s for s, on in (("data", True), ("train", True), ("jacobian", True), ("spectrum", True),
-                                 ("hessian", a.hessian != "off"), ("layers", a.layers), ("levelset", a.levelset))
+                                 ("hessian", a.hessian != "off"), ("layers", a.layers), ("levelset", a.levelset),
+                                 ("symmetry", a.symmetry), ("soft", a.soft), ("probe", bool(a.probe)),
+                                 ("llc", a.llc), ("slices", a.slices))
                  if on)
 
 

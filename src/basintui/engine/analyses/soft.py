@@ -72,7 +72,8 @@ def curve(of: str, lam: np.ndarray, threshold: float) -> Curve:
     top = float(lam.max()) if len(lam) else 0.0
     z = grid(top, threshold)
     values = n_eff(lam, z)
-    lo, hi = n_eff(lam, np.array([threshold * 10**CLIFF_WIDTH, threshold / 10**CLIFF_WIDTH]))
+    at = max(threshold, np.finfo(np.float64).tiny)  # G = 0 has threshold 0: the window sits at the smallest z
+    lo, hi = n_eff(lam, np.array([at * 10**CLIFF_WIDTH, at / 10**CLIFF_WIDTH]))
     return Curve(of, threshold, int(np.sum(lam > threshold)), list(zip(z.tolist(), values.tolist())), len(lam),
                  neg, bool(hi - lo <= CLIFF_EIGENVALUES), (float(lo), float(hi)))
 

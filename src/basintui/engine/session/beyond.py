@@ -161,4 +161,4 @@ def slice_section(res) -> dict[str, Any]:
     return {"u_kind": res.u_kind, "v_kind": res.v_kind, "shape": list(res.loss.shape), "extent": res.extent,
             "loss_at_theta": res.center_loss, "loss_min": res.loss_min, "loss_max": res.loss_max,
             "rise_u": res.rise_u, "rise_v": res.rise_v, "note": res.note, "cancelled": res.cancelled,
-            "meaning": meaning}
+            "a": res.a.tolist(), "b": res.b.tolist(), "loss": res.loss.tolist(), "meaning": meaning}

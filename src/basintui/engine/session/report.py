@@ -361,6 +361,9 @@ def _npz_from_schema(r: schema.Report) -> dict[str, np.ndarray]:
         arrays["singular_values"] = np.asarray(r.G.singular_values, dtype=np.float64)
     if r.hessian is not None:
         arrays["hessian_eigenvalues"] = np.asarray(r.hessian.eigenvalues, dtype=np.float64)
+    if r.slice is not None and r.slice.loss:  # the grid (the directions u, v are only in a run's own NPZ)
+        arrays.update(slice_loss=np.asarray(r.slice.loss, dtype=np.float64),
+                      slice_u=np.asarray(r.slice.a, dtype=np.float64), slice_v=np.asarray(r.slice.b, dtype=np.float64))
     return arrays
 
 

@@ -20,6 +20,7 @@ from textual.widgets import Static
 
 from ...render.strip import StripState, strip_text
 from ...render.summary import why_missing
+from .beyond import beyond_summary, has_any
 from .hessian import headline, hypothesis_rows
 from .plots import SpectrumPlot, TrainingPlots
 
@@ -96,6 +97,9 @@ class Dashboard(Vertical):
                 yield Static("The layer ranking appears when the analysis has finished.", id="dash-layers-text")
             with VerticalScroll(id="dash-hessian", classes="cell text-cell"):
                 yield Static("The Hessian summary appears when the analysis has finished.", id="dash-hessian-text")
+            with VerticalScroll(id="dash-beyond", classes="cell text-cell"):
+                yield Static("The kernel split, N_eff and λ̂ appear when the analysis has finished.",
+                             id="dash-beyond-text")
         with Vertical(id="dash-log-box", classes="cell"):
             yield Static("", id="dash-progress")
             yield VerticalScroll(Static("", id="dash-log-text"), id="dash-log")
@@ -103,6 +107,7 @@ class Dashboard(Vertical):
     def on_mount(self) -> None:
         titles = {"#dash-train": "Training (2)", "#dash-spectrum": "Spectrum of G (3)",
                   "#dash-layers": "Information loss, top of the ranking (4)", "#dash-hessian": "Hessian (5)",
+                  "#dash-beyond": "Beyond the rank (7)",
                   "#dash-log-box": "Stages"}
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
@@ -143,6 +148,8 @@ class Dashboard(Vertical):
                                                                 "analysis has finished.", style="dim"))
         self.query_one("#dash-hessian-text", Static).update(Text("Running: the Hessian summary appears when the "
                                                                  "analysis has finished.", style="dim"))
+        self.query_one("#dash-beyond-text", Static).update(Text("Running: the kernel split, N_eff and λ̂ appear as "
+                                                                "their stages finish.", style="dim"))
 
     def train_progress(self, e: TrainProgress) -> None:
         self.query_one(TrainingPlots).progress(e)
@@ -162,5 +169,7 @@ class Dashboard(Vertical):
             self.query_one("#dash-layers-text", Static).update(layers_top(report))
         if report.hessian is not None or final:
             self.query_one("#dash-hessian-text", Static).update(hessian_summary(report))
+        if has_any(report) or final:
+            self.query_one("#dash-beyond-text", Static).update(beyond_summary(report))
         if final:
             self.query_one(TrainingPlots).finished(report)

@@ -18,7 +18,7 @@ from .plots import SpectrumPlot
 from .plotting import num
 
 if TYPE_CHECKING:
-    from ...schema import Report, SpectrumSection
+    from ...schema import Report, SpectrumSection, SymmetrySection
 
 REGIME_WORDS = {
     "over": "over-parameterised (N > kd)",
@@ -45,7 +45,7 @@ def _submersion(g: SpectrumSection) -> Text:
                 + (f" (deficient by {g.rank_deficiency})" if g.rank_deficiency else ""), style="yellow")
 
 
-def facts(g: SpectrumSection) -> Group:
+def facts(g: SpectrumSection, split: SymmetrySection | None = None) -> Group:
     t = Table.grid(padding=(0, 1))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
@@ -65,6 +65,9 @@ def facts(g: SpectrumSection) -> Group:
     t.add_row("kernel dim", f"N − r {'=' if g.rank_exact is not False else '≤'} {g.kernel_dim:,}: an upper "
                             "bound on the dimension of the behaviour level set through θ (Claim 2); equal to it "
                             "only where the rank is locally constant")
+    if split is not None:
+        t.add_row("kernel split", f"{split.dim:,} symmetry + {split.dead_dim:,} dead-unit + "
+                                  f"{split.data_dependent_dim:,} data-dependent (key 7)")
     t.add_row("generic dim", "— (N < kd)" if g.generic_dim is None else f"N − kd = {g.generic_dim:,}")
     t.add_row("submersion", _submersion(g))
     t.add_row("method", f"{g.method}; G on the {g.on}")
@@ -114,5 +117,5 @@ class SpectrumPane(Vertical):
             plot.clear(why)
         else:
             self.query_one("#spec-head", Static).update(headline(g))
-            self.query_one("#spec-facts-text", Static).update(facts(g))
+            self.query_one("#spec-facts-text", Static).update(facts(g, report.symmetry))
             plot.show(g, overlay, overlay_label)
