@@ -78,6 +78,13 @@ def measure(name, fn, model, layout, x):
     return sv, box["seconds"]
 
 
+def vs_naive(sv, t, model, layout, x, where=""):
+    """The naive route on the same model, side by side: its agreement with the engine and the time ratio."""
+    sv_n, t_n = measure("naive", naive, model, layout, x)
+    agreement(sv, sv_n, "naive" + where)
+    print(f"  naive / engine{where}: {t_n / t:.1f}x")
+
+
 def agreement(sv, ref, label):
     big = ref >= 1e-4 * ref[0]
     rel = np.max(np.abs(sv[big] - ref[big]) / ref[big])
@@ -101,18 +108,14 @@ def case_mlp_1e6(args):
     small, small_layout, xs = mlp(10, (94, 94), 1, 4096)
     sv_s, t_s = measure("engine", engine, small, small_layout, xs)
     if args.naive_small:
-        sv_n, t_n = measure("naive", naive, small, small_layout, xs)
-        agreement(sv_s, sv_n, "naive at N = 10,059")
-        print(f"  naive / engine at the reduced size (N = 10,059, kd = 4,096): {t_n / t_s:.1f}x")
+        vs_naive(sv_s, t_s, small, small_layout, xs, " at the reduced size (N = 10,059, kd = 4,096)")
 
 
 def case_mlp_modadd(args):
     model, layout, x = mlp(64, (64, 64), 31, 480)
     sv, t = measure("engine", engine, model, layout, x)
     if args.naive:
-        sv_n, t_n = measure("naive", naive, model, layout, x)
-        agreement(sv, sv_n, "naive")
-        print(f"  naive / engine: {t_n / t:.1f}x")
+        vs_naive(sv, t, model, layout, x)
 
 
 def trained_modadd(steps):
@@ -147,9 +150,7 @@ def case_modadd(args):
         return
     sv, t = measure("engine", engine, model, layout, x)
     if args.naive:
-        sv_n, t_n = measure("naive", naive, model, layout, x)
-        agreement(sv, sv_n, "naive")
-        print(f"  naive / engine: {t_n / t:.1f}x")
+        vs_naive(sv, t, model, layout, x)
 
 
 CASES = {"mlp-1e6": case_mlp_1e6, "mlp-modadd": case_mlp_modadd, "modadd": case_modadd}
