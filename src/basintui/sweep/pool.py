@@ -12,7 +12,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
+from contextlib import contextmanager
 from multiprocessing.connection import wait as wait_any
 from typing import Any, Self
 
@@ -29,8 +31,12 @@ def usable_cores() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-def _worker_main(conn) -> None:
+def _worker_main(conn, quiet: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if quiet:  # under the app: nothing of a worker's may reach the terminal the app draws on
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
     current: dict[str, Any] = {}
 
     def on_term(signum, frame) -> None:
@@ -68,11 +74,32 @@ def _worker_main(conn) -> None:
     os._exit(0)  # skip torch's teardown
 
 
+@contextmanager
+def _real_stderr():
+    """multiprocessing passes sys.stderr's descriptor to its helper processes; under the app (or any
+    capture) sys.stderr has none, so the process's own stderr stands in while workers start."""
+    try:
+        ok = sys.stderr is not None and sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        ok = False
+    if ok:
+        yield
+        return
+    saved = sys.stderr
+    sys.stderr = sys.__stderr__
+    try:
+        yield
+    finally:
+        sys.stderr = saved
+
+
 class _Worker:
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx, quiet: bool = False) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="basintui-sweep-worker")
-        self.proc.start()
+        self.proc = ctx.Process(target=_worker_main, args=(child, quiet), daemon=True,
+                                name="basintui-sweep-worker")
+        with _real_stderr():
+            self.proc.start()
         child.close()
         self.task: Task | None = None
         self.started = 0.0
@@ -87,13 +114,14 @@ class _Worker:
 class Pool:
     """`workers` processes (default: the usable cores), started lazily, replaced when one dies."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, quiet: bool = False) -> None:
         self.n = workers or usable_cores()
+        self.quiet = quiet
         self.ctx = mp.get_context("spawn")
         self.workers: list[_Worker] = []
 
     def __enter__(self) -> Self:
-        self.workers = [_Worker(self.ctx) for _ in range(self.n)]
+        self.workers = [_Worker(self.ctx, self.quiet) for _ in range(self.n)]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -125,7 +153,7 @@ class Pool:
 
     def _replace(self, w: _Worker) -> None:
         w.kill()
-        self.workers[self.workers.index(w)] = _Worker(self.ctx)
+        self.workers[self.workers.index(w)] = _Worker(self.ctx, self.quiet)
 
     def _poll(self, seconds: float) -> list[tuple[Task, dict[str, Any]]]:
         busy = [w for w in self.workers if w.task is not None]
