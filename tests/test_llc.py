@@ -53,17 +53,17 @@ def _within(r, truth: float) -> None:
 
 def test_regular_model_gives_half_the_parameters():
     loss, theta, k = _orthogonal_regression()
-    r = estimate_llc(loss, theta, k, LLCSettings(chains=16, draws=500, burnin=100, gamma=0.1, seed=0),
+    r = estimate_llc(loss, theta, k, LLCSettings(chains=32, draws=400, burnin=100, gamma=0.1, seed=0),
                      parallel="loop")  # 4 parameters: one pass per chain is the faster way here
     _within(r, 2.0)
-    assert r.traces.shape == (16, 500) and len(r.chain_estimates) == 16
+    assert r.traces.shape == (32, 400) and len(r.chain_estimates) == 32
     assert r.estimate == pytest.approx(float(np.mean(r.chain_estimates)), rel=1e-12)
     assert r.beta == pytest.approx(1 / math.log(k)) and r.nbeta == pytest.approx(k / math.log(k))
     assert r.init_loss == pytest.approx(0.0, abs=1e-25) and r.step_auto
     # the top curvature: H = 2 XᵀX / k = 2 I
     assert r.curvature_top == pytest.approx(2 * r.nbeta, rel=1e-9)
     assert r.std == pytest.approx(float(np.std(r.chain_estimates, ddof=1)), rel=1e-12)
-    assert r.se == pytest.approx(r.std / 4, rel=1e-12)
+    assert r.se == pytest.approx(r.std / math.sqrt(32), rel=1e-12)
 
 
 def _linear_model(dup: bool, seed: int):
@@ -85,10 +85,11 @@ def test_linear_model_through_the_engine_loss(dup, truth):
     """nn.Linear through model_loss (the engine's per-sample loss of a flat float64 vector): N = 4 gives
     4/2; the same four features plus a copy of the last (N = 5, one flat direction) gives (5 − 1)/2."""
     loss, theta, k = _linear_model(dup, seed=1)
-    r = estimate_llc(loss, theta, k, LLCSettings(chains=16, draws=4000, burnin=500, gamma=0.1, seed=2))
+    r = estimate_llc(loss, theta, k, LLCSettings(chains=16, draws=2500, burnin=500, gamma=0.1, seed=2))
     _within(r, truth)
     assert r.n_params == (5 if dup else 4)
-    assert abs(r.estimate - r.n_params / 2) > BARS * r.se  # N/2 itself is excluded
+    if dup:
+        assert abs(r.estimate - r.n_params / 2) > BARS * r.se  # N/2 = 2.5 itself is excluded
 
 
 @pytest.mark.slow

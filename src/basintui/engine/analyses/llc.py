@@ -351,25 +351,36 @@ def _result(s, traces, init_loss, n, n_params, beta, nbeta, step, auto, curv, ca
     )
 
 
+def _mean_se(x: np.ndarray) -> tuple[float, float]:
+    """The mean of independent values (one per chain) and its standard error; a single chain's mean and
+    its batch-means standard error."""
+    if x.ndim == 2 and x.shape[0] == 1:
+        return float(x.mean()), _chain_se(x[0])
+    v = x.mean(axis=1) if x.ndim == 2 else x
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
+
+
 def _flags(excess: np.ndarray, n_params: int) -> dict[str, bool]:
-    """Per healthy chain: its estimate far above N/2 (step too large), its second half of draws above its
-    first half (still rising), its estimate below zero (θ is not a local minimum)."""
-    high = rising = low = False
-    for row in excess:
-        if row.size < 4:
-            continue
-        se = _chain_se(row)
-        if not math.isfinite(se):
-            continue
-        est = float(row.mean())
-        high |= est > (1 + HIGH_REL) * n_params / 2 + SE_MULT * se
-        low |= est < -SE_MULT * se
-        h = row.size // 2
-        a, b = row[:h], row[h:]
-        se_diff = math.hypot(_chain_se(a), _chain_se(b))
-        rising |= bool(math.isfinite(se_diff) and float(b.mean() - a.mean()) > SE_MULT * se_diff
-                       and float(b.mean() - a.mean()) > HIGH_REL * max(abs(est), 1e-300))
-    return {"high": bool(high), "rising": bool(rising), "low": bool(low)}
+    """Across the healthy chains (rows; each chain's mean is one independent value, so the standard errors
+    are honest however correlated the draws within a chain are): the estimate far above N/2 (step too
+    large), the second half of the draws above the first (still rising), the estimate below zero (θ is not
+    a local minimum). Each is called at SE_MULT standard errors."""
+    out = {"high": False, "rising": False, "low": False}
+    if excess.ndim != 2 or excess.shape[0] == 0 or excess.shape[1] < 4:
+        return out
+    est, se = _mean_se(excess)
+    h = excess.shape[1] // 2
+    if excess.shape[0] > 1:
+        d, se_d = _mean_se(excess[:, h:].mean(axis=1) - excess[:, :h].mean(axis=1))
+    else:
+        d = float(excess[0, h:].mean() - excess[0, :h].mean())
+        se_d = math.hypot(_chain_se(excess[0, :h]), _chain_se(excess[0, h:]))
+    if math.isfinite(se):
+        out["high"] = est > (1 + HIGH_REL) * n_params / 2 + SE_MULT * se
+        out["low"] = est < -SE_MULT * se
+    if math.isfinite(se_d):
+        out["rising"] = d > SE_MULT * se_d and d > HIGH_REL * max(abs(est), 1e-300)
+    return {k: bool(v) for k, v in out.items()}
 
 
 def _warnings(s, diverged, flags, rhat, curv, cancelled, draws_done, n_params) -> list[str]:
