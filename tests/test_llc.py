@@ -165,3 +165,25 @@ def test_bad_settings_are_named(kw, key):
     with pytest.raises(ValueError, match="llc"):
         estimate_llc(loss, theta, k, LLCSettings(**kw))
     assert settings_error(LLCSettings()) is None
+
+
+def test_auto_step_at_a_degenerate_point_is_warned_about():
+    r = estimate_llc(lambda t, idx=None: (t ** 4).sum(), torch.zeros(2, dtype=torch.float64), 1000,
+                     LLCSettings(chains=2, draws=10, burnin=0, gamma=1.0))
+    assert r.curvature_top == 0.0 and r.step == pytest.approx(0.04)
+    assert any("automatic step" in w for w in r.warnings)
+
+
+def test_meaning_places_the_estimate_between_rank_h_and_n():
+    from dataclasses import replace
+
+    from basintui.engine.analyses.llc import meaning
+
+    loss, theta, k = _orthogonal_regression(seed=6)
+    base = estimate_llc(loss, theta, k, LLCSettings(chains=2, draws=10, burnin=0, gamma=0.1))  # N = 4
+    assert "regular minimum" in meaning(replace(base, estimate=2.02, se=0.05), rank_h=4)
+    assert "minimally singular" in meaning(replace(base, estimate=1.48, se=0.05), rank_h=3)
+    assert "not flat at higher order" in meaning(replace(base, estimate=1.75, se=0.05), rank_h=3)
+    assert "below rank(H)/2" in meaning(replace(base, estimate=1.0, se=0.05), rank_h=3)
+    assert "above N/2" in meaning(replace(base, estimate=2.5, se=0.05), rank_h=4)
+    assert "could not be estimated" in meaning(replace(base, estimate=float("nan")))

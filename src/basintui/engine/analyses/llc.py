@@ -42,6 +42,7 @@ API (stable; B1 wires it into the preset keys `[llc]`, the report's `llc.*`, the
         cancel: Callable[[], bool] (True: stop; the result holds the draws so far, cancelled=True)
         progress: Callable[[int, int], None], called as (steps done, burnin + draws) after every step
     settings_error(settings) -> str | None: what is wrong with the settings (key, value, what is allowed)
+    meaning(result, rank_h=None) -> str: one sentence on λ̂ beside rank(H)/2 and N/2 at this θ
 
 LLCResult fields: estimate, std, se, chain_estimates, traces ((chains, draws_done) float64 losses),
 init_loss, n, n_params, beta, nbeta, step, step_auto, gamma, chains, draws, draws_done, burnin, batch_size,
@@ -341,6 +342,9 @@ def _result(s, traces, init_loss, n, n_params, beta, nbeta, step, auto, curv, ca
     flags = _flags(excess[ok] if ok and draws_done else np.empty((0, 0)), n_params)
     rhat = _rhat(excess[ok]) if ok and draws_done else float("nan")
     warns = _warnings(s, diverged, flags, rhat, curv, cancelled, draws_done, n_params)
+    if auto and not curv > s.gamma:
+        warns.append(f"the automatic step comes from the curvature at θ, and nβ·λ_max(H) = {curv:.3g} is not above "
+                     f"γ = {s.gamma:g} (a degenerate point): the step ε = {step:.3g} may be far too large; give llc.step")
     return LLCResult(
         estimate=est, std=std, se=se, chain_estimates=per_chain, traces=traces, init_loss=init_loss, n=n,
         n_params=n_params, beta=beta, nbeta=nbeta, step=step, step_auto=auto, gamma=float(s.gamma),
@@ -405,3 +409,30 @@ def _warnings(s, diverged, flags, rhat, curv, cancelled, draws_done, n_params) -
         w.append(f"γ = {s.gamma:g} is at least {GAMMA_WARN:g} of the top curvature nβ·λ_max(H) = {curv:.3g}: "
                  "the localisation dominates and λ̂ is biased low (lower llc.gamma)")
     return w
+
+
+def meaning(r: LLCResult, rank_h: int | None = None, bars: float = 3.0) -> str:
+    """One sentence on how λ̂ relates to N/2 and rank(H)/2 at this θ (λ lies in [rank(H)/2, N/2] at a local
+    minimum: the quadratic part counts ½ per curved direction, a flat-to-second-order direction adds 0 when
+    it is flat to every order and between 0 and ½ when the loss rises at a higher order). `bars` standard
+    errors decide "about equal"."""
+    est, se, half_n = r.estimate, r.se, r.n_params / 2
+    if not math.isfinite(est):
+        return "λ̂ could not be estimated (every chain diverged or none drew): see the warnings."
+    tol = bars * se if math.isfinite(se) else 0.0
+    sh = f"λ̂ = {est:.3g} ± {se:.2g}" if math.isfinite(se) else f"λ̂ = {est:.3g}"
+    if est > half_n + tol:
+        return f"{sh} is above N/2 = {half_n:g}, which no local minimum allows: the sampler is biased (see the warnings)."
+    if rank_h is not None and est < rank_h / 2 - tol:
+        return (f"{sh} is below rank(H)/2 = {rank_h / 2:g}, which no local minimum allows: θ is not a minimum, or "
+                "the chains have not equilibrated (see the warnings).")
+    if abs(est - half_n) <= tol and (rank_h is None or rank_h == r.n_params):
+        return f"{sh} ≈ N/2 = {half_n:g}: θ is a regular minimum, every direction is curved."
+    if rank_h is None:
+        return f"{sh} is below N/2 = {half_n:g}: the minimum is degenerate (singular) at θ."
+    if abs(est - rank_h / 2) <= tol:
+        return (f"{sh} ≈ rank(H)/2 = {rank_h / 2:g} < N/2 = {half_n:g}: minimally singular; the {r.n_params - rank_h} "
+                "directions H calls flat stay flat to every order (a valley of minima), only the curved ones count.")
+    return (f"{sh} lies between rank(H)/2 = {rank_h / 2:g} and N/2 = {half_n:g}: some of the "
+            f"{r.n_params - rank_h} directions H calls flat are not flat at higher order (the loss rises along them "
+            "like w⁴), each adding less than ½.")
