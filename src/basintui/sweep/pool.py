@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from multiprocessing.connection import wait as wait_any
@@ -93,12 +94,27 @@ def _real_stderr():
         sys.stderr = saved
 
 
+@contextmanager
+def _no_sigint():
+    """Start a worker with SIGINT ignored from its first instruction (the disposition survives exec, and
+    Python keeps an ignored SIGINT): a Ctrl-C while it imports must not print a traceback; the parent
+    decides what a Ctrl-C means. Only the main thread may change handlers (the app's runner is not)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _Worker:
     def __init__(self, ctx, quiet: bool = False) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, quiet), daemon=True,
                                 name="basintui-sweep-worker")
-        with _real_stderr():
+        with _real_stderr(), _no_sigint():
             self.proc.start()
         child.close()
         self.task: Task | None = None
