@@ -25,7 +25,7 @@ API (stable; B1 wires it into `analysis.slices`, the NPZ keys slice_loss / slice
     loss_slice(loss, theta, null_basis, top, *, symmetry=None, size=21, extent=None, along="data",
                cancel=None, progress=None) -> SliceResult
         loss: Callable[[Tensor (N,)], Tensor 0-dim]  (the full-batch Lₙ, e.g. lambda t: llc_loss(t, None))
-        null_basis: (N, K) orthonormal columns spanning null(Gᵀ) (K may be 0, or None)
+        null_basis: (N, K) orthonormal columns spanning null(Gᵀ) (K may be 0, or None); tensors or numpy arrays
         top: (N,) the top left-singular vector of G;  symmetry: (N, S) tangent vectors (any scale) or None
         cancel: Callable[[], bool]; progress: Callable[[int, int], None] as (points done, size²)
     SliceResult: loss (size, size) float64 [i over a, j over b] (nan where not evaluated after a cancel),
@@ -91,14 +91,19 @@ def _orthonormal(M: torch.Tensor) -> torch.Tensor:
 
 def _directions(theta, null_basis, top, symmetry, along, seed: int = 0) -> tuple[torch.Tensor, str, torch.Tensor, str]:
     n = theta.numel()
-    v = top.detach().to(torch.float64).reshape(-1)
+    top = torch.as_tensor(top)
+    null_basis = None if null_basis is None else torch.as_tensor(null_basis)
+    symmetry = None if symmetry is None else torch.as_tensor(symmetry)
+    v = top.detach().to(torch.float64).reshape(-1).to(theta.device)
     if v.numel() != n or not torch.isfinite(v).all() or float(torch.linalg.norm(v)) == 0.0:
         raise ValueError(f"top: a nonzero finite vector of length N = {n} is needed (got {tuple(top.shape)})")
     v = _unit_sign(v)
     B = torch.zeros(n, 0, dtype=torch.float64) if null_basis is None else null_basis.detach().to(torch.float64)
+    B = B.to(theta.device)
     if B.shape[0] != n:
         raise ValueError(f"null_basis: (N = {n}, K) columns are needed (got {tuple(B.shape)})")
-    Q = _orthonormal(symmetry.detach().to(torch.float64)) if symmetry is not None else B[:, :0]
+    Q = _orthonormal(symmetry.detach().to(torch.float64).to(theta.device).reshape(n, -1)) if symmetry is not None \
+        else B[:, :0]
     notes = []
     u = kind = None
     if along == "symmetry":
