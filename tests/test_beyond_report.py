@@ -97,3 +97,20 @@ def test_the_stages_follow_the_keys():
     assert [n for n, _ in session.beyond_stages(off)] == ["probe", "llc", "slices"]
     base = load_preset("xor-relu")
     assert [n for n, _ in session.beyond_stages(base)] == ["symmetry", "soft"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["collapse", "default", "digits"])
+def test_the_done_when_presets_fill_every_section(name):
+    """The issue's "done when", headless: each preset's own settings give the split, N_eff, the probe ranks,
+    λ̂ with diagnostics beside rank(H)/2 and N/2, and a slice (training shortened, λ̂'s chains too)."""
+    r = session.run(load_preset(name, ["train.steps=100", "llc.draws=40", "llc.burnin=20"]))
+    d = r.to_dict()
+    assert d["error"] is None
+    s = d["symmetry"]
+    assert s["complete"] and s["dim"] > 0 and s["data_dependent_dim"] >= 0
+    assert s["dim"] + s["dead_dim"] + s["data_dependent_dim"] == d["G"]["kernel_dim"]
+    assert s["max_residual"] < 1e-12
+    assert d["soft"]["n_eff"] and d["probe"]["rank_both"] >= d["probe"]["rank_train"]
+    assert d["llc"]["half_n"] == d["model"]["n_params"] / 2 and d["llc"]["diagnostics"]["traces"]
+    assert d["slice"]["u_kind"].startswith("data-dependent") and d["slice"]["rise_v"] > d["slice"]["rise_u"]

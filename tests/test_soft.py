@@ -66,3 +66,8 @@ def test_g_equal_to_zero_has_rank_zero_and_n_eff_zero_everywhere():
     assert out.primary.rank == 0 and out.primary.cliff
     assert all(p[1] == 0.0 for p in out.primary.points)
     assert all(np.isfinite(v) for _, v in out.logdet)
+
+
+def test_only_the_top_of_the_spectrum_is_said_to_give_lower_bounds():
+    out = soft.analyse_values(np.array([2.0, 1.0]), 1e-12, 10, complete=False)
+    assert not out.to_dict()["complete"] and "lower bound" in out.meaning[0]

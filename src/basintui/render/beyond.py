@@ -13,7 +13,7 @@ from rich.text import Text
 from .summary import why_missing
 
 if TYPE_CHECKING:
-    from ..schema import LlcSection, Report, SoftSection, SymmetrySection
+    from ..schema import LlcSection, Report, SliceSection, SoftSection, SymmetrySection
 
 
 def _table(title: str) -> Table:
@@ -118,7 +118,18 @@ def slice_view(r: Report) -> Group | Text | None:
     t.add_row("axes", f"u: {s.u_kind}; v: {s.v_kind}; both over ±{s.extent:.3g}, {s.shape[0]}×{s.shape[1]} points")
     t.add_row("loss", f"{s.loss_min:.3g} … {s.loss_max:.3g} (at θ {s.loss_at_theta:.3g}); rise along u "
                       f"{s.rise_u:.3g}, along v {s.rise_v:.3g}")
-    return Group(t, Text("\n".join(s.meaning), style="italic"))
+    return Group(t, slice_map(s), Text("\n".join(s.meaning), style="italic"))
+
+
+def slice_map(s: SliceSection) -> Text:
+    """The slice's grid as a heat map with its range (render/heatmap.py), log shades of loss − min so a flat
+    valley shows; a report that kept the grid only in its NPZ says so."""
+    from .heatmap import heatmap_text
+
+    if not s.loss:
+        return Text("(this report keeps the slice's grid only in its NPZ)", style="dim")
+    return heatmap_text(s.loss, s.a, s.b, a_label=f"a along u ({s.u_kind})", b_label=f"b along v ({s.v_kind})",
+                        log=True)
 
 
 def views() -> list:
@@ -212,34 +223,3 @@ def trace_plot(s: LlcSection, width: int = 60, height: int = 8) -> Text:
     return line_plot(series, width, height, y_top=max(finite) if max(finite) > 0 else 1.0,
                      x_label="draw  (loss − Lₙ(θ), one mark per chain)")
 
-
-SHADES = " .:-=+*#%@"  # low → high
-
-
-def shade_map(loss: list[list[float]], a: list[float], b: list[float]) -> Text:
-    """The slice as characters, rows along u (a), columns along v (b), darker = higher loss on a log scale of
-    loss − min (so a flat valley shows); θ marked ◆; the loss range under it."""
-    vals = [v for row in loss for v in row if math.isfinite(v)]
-    if not vals:
-        return Text("(the slice has no finite values)", style="dim")
-    lo, hi = min(vals), max(vals)
-    floor = max((hi - lo) * 1e-12, 1e-300)
-    span = math.log10(max(hi - lo, floor) / floor) or 1.0
-    c = len(loss) // 2
-    out = Text()
-    for i, row in enumerate(loss):
-        out.append(f"{a[i]:>+8.2g} ", style="dim")
-        for j, v in enumerate(row):
-            if i == c and j == len(row) // 2:
-                out.append("◆◆", style="bold red")
-                continue
-            if not math.isfinite(v):
-                out.append("??", style="dim")
-                continue
-            k = round(math.log10(max(v - lo, floor) / floor) / span * (len(SHADES) - 1))
-            out.append(SHADES[k] * 2, style="cyan")
-        out.append("\n")
-    out.append(f"{'':9}{b[0]:<+.2g}".ljust(9 + len(b)) + f"{b[-1]:>+.2g}".rjust(len(b)), style="dim")
-    out.append(f"\nrows: along u (a); columns: along v (b); loss {lo:.3g} (' ') … {hi:.3g} ('@'), log scale "
-               "of loss − min; ◆ θ", style="dim")
-    return out

@@ -75,6 +75,7 @@ class SoftSection(Section, kw_only=True):
     eps_threshold: float
     n_params: int
     meaning: list[str]
+    complete: bool = True  # False: only G's top singular values were known (the curves are lower bounds)
 
 
 class ProbeSection(Section, kw_only=True):

@@ -87,6 +87,7 @@ class Soft:
     logdet: list[tuple[float, float]]
     eps_threshold: float
     n_params: int
+    complete: bool = True  # False: only G's top singular values are known (matrix-free route)
     meaning: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -95,19 +96,23 @@ class Soft:
                 "cliff": p.cliff, "window": list(p.window), "n_eigenvalues": p.n_eigenvalues,
                 "n_eff_H": None if self.hessian is None else self.hessian.to_dict(),
                 "logdet": [{"eps": e, "value": v} for e, v in self.logdet], "eps_threshold": self.eps_threshold,
-                "n_params": self.n_params, "meaning": self.meaning}
+                "n_params": self.n_params, "complete": self.complete, "meaning": self.meaning}
 
 
 def analyse_values(sv: np.ndarray, tol: float, n: int, ggn: tuple[np.ndarray, float] | None = None,
-                   h: tuple[np.ndarray, float] | None = None) -> Soft:
+                   h: tuple[np.ndarray, float] | None = None, complete: bool = True) -> Soft:
     """From G's singular values and tolerance (n parameters), and where the Hessian stage ran the GGN's and
     (dense) H's eigenvalues with their thresholds."""
     sv = np.asarray(sv, dtype=np.float64)
     primary = curve("GGN", *ggn) if ggn is not None else curve("GGᵀ", sv**2, tol**2)
     hess = curve("H", *h) if h is not None else None
     eps = grid(float(sv[0]) ** 2 if len(sv) else 1.0, tol**2)
-    out = Soft(primary, hess, list(zip(eps.tolist(), logdet(sv, n, eps).tolist())), tol**2, n)
+    out = Soft(primary, hess, list(zip(eps.tolist(), logdet(sv, n, eps).tolist())), tol**2, n, complete)
     out.meaning = _meaning(out)
+    if not complete:
+        out.meaning.insert(0, f"Only the top {len(sv)} singular values of G are known (the matrix-free route): "
+                              "N_eff of GGᵀ is a lower bound, and log det counts the unknown ones as 0 (a lower "
+                              "bound too).")
     return out
 
 
@@ -135,7 +140,7 @@ def analyse(ctx, report) -> Soft:
         ggn = (np.asarray(hess.ggn_eigenvalues, dtype=np.float64), _threshold(hess, "GGN"))
     if hess is not None and getattr(hess, "method", "") == "dense":
         h = (np.asarray(hess.eigenvalues, dtype=np.float64), _threshold(hess, "H"))
-    return analyse_values(g.singular_values, g.tolerance, g.n_params, ggn, h)
+    return analyse_values(g.singular_values, g.tolerance, g.n_params, ggn, h, complete=bool(g.complete))
 
 
 def _threshold(hess, which: str) -> float:

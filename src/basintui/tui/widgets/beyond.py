@@ -16,7 +16,7 @@ from textual.widgets import Static
 from ...render import beyond as view
 
 if TYPE_CHECKING:
-    from ...schema import Report, SliceSection
+    from ...schema import Report
 
 SECTIONS = ("symmetry", "soft", "probe", "llc", "slice")
 
@@ -48,13 +48,6 @@ def beyond_summary(report: Report) -> RenderableType:
         return Text("Nothing beyond the rank for this run (analysis.symmetry, soft, probe, llc, slices).",
                     style="dim")
     return Group(*lines)
-
-
-def heat(sl: SliceSection) -> RenderableType:
-    """The slice's loss grid as a heat map with its range."""
-    if not sl.loss:
-        return Text("(this report keeps the slice's grid only in its NPZ)", style="dim")
-    return view.shade_map(sl.loss, sl.a, sl.b)
 
 
 class BeyondPane(Vertical):
@@ -98,10 +91,7 @@ class BeyondPane(Vertical):
             parts["llc"] = Group(view.llc_view(report), view.trace_plot(report.llc, w))
         else:
             parts["llc"] = view.llc_view(report)
-        if report.slice is not None:
-            parts["slice"] = Group(view.slice_view(report), heat(report.slice))
-        else:
-            parts["slice"] = view.slice_view(report)
+        parts["slice"] = view.slice_view(report)  # its table, the heat map and what it means
         if not has_any(report) and all(v is None for v in parts.values()):
             self.clear("Nothing beyond the rank for this run: analysis.symmetry, analysis.soft, analysis.probe, "
                        "analysis.llc and analysis.slices are off (or the run stopped before them).")
