@@ -287,3 +287,20 @@ def test_a_run_past_its_timeout_is_retried_then_failed(tmp_path):
         drive([t], InlineBackend(), j, threading.Event())
     (row,) = Journal(tmp_path).rows()
     assert (row.status, row.attempts, row.error) == ("failed", 2, "timed out after 0.3 s")
+
+
+def test_resume_refuses_a_folder_of_another_sweep(tmp_path, capsys):
+    from basintui.sweep.summary import summarise, write
+
+    s = summarise([], [{}], [0], preset="deep-linear", sets=["train.steps=0"], grid=parse_grid([]), backend="x")
+    write(s, tmp_path)
+    (tmp_path / "runs.jsonl").write_text('{"point":{},"seed":0,"status":"ok","attempts":1}\n')
+    assert cli.main(["sweep", "xor-relu", "--out", str(tmp_path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "deep-linear" in err and "same preset" in err
+
+
+def test_an_unwritable_out_exits_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["sweep", "xor-relu", "--out", str(tmp_path / "file" / "sub")]) == 2
+    assert "--out" in capsys.readouterr().err

@@ -157,6 +157,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if isinstance(prepared, int):
         return prepared
     source, grid, seeds, points, journal = prepared
+    why = _resume_mismatch(args, source)
+    if why:
+        _err(why)
+        return EXIT_USAGE
+    try:  # the summary is there from the start, so a killed sweep leaves it (and --resume can check it)
+        Path(args.out).expanduser().mkdir(parents=True, exist_ok=True)
+        _write_summary(args, source, grid, seeds, points, journal, "not started")
+    except OSError as exc:
+        _err(f"--out {args.out}: cannot write there ({exc.strerror or exc})")
+        return EXIT_USAGE
     tasks = _tasks(args, source, points, seeds, journal.done() if args.resume else set())
     from .sweep.dask_backend import DaskUnavailable
 
@@ -168,6 +178,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         outcome = _run(tasks, backend, journal, stopper.stop)
     return _finish(args, source, grid, seeds, points, journal, name, outcome)
+
+
+def _resume_mismatch(args, source) -> str | None:
+    """Why --resume cannot continue the sweep in --out (another preset or other --set items), or None."""
+    import msgspec
+
+    from .schema.sweep import decode_summary
+
+    path = Path(args.out).expanduser() / "sweep.json"
+    if not args.resume or not path.exists():
+        return None
+    try:
+        old = decode_summary(path.read_bytes())
+    except (OSError, msgspec.DecodeError) as exc:
+        return f"--resume: {path} cannot be read ({exc}); give another --out"
+    if old.preset != source or list(old.sets) != list(args.sets):
+        return (f"--resume: {path} is a sweep of {old.preset} with --set {old.sets or '(none)'}, not of {source} with "
+                f"--set {list(args.sets) or '(none)'}; resume with the same preset and --set items, or give another --out")
+    return None
+
+
+def _write_summary(args, source, grid, seeds, points, journal, backend_name):
+    from .sweep.summary import summarise, write
+
+    summary = summarise(journal.rows(), points, seeds, preset=source, sets=args.sets, grid=grid,
+                        backend=backend_name)
+    return summary, write(summary, Path(args.out).expanduser())
 
 
 def _run(tasks, backend, journal, stop):
@@ -189,12 +226,9 @@ def _run(tasks, backend, journal, stop):
 
 def _finish(args, source, grid, seeds, points, journal, backend_name, outcome) -> int:
     from .render.sweep import plot, table
-    from .sweep.summary import summarise, write
 
-    summary = summarise(journal.rows(), points, seeds, preset=source, sets=args.sets, grid=grid,
-                        backend=backend_name)
     try:
-        written = write(summary, Path(args.out).expanduser())
+        summary, written = _write_summary(args, source, grid, seeds, points, journal, backend_name)
     except OSError as exc:
         _err(f"cannot write the summary: {exc}")
         return EXIT_FAIL
