@@ -40,7 +40,7 @@ K = 200
 GAMMA = 0.1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def problem(name: str):
     """(model, X, y) in float64, θ = the model's parameters at the minimum (nothing here changes the model:
     the engine's estimator works on a copy of θ; devinterp, which moves the model, runs in its own process)."""
