@@ -163,8 +163,6 @@ def plan(preset: Preset, sizes: Sizes | Unknown, available_bytes: int, gflops: f
     if hessian_why and route.g_fits:
         notes.append(hessian_why)
     stage_s = stage_seconds(preset, sizes, route.flops, mode, gflops) if gflops else {}
-    if beyond_words(stage_s):
-        notes.append(beyond_words(stage_s) + f" (estimated at the {gflops:.0f} GFLOP/s measured now)")
     return Plan(n_params=n, n_train=sizes.n_train, out_dim=sizes.out_dim, kd=kd, linear_ok=sizes.linear_ok,
                 route=route.route, route_why=route.why, route_key=route.key, g_fits=route.g_fits,
                 hessian_mode=mode, hessian_why=hessian_why, g_bytes=g, peak_bytes=route.peak_bytes,
@@ -255,7 +253,8 @@ def beyond_seconds(preset: Preset, sizes: Sizes, rate: float) -> dict[str, float
 
 
 def beyond_words(stage_s: dict[str, float]) -> str:
-    """'beyond the rank: symmetry ~0.1 s, llc ~12 s' for the stages of issue 18 that are on ('' when none)."""
+    """'beyond the rank: symmetry ~0.1 s, llc ~12 s' for the stages of issue 18 that are on ('' when none):
+    the session's note when the run starts (the plan itself stays free of the measured rate's words)."""
     parts = [f"{name} ~{stage_s[name]:.2g} s" for name in ("symmetry", "soft", "probe", "llc", "slices")
              if name in stage_s]
     return ("beyond the rank: " + ", ".join(parts)) if parts else ""

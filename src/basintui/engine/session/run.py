@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ...config import Preset
+from ...planner import beyond_words
 from ...limits import fmt_bytes, forward_pass_bytes, mlp_shape, model_state_bytes
 from ...schema.events import Finished, Note, Partial, PlanReady, RankProbe, Stage
 from ...schema.plan import Plan
@@ -247,6 +248,8 @@ def _plan_and_build(r: _Run, inputs: data_mod.Inputs, d: int, x_train: torch.Ten
     r.meter.plan_seconds = dict(plan.stage_seconds)
     for text in plan.notes:
         r.note(text)
+    if beyond_words(plan.stage_seconds):  # the stages beyond the rank, estimated before they run
+        r.note(beyond_words(plan.stage_seconds) + " (the planner's estimate at the measured rate)")
     resources.guard(plan)
     return (model if model is not None else build()), factory, plan
 
