@@ -75,3 +75,11 @@ def test_text_plots_mark_the_threshold():
     report = load_report(REPORTS / "collapse.json")
     plot = view.n_eff_plot(report.soft, 50, 8).plain
     assert "┆" in plot and "•" in plot
+
+
+def test_g_equal_to_zero_renders_without_a_threshold():
+    report = load_report(REPORTS / "critique.json")  # rank-0 G: τ = 0
+    assert report.soft.eps_threshold == 0.0
+    buf = io.StringIO()
+    Console(file=buf, width=120).print(view.soft_view(report), view.n_eff_plot(report.soft), view.logdet_plot(report.soft))
+    assert "N_eff of" in buf.getvalue()

@@ -65,8 +65,8 @@ def soft_view(r: Report) -> Group | Text | None:
         h = s.n_eff_H
         t.add_row("N_eff of H", f"rank {h.rank} at {h.threshold:.3g}; {h.window[1]:.1f} → {h.window[0]:.1f} "
                                 f"({'cliff' if h.cliff else 'slope'}; {h.left_out} negative eigenvalues left out)")
-    at = min(s.logdet, key=lambda p: abs(math.log(p.eps) - math.log(s.eps_threshold))) if s.logdet else None
-    if at is not None:
+    if s.logdet and s.eps_threshold > 0:  # (G = 0 has no threshold to read it at)
+        at = min(s.logdet, key=lambda p: abs(math.log(p.eps) - math.log(s.eps_threshold)))
         t.add_row("log det", f"log det(GGᵀ + εI) = {at.value:.4g} at ε = {at.eps:.3g} (the rank's threshold τ²)")
     return Group(t, Text("\n".join(s.meaning), style="italic"))
 
