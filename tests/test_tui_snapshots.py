@@ -17,7 +17,7 @@ from basintui.schema import load_report
 from basintui.tui.app import BasinApp
 
 CASE = "xor-relu"
-TABS = ["dashboard", "setup", "training", "spectrum", "layers", "hessian", "levelset"]
+TABS = ["dashboard", "setup", "training", "spectrum", "layers", "hessian", "levelset", "beyond"]
 SIZES = [pytest.param((160, 50), id="160x50"), pytest.param((80, 24), id="80x24", marks=pytest.mark.slow)]
 FAST = ("dashboard",)  # at 160×50 in the default set; every other snapshot runs with -m slow
 
@@ -37,7 +37,7 @@ def run_then_show(tab: str):
                 await pilot.pause(0.05)
             assert app.report is not None, "the replayed run did not finish"
             await app.workers.wait_for_complete()
-        await pilot.press(str(TABS.index(tab)))  # 0 the dashboard, 1 … 6 the panes
+        await pilot.press(str(TABS.index(tab)))  # 0 the dashboard, 1 … 7 the panes
         tabs = app.query_one(TabbedContent)
         for _ in range(100):
             if tabs.active == tab:
