@@ -19,7 +19,7 @@ def _x_positions(ratios: list[float], width: int) -> list[int]:
     a, b = f(lo), f(hi)
     if b - a <= 0:
         return [width // 2 for _ in ratios]
-    return [round((f(r) - a) / (b - a) * (width - 1)) for r in ratios]
+    return [round((f(r) - a) / (b - a) * (width - 2)) for r in ratios]  # the H column sits one to the right
 
 
 def _row(v: float) -> int:
@@ -37,7 +37,7 @@ def plot(summary: SweepSummary, width: int = 60) -> str:
         for iv, mark, dx in ((p.g_deficient, "G", 0), (p.hessian_deficient, "H", 1)):
             if iv.fraction is None:
                 continue
-            col = min(x + dx, width - 1)
+            col = x + dx
             for r in range(_row(iv.high), _row(iv.low) + 1):
                 if grid[r][col] == " ":
                     grid[r][col] = "│"
