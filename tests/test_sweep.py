@@ -304,3 +304,26 @@ def test_an_unwritable_out_exits_2(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert cli.main(["sweep", "xor-relu", "--out", str(tmp_path / "file" / "sub")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_the_plot_puts_each_fraction_at_its_row_and_ratio():
+    from basintui.render.sweep import ProgressLine, plot, table
+
+    def rows_for(w, deficient):
+        return [RunRow(point={"w": w}, seed=s, status="ok", attempts=1, n_params=4 * w, n_outputs=4,
+                       g_deficient=s < deficient, hessian_deficient=s < deficient) for s in range(10)]
+
+    rows = rows_for(1, 10) + rows_for(4, 0)
+    s = summ.summarise(rows, [{"w": 1}, {"w": 4}], list(range(10)), preset="p", sets=[],
+                       grid=parse_grid(["w=[1, 4]"]), backend="fake")
+    lines = plot(s, width=40).splitlines()
+    top, bottom = lines[1], lines[11]  # fraction 1.0 and 0.0
+    assert top.startswith(" 1.0 ┤GH") and bottom.startswith(" 0.0 ┤") and bottom.rstrip().endswith("GH")
+    assert "w=1" in table(s) and "10/10 = 1.00 [0.72, 1.00]" in table(s) and "0/10 = 0.00 [0.00, 0.28]" in table(s)
+    import io
+
+    buf = io.StringIO()
+    p = ProgressLine(4, buf, tty=False, every_s=0)
+    p.update()
+    p.update(failed=True)
+    assert "sweep 2/4 runs, 1 failed" in buf.getvalue().splitlines()[-1]
