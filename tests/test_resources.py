@@ -114,7 +114,9 @@ def test_stages_that_need_a_G_that_cannot_fit_are_skipped_with_the_reason_and_th
     d = report.to_dict()
     assert report.G.rank == 64 and d["G"]["route"] == "factored" and d["G"]["method"].startswith("factored linear")
     assert d["hessian"] is None and d["layers"] is None
-    assert set(d["skipped"]) == {"hessian", "layers"} and "does not fit" in d["skipped"]["hessian"]
+    # the kernel split (analysis.symmetry, on by default) needs G too; soft needs only the spectrum and runs
+    assert set(d["skipped"]) == {"hessian", "layers", "symmetry"} and "does not fit" in d["skipped"]["hessian"]
+    assert d["soft"] is not None
     assert any(n.startswith("layers: skipped") for n in d["notes"])
     assert why_missing(report.to_schema(), "hessian", "The Hessian", None, "Hessian").startswith(
         "The Hessian was not computed: skipped, because it needs G")
