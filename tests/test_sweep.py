@@ -220,6 +220,7 @@ def test_bad_grid_exits_2_listing_the_offending_points(tmp_path, capsys):
     (["--seeds", "0"], "--seeds 0"),
     (["--workers", "0"], "--workers 0"),
     (["--timeout", "-1"], "--timeout"),
+    (["--seeds", "2", "--seed-list", "1,2"], "give one of them"),
 ])
 def test_bad_flags_exit_2(tmp_path, capsys, argv, words):
     assert cli.main(["sweep", "xor-relu", *argv, "--out", str(tmp_path / "o")]) == 2

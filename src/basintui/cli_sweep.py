@@ -69,6 +69,9 @@ def _prepare(args):
     if args.workers is not None and args.workers < 1:
         _err(f"--workers {args.workers}: at least 1")
         return EXIT_USAGE
+    if args.seeds is not None and args.seed_list is not None:
+        _err(f"--seeds {args.seeds} and --seed-list {args.seed_list}: give one of them")
+        return EXIT_USAGE
     if args.timeout is not None and not args.timeout > 0:
         _err(f"--timeout {args.timeout}: a positive number of seconds")
         return EXIT_USAGE
