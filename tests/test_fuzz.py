@@ -119,6 +119,8 @@ def wrong_values(declared: str) -> st.SearchStrategy[str]:
         return st.one_of(ints, floats, strings, dates, lists_of_int, table)
     if base == "str":
         return st.one_of(ints, floats, bools, dates, lists_of_int, table)
+    if base == "int | str":  # analysis.probe: a count or a file
+        return st.one_of(floats, bools, dates, lists_of_int, table)
     # tuple[int, ...]
     return st.one_of(ints, floats, bools, strings, dates, table,
                      st.lists(st.one_of(floats, strings, bools), min_size=1, max_size=3).map(
