@@ -114,3 +114,14 @@ def test_the_done_when_presets_fill_every_section(name):
     assert d["soft"]["n_eff"] and d["probe"]["rank_both"] >= d["probe"]["rank_train"]
     assert d["llc"]["half_n"] == d["model"]["n_params"] / 2 and d["llc"]["diagnostics"]["traces"]
     assert d["slice"]["u_kind"].startswith("data-dependent") and d["slice"]["rise_v"] > d["slice"]["rise_u"]
+
+
+def test_tangents_that_do_not_fit_leave_the_split_unsearched_and_say_why(monkeypatch):
+    from basintui.engine import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1 << 16)  # 64 KiB: G fits, the tangents not
+    r = session.run(load_preset("default", ["data.n=6", "data.dim=2", "model.hidden=[3]", "train.steps=5",
+                                            "analysis.rank_every=-1", 'analysis.hessian="off"', "analysis.layers=false"]))
+    s = r.to_dict()["symmetry"]
+    assert s is not None and not s["complete"] and s["dim"] == 0 and s["data_dependent_dim"] == s["kernel_dim"]
+    assert "do not fit in memory" in s["why"][0]

@@ -346,12 +346,9 @@ def split(found: Found, G: torch.Tensor, tolerance: float, rank: int, sigma1: fl
     S = np.stack([t.vector for t in live], axis=1) if live else np.zeros((n, 0))
     Qs, span_rank = orth(S)
     dim, dim_hi, dim_lo = flat_count(G, Qs, tolerance)
-    D = np.zeros((n, len(found.dead_coords)))
-    D[found.dead_coords, np.arange(len(found.dead_coords))] = 1.0
-    Qsd, _ = orth(np.concatenate([S, D], axis=1))
-    both, _, _ = flat_count(G, Qsd, tolerance)
     kernel = n - rank
     dead_row = float(G[torch.as_tensor(found.dead_coords, dtype=torch.long)].abs().max()) if len(found.dead_coords) else 0.0
+    both = _with_dead(G, S, found.dead_coords, tolerance, dead_row)
     out = Split(dim=dim, dead_dim=both - dim, data_dependent_dim=kernel - both, kernel_dim=kernel,
                 max_residual=float(res.max()) if len(res) else None, tangents=len(live), span_rank=span_rank,
                 dead_units=len(dead), dead_params=len(found.dead_coords), dead_max_row=dead_row,
@@ -359,6 +356,21 @@ def split(found: Found, G: torch.Tensor, tolerance: float, rank: int, sigma1: fl
     out.kinds = _kinds(live, res)
     _explain(out, found, span_rank, rank_exact, len(found.tangents) - len(live))
     return out
+
+
+def _with_dead(G: torch.Tensor, S: np.ndarray, coords: np.ndarray, tol: float, dead_row: float) -> int:
+    """The flat count of span(S ∪ {e_i : i ∈ coords}). G's rows at the dead coordinates are exactly 0 (the
+    ReLU's derivative is 0 there), so the span is span(e_i) ⊕ span(P S), P zeroing those rows, and its flat
+    part is every e_i plus the flat part of span(P S): no N × |coords| matrix is formed. Should a dead row
+    not be 0 (it cannot for a ReLU), the coordinates are counted with the tangents by the general rule."""
+    n = G.shape[0]
+    if dead_row > 0.0:
+        D = np.zeros((n, len(coords)))
+        D[coords, np.arange(len(coords))] = 1.0
+        return flat_count(G, orth(np.concatenate([S, D], axis=1))[0], tol)[0]
+    PS = S.copy()
+    PS[coords] = 0.0
+    return len(coords) + flat_count(G, orth(PS)[0], tol)[0]
 
 
 def _kinds(live: list[Tangent], res: np.ndarray) -> list[dict]:

@@ -24,7 +24,16 @@ def symmetry_stage(ctx, report) -> Any:
     from ..analyses import symmetry
 
     spec = ctx.spectrum
-    found = symmetry.find(ctx.model, ctx.layout, ctx.x, probabilities=ctx.transform is not None)
+    n = ctx.layout.n_params
+    widths = sum(m.out_features for m in ctx.model.modules() if isinstance(m, torch.nn.Linear))
+    need = 3 * 8 * n * (widths + symmetry.MAX_TANGENTS)  # the tangents, their basis and Gᵀ times it
+    if need > memory.SAFETY * memory.available_bytes(ctx.device):
+        why = (f"the tangents ({n} × up to {widths + symmetry.MAX_TANGENTS}, about {need / 2**30:.1f} GiB) do not "
+               "fit in memory: no symmetry or dead-unit directions were searched, and the whole kernel counts as "
+               "data-dependent (an upper bound)")
+        found = symmetry.Found([], [], np.zeros(0, dtype=np.int64), False, [why])
+    else:
+        found = symmetry.find(ctx.model, ctx.layout, ctx.x, probabilities=ctx.transform is not None)
     ctx.cancel.check()
     sigma1 = float(spec.singular_values[0]) if len(spec.singular_values) else 0.0
     out = symmetry.split(found, ctx.G, spec.tolerance, spec.rank, sigma1, rank_exact=spec.rank_exact)
