@@ -142,3 +142,13 @@ def test_a_model_that_is_not_a_sequential_is_not_searched_and_says_why():
     assert out.data_dependent_dim == out.kernel_dim
     assert "nn.Sequential" in out.why[0]
     assert "upper bound" in out.meaning[0]
+
+
+def test_a_split_that_rounding_pushes_past_the_kernel_shows_zero_and_says_why():
+    out = symmetry.Split(dim=3, dead_dim=2, data_dependent_dim=-1, kernel_dim=4, max_residual=1e-17, tangents=3,
+                         span_rank=3, dead_units=1, dead_params=2, dead_max_row=0.0, tolerance=1e-12, dim_range=(2, 3),
+                         complete=True)
+    symmetry._explain(out, symmetry.Found([], [], torch.zeros(0).numpy(), True), 3, True, 0)
+    assert out.data_dependent_dim == 0
+    assert any("exceed N − rank(G) = 4 by 1" in w for w in out.why)
+    assert any("hangs on the tolerance: 2 at τ/2" in w for w in out.why)
