@@ -95,47 +95,24 @@ def llc_section(res, rank_h: int | None, quadratic: float | None = None) -> dict
             "gamma": res.gamma, "beta": res.beta, "nbeta": res.nbeta, "n": res.n, "n_params": res.n_params,
             "half_n": res.n_params / 2, "rank_H": rank_h, "half_rank_H": half_h,
             "quadratic": quadratic,
-            "relation": relation(res.estimate, res.se, res.n_params, rank_h, quadratic), "seconds": res.seconds,
+            "relation": relation(res, rank_h, quadratic), "seconds": res.seconds,
             "diagnostics": diag}
 
 
-def relation(est: float, se: float, n_params: int, rank_h: int | None, quadratic: float | None = None) -> str:
-    """What λ̂ beside rank(H)/2 and N/2 means at this θ, in words (two standard errors decide)."""
-    if not math.isfinite(est):
-        return "λ̂ is not available (every chain diverged): nothing can be said; lower llc.step."
-    band = 2 * se if math.isfinite(se) else 0.0
-    text = _relation(est, band, n_params, rank_h)
-    if quadratic is not None:
-        text += (f" At the sampler's scale (nβ, γ) the quadratic model of the loss at θ predicts {quadratic:.3g}: "
-                 + ("λ̂ agrees, so what the chains see is the curvature H already shows." if abs(est - quadratic)
-                    <= band else "λ̂ differs, so the chains see beyond the quadratic model (higher-order terms, or "
-                    "chains not yet at equilibrium: see the diagnostics)."))
-    return text
+def relation(res, rank_h: int | None, quadratic: float | None = None) -> str:
+    """llc.meaning (λ̂ beside rank(H)/2 and N/2, three standard errors decide) and, with a dense Hessian, what
+    the loss's quadratic model at θ predicts at the sampler's nβ and γ."""
+    from ..analyses import llc
 
-
-def _relation(est: float, band: float, n_params: int, rank_h: int | None) -> str:
-    half_n = n_params / 2
-    if est - band > half_n:
-        return (f"λ̂ = {est:.3g} is above N/2 = {half_n:g}, which no local minimum allows: the sampler is biased "
-                "(step too large, or too few draws); do not read it.")
-    if rank_h is None:
-        near = abs(est - half_n) <= band
-        return (f"λ̂ = {est:.3g} {'matches' if near else 'is below'} N/2 = {half_n:g}: "
-                + ("θ behaves like a regular minimum." if near else
-                   f"about {half_n - est:.3g} of N/2 is missing, so θ is a degenerate (singular) point; "
-                   "turn the Hessian on to compare with rank(H)/2."))
-    half_h = rank_h / 2
-    if est + band < half_h:
-        return (f"λ̂ = {est:.3g} is below rank(H)/2 = {half_h:g}, the lower bound at a local minimum: θ is not a "
-                "minimum, or the estimate is biased low (γ too large, too few draws).")
-    if abs(est - half_h) <= band:
-        if rank_h == n_params:
-            return f"λ̂ ≈ rank(H)/2 = N/2 = {half_n:g}: θ is a regular minimum; every direction is quadratic."
-        return (f"λ̂ ≈ rank(H)/2 = {half_h:g} < N/2 = {half_n:g}: the N − rank(H) = {n_params - rank_h} directions "
-                "flat to second order add nothing, as if they were exactly flat (a minimally singular point).")
-    return (f"rank(H)/2 = {half_h:g} < λ̂ = {est:.3g} < N/2 = {half_n:g}: the directions flat to second order "
-            f"still add {est - half_h:.3g} through higher-order terms: the loss rises along them, slower than "
-            "quadratically.")
+    text = llc.meaning(res, rank_h)
+    if quadratic is None or not math.isfinite(res.estimate):
+        return text
+    band = 3 * res.se if math.isfinite(res.se) else 0.0
+    agrees = abs(res.estimate - quadratic) <= band
+    return text + (f" At the sampler's scale (nβ, γ) the quadratic model of the loss at θ predicts {quadratic:.3g}: "
+                   + ("λ̂ agrees, so what the chains see is the curvature H already shows." if agrees else
+                      "λ̂ differs, so the chains see beyond the quadratic model (higher-order terms, or chains not yet "
+                      "at equilibrium: see the diagnostics)."))
 
 
 def slices_stage(ctx, report) -> dict[str, Any]:
