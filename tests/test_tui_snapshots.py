@@ -17,7 +17,7 @@ from basintui.schema import load_report
 from basintui.tui.app import BasinApp
 
 CASE = "xor-relu"
-TABS = ["dashboard", "setup", "training", "spectrum", "layers", "hessian", "levelset", "beyond"]
+TABS = ["dashboard", "setup", "training", "spectrum", "layers", "hessian", "levelset", "beyond", "sweep"]
 SIZES = [pytest.param((160, 50), id="160x50"), pytest.param((80, 24), id="80x24", marks=pytest.mark.slow)]
 FAST = ("dashboard",)  # at 160×50 in the default set; every other snapshot runs with -m slow
 

@@ -56,6 +56,7 @@ from .widgets.levelset import LevelSetPane
 from .widgets.loglines import note_line, stage_line
 from .widgets.setup import SetupChanged, SetupPane
 from .widgets.spectrum import SpectrumPane
+from .widgets.sweep import SweepPane
 from .widgets.training import TrainingPane
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ TABS = (
     ("hessian", "Hessian"),
     ("levelset", "Level set"),
     ("beyond", "Beyond the rank"),
+    ("sweep", "Sweep"),
 )
 
 KEYS: tuple[KeySpec, ...] = (
@@ -159,6 +161,8 @@ class BasinApp(App[int]):
                 yield LevelSetPane(id="levelset-pane", classes="pane")
             with TabPane("Beyond the rank", id="beyond"):
                 yield BeyondPane(id="beyond-pane", classes="pane")
+            with TabPane("Sweep", id="sweep"):
+                yield SweepPane(id="sweep-pane", classes="pane")
         yield Footer(compact=True, show_command_palette=False)  # ctrl+p is on the help screen
 
     def pane(self, cls: type[W]) -> W:
@@ -195,7 +199,7 @@ class BasinApp(App[int]):
 
     FOCUS_IN = {"dashboard": "#dash-log", "setup": "#preset-list", "training": "#stage-log",
                 "spectrum": "#spec-facts", "layers": "#layers-table", "hessian": "#hess-facts",
-                "levelset": "#ls-body", "beyond": "#beyond-body"}
+                "levelset": "#ls-body", "beyond": "#beyond-body", "sweep": "#sweep-start"}
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """A tab clicked with the mouse: keep the focus on the visible pane, never in a hidden field."""
@@ -254,6 +258,10 @@ class BasinApp(App[int]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(KEYS))
+
+    def setup_preset(self) -> Preset | None:
+        """The preset the Setup form holds now (None while a field is invalid): what `r` and a sweep start."""
+        return self.pane(SetupPane).validate()
 
     def action_run(self) -> None:
         setup = self.pane(SetupPane)
@@ -339,7 +347,9 @@ class BasinApp(App[int]):
             except ReportFileError as exc:
                 self.push_screen(ErrorScreen("That file cannot be compared", str(exc)))
                 return
-            from .screens.compare import CompareScreen  # the comparison's renderers load on first use
+            from .screens.compare import (
+                CompareScreen,  # the comparison's renderers load on first use
+            )
 
             here = str(self.report_path) if self.report_path is not None else f"this run ({self.preset.name})"
             self.push_screen(CompareScreen(mine, other, here, path))

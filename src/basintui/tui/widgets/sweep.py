@@ -71,7 +71,8 @@ class SweepPane(Vertical):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "sweep-start":
-            self.start(getattr(self.app, "preset", None))
+            from_setup = getattr(self.app, "setup_preset", None)  # the Setup form's preset, as `r` runs it
+            self.start(from_setup() if from_setup else getattr(self.app, "preset", None))
         elif event.button.id == "sweep-stop":
             self.stop()
 
