@@ -23,7 +23,8 @@ SLICE_SIZE = 21
 def symmetry_stage(ctx, report) -> Any:
     from ..analyses import symmetry
 
-    spec = ctx.spectrum
+    spec, meter = ctx.spectrum, progress.of(ctx.cancel)
+    meter.expect(2, "steps")  # the tangents; the split of the kernel
     n = ctx.layout.n_params
     widths = sum(m.out_features for m in ctx.model.modules() if isinstance(m, torch.nn.Linear))
     need = 3 * 8 * n * (widths + symmetry.MAX_TANGENTS)  # the tangents, their basis and Gᵀ times it
@@ -35,6 +36,7 @@ def symmetry_stage(ctx, report) -> Any:
     else:
         found = symmetry.find(ctx.model, ctx.layout, ctx.x, probabilities=ctx.transform is not None)
     ctx.cancel.check()
+    meter.update(1, upto=2)
     sigma1 = float(spec.singular_values[0]) if len(spec.singular_values) else 0.0
     out = symmetry.split(found, ctx.G, spec.tolerance, spec.rank, sigma1, rank_exact=spec.rank_exact)
     dead = {u for u in found.dead_units}
@@ -46,12 +48,14 @@ def symmetry_stage(ctx, report) -> Any:
 def soft_stage(ctx, report) -> Any:
     from ..analyses import soft
 
+    progress.of(ctx.cancel).expect(1, "curves")
     return soft.analyse(ctx, report)
 
 
 def probe_stage(ctx, report) -> Any:
     from ..analyses import probe
 
+    progress.of(ctx.cancel).expect(1, "steps")
     return probe.analyse(ctx, report)
 
 
