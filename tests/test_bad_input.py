@@ -302,6 +302,7 @@ GOOD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 5-9 s: in the slow set to keep the default suite within its target
 def test_the_working_directory_never_supplies_a_factory(tmp_path):
     cwd, presets = tmp_path / "cwd", tmp_path / "presets"
     cwd.mkdir()

@@ -357,6 +357,7 @@ def test_level_set_pane_shows_dimension_manifold_and_radius_dependence():
     assert "1e-02" in body and "1e-04" in body
 
 
+@pytest.mark.slow  # 5-9 s: in the slow set to keep the default suite within its target
 def test_a_kink_in_F_makes_the_verdict_cannot_tell_not_crossing():
     # relu(a) + b: the level set b = −relu(a) is a graph with a corner at θ* (tangents 45° apart); J jumps
     # along the segments to the points with a > 0, so the probe cannot call the 45° a crossing

@@ -197,6 +197,7 @@ def _check_cli_reports(cases, tmp_path):
         assert _without_rate(engine) == _without_rate(plan)  # the report's plan: the same decision, same estimates
 
 
+@pytest.mark.slow  # 5-9 s: in the slow set to keep the default suite within its target
 def test_the_engine_takes_the_route_and_hessian_mode_the_planner_chose(tmp_path):
     _check_cli_reports(ENGINE_CASES, tmp_path)
 

@@ -51,6 +51,7 @@ def test_matrix_free_route_finds_the_rank_exactly_when_the_tolerance_falls_insid
     assert np.max(np.abs(got.G.singular_values[big] - top[big]) / top[big]) <= 1e-8
 
 
+@pytest.mark.slow  # 5-9 s: in the slow set to keep the default suite within its target
 def test_matrix_free_route_says_the_rank_is_only_bounded_below_when_every_value_found_is_above_it(tmp_path):
     out = tmp_path / "r.json"
     proc = run_cli("run", "default", "--set", "analysis.route=matfree", "--set", "analysis.top_k=20",

@@ -90,6 +90,7 @@ def test_a_preset_from_no_file_highlights_nothing():
     run(body, make_preset(data={"n": 8}))
 
 
+@pytest.mark.slow  # 5-9 s: in the slow set to keep the default suite within its target
 def test_the_highlight_follows_loading_by_path(tmp_path):
     copy = tmp_path / "digits.toml"  # a built-in's name, but not the built-in
     shutil.copy(ROOT / "presets" / "xor-relu.toml", copy)
@@ -156,6 +157,7 @@ def test_esc_leaves_a_field_and_keeps_its_value():
     run(body, load_preset("default"))
 
 
+@pytest.mark.slow  # 5-9 s: in the slow set to keep the default suite within its target
 def test_letters_and_digits_type_into_a_field():
     async def body(app, pilot, started):
         desc = editor(app, "description")
@@ -253,6 +255,7 @@ def test_saving_invalid_fields_is_refused():
     run(body, load_preset("default"))
 
 
+@pytest.mark.slow  # 5-9 s: in the slow set to keep the default suite within its target
 def test_the_equivalent_command_follows_the_fields():
     async def body(app, pilot, started):
         setup = pane(app)
