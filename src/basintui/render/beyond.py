@@ -63,8 +63,9 @@ def soft_view(r: Report) -> Group | Text | None:
     t.add_row("curve", n_eff_row(s))
     if s.n_eff_H is not None:
         h = s.n_eff_H
-        t.add_row("N_eff of H", f"rank {h.rank} at {h.threshold:.3g}; {h.window[1]:.1f} → {h.window[0]:.1f} "
-                                f"({'cliff' if h.cliff else 'slope'}; {h.left_out} negative eigenvalues left out)")
+        t.add_row("N_eff of H", f"{h.window[1]:.1f} → {h.window[0]:.1f} across the threshold {h.threshold:.3g} "
+                                f"({'cliff' if h.cliff else 'slope'}), over H's positive eigenvalues: {h.rank} above "
+                                f"the threshold, {h.left_out} negative ones left out (rank(H) counts |λ|)")
     if s.logdet and s.eps_threshold > 0:  # (G = 0 has no threshold to read it at)
         at = min(s.logdet, key=lambda p: abs(math.log(p.eps) - math.log(s.eps_threshold)))
         t.add_row("log det", f"log det(GGᵀ + εI) = {at.value:.4g} at ε = {at.eps:.3g} (the rank's threshold τ²)")
@@ -207,7 +208,7 @@ def logdet_plot(s: SoftSection, width: int = 60, height: int = 8) -> Text:
     lo = min(ys) if ys else 0.0
     return line_plot([(xs, [y - lo for y in ys], "•", "green")], width, height,
                      vline=math.log10(s.eps_threshold) if s.eps_threshold > 0 else None,
-                     x_label=f"log10 ε  (log det − {lo:.4g}; ┆ τ²)")
+                     x_label=f"log10 ε  (log det {'−' if lo >= 0 else '+'} {abs(lo):.4g}; ┆ τ²)")
 
 
 def trace_plot(s: LlcSection, width: int = 60, height: int = 8) -> Text:

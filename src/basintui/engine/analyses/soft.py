@@ -126,7 +126,8 @@ def _meaning(s: Soft) -> list[str]:
              f"threshold·10^{CLIFF_WIDTH:g} (rank {p.rank} at the threshold {p.threshold:.3g}): {shape}.")
     lines = [first]
     if s.hessian is not None and s.hessian.left_out:
-        lines.append(f"H has {s.hessian.left_out} negative eigenvalues, left out of its N_eff.")
+        lines.append(f"H has {s.hessian.left_out} negative eigenvalues, left out of its N_eff: of its positive ones "
+                     f"{s.hessian.rank} lie above the threshold (rank(H) counts |λ| above it, negatives included).")
     lines.append("log det(GGᵀ + εI) has slope N − N_eff(ε) in log ε: it bends where eigenvalues of GGᵀ cross ε.")
     return lines
 
