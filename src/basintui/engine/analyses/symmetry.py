@@ -171,39 +171,32 @@ def _pair_tangents(mods, a: int, between: list[nn.Module], b: int, offsets: dict
     label = f"{a}→{b}"
     if linear_only:
         return _gl(S, B, R, s_slot, b_slot, r_slot, n, label), ""
-    out = []
-    for u in range(S.shape[0]):
-        ds = np.zeros_like(S)
-        ds[u] = S[u]
-        parts = [(s_slot, ds)]
-        if B is not None:
-            db = np.zeros_like(B)
-            db[u] = B[u]
-            parts.append((b_slot, db))
-        dr = np.zeros_like(R)
-        dr[:, u] = -R[:, u]
-        parts.append((r_slot, dr))
-        out.append(Tangent("rescale", f"{label} unit {u}", _vec(n, parts), unit=(a, u)))
-    return out, ""
+    slots = (s_slot, b_slot, r_slot)
+    return [Tangent("rescale", f"{label} unit {u}", _e_ij(S, B, R, slots, n, u, u), unit=(a, u))
+            for u in range(S.shape[0])], ""
+
+
+def _e_ij(S, B, R, slots, n: int, i: int, j: int) -> np.ndarray:
+    """The tangent of W₁ ↦ (I + tE_ij) W₁, b₁ ↦ (I + tE_ij) b₁, W₂ ↦ W₂ (I − tE_ij) at t = 0: row j of W₁ (and
+    b₁) into row i, minus column i of W₂ into column j. i = j is unit i's positive rescaling."""
+    s_slot, b_slot, r_slot = slots
+    ds = np.zeros_like(S)
+    ds[i] = S[j]
+    parts = [(s_slot, ds)]
+    if B is not None:
+        db = np.zeros_like(B)
+        db[i] = B[j]
+        parts.append((b_slot, db))
+    dr = np.zeros_like(R)
+    dr[:, j] = -R[:, i]
+    parts.append((r_slot, dr))
+    return _vec(n, parts)
 
 
 def _gl(S, B, R, s_slot, b_slot, r_slot, n: int, label: str) -> list[Tangent]:
     """GL(h) between two Linear maps with nothing between: A W₁, A b₁, −W₂ A for each E_ij."""
-    h, out = S.shape[0], []
-    for i in range(h):
-        for j in range(h):
-            ds = np.zeros_like(S)
-            ds[i] = S[j]
-            parts = [(s_slot, ds)]
-            if B is not None:
-                db = np.zeros_like(B)
-                db[i] = B[j]
-                parts.append((b_slot, db))
-            dr = np.zeros_like(R)
-            dr[:, j] = -R[:, i]
-            parts.append((r_slot, dr))
-            out.append(Tangent("gl", f"{label} E[{i},{j}]", _vec(n, parts)))
-    return out
+    h, slots = S.shape[0], (s_slot, b_slot, r_slot)
+    return [Tangent("gl", f"{label} E[{i},{j}]", _e_ij(S, B, R, slots, n, i, j)) for i in range(h) for j in range(h)]
 
 
 def _layernorm_input(lin: nn.Linear, a: int, b: int, offsets: dict, n: int) -> list[Tangent]:
