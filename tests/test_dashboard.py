@@ -105,6 +105,7 @@ def test_each_pane_opens_full_size_on_its_key_and_esc_comes_back():
     asyncio.run(main())
 
 
+@pytest.mark.slow  # 4-9 s: in the slow set to keep the default suite within its target
 def test_narrow_terminal_keeps_tabs_and_the_dashboard_stacks_without_plots():
     async def main():
         app = run_app("xor-relu")

@@ -72,6 +72,7 @@ def run(coro_fn, preset):
     asyncio.run(main())
 
 
+@pytest.mark.slow  # 4-9 s: in the slow set to keep the default suite within its target
 def test_the_app_opens_with_its_builtin_preset_highlighted():
     async def body(app, pilot, started):
         assert highlighted(app) == "collapse"
@@ -141,6 +142,7 @@ def test_selecting_in_the_list_loads_and_r_runs_the_fields_not_the_highlight():
     run(body, load_preset("default"))
 
 
+@pytest.mark.slow  # 4-9 s: in the slow set to keep the default suite within its target
 def test_esc_leaves_a_field_and_keeps_its_value():
     async def body(app, pilot, started):
         lr = editor(app, "train.lr")
@@ -191,6 +193,7 @@ async def save_to(app, pilot, path) -> SavePresetScreen:
     return screen
 
 
+@pytest.mark.slow  # 4-9 s: in the slow set to keep the default suite within its target
 def test_save_writes_a_file_that_loads_back_equal(tmp_path):
     async def body(app, pilot, started):
         editor(app, "train.lr").value = "0.1"
