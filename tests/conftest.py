@@ -91,3 +91,18 @@ def _a_share_of_the_cpus() -> None:
 
 
 _a_share_of_the_cpus()
+
+
+def plain(app, selector: str, width: int = 200) -> str:
+    """The text a Static of the app's main screen shows (a rich renderable printed at `width`, styles dropped)."""
+    import io
+
+    from rich.console import Console
+    from textual.widgets import Static
+
+    content = app.screen_stack[0].query_one(selector, Static).content
+    if isinstance(content, str):
+        return content
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(content)
+    return console.export_text()

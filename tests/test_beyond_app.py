@@ -7,23 +7,14 @@ import asyncio
 import io
 
 import pytest
+from conftest import plain
 from replay import REPORTS, stored_preset
 from rich.console import Console
-from textual.widgets import Static, TabbedContent
+from textual.widgets import TabbedContent
 
 from basintui.render import beyond as view
 from basintui.schema import load_report
 from basintui.tui.app import BasinApp, planned_stages
-
-
-def plain(app, selector: str, width: int = 200) -> str:
-    """The text a Static shows (a rich renderable printed at `width`, styles dropped)."""
-    content = app.screen_stack[0].query_one(selector, Static).content
-    if isinstance(content, str):
-        return content
-    console = Console(width=width, record=True, file=io.StringIO())
-    console.print(content)
-    return console.export_text()
 
 
 def test_key_7_shows_the_split_the_curves_lambda_and_the_slice():

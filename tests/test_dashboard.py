@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import html
-import io
 import re
 import shutil
 
 import pytest
+from conftest import plain
 from replay import REPORTS, replay_session, stored_preset
-from rich.console import Console
-from textual.widgets import Static, TabbedContent
+from textual.widgets import TabbedContent
 
 from basintui.schema import load_report
 from basintui.tui.app import BasinApp
@@ -28,16 +27,6 @@ async def until(pilot, cond, timeout: float = 30.0, what: str = "") -> None:
             return
         await pilot.pause(0.05)
     raise AssertionError(f"timed out waiting for {what or cond}")
-
-
-def plain(app, selector: str, width: int = 200) -> str:
-    """The text a Static shows (a rich renderable printed at `width`, styles dropped)."""
-    content = app.screen_stack[0].query_one(selector, Static).content
-    if isinstance(content, str):
-        return content
-    console = Console(width=width, record=True, file=io.StringIO())
-    console.print(content)
-    return console.export_text()
 
 
 def run_app(name: str) -> BasinApp:
