@@ -60,7 +60,14 @@ class StageLog(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        self.follow = round(new_value) >= self.max_scroll_y  # the user scrolled up, or back to the end
+        if self.size.height:  # a hidden log (another pane showing) has no end to be at
+            self.follow = round(new_value) >= self.max_scroll_y  # the user scrolled up, or back to the end
+
+    def on_resize(self) -> None:
+        """Shown (its pane opened) or resized: a log that follows the end shows the end. Lines written while
+        the pane was hidden could not scroll it there, which left the top in view, depending on timing."""
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
